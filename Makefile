@@ -1,0 +1,15 @@
+# The two commands a fresh machine needs: `make run` runs the whole system, `make test` runs the tests.
+# Each installs what it needs first (scripts/bootstrap.sh; fast when nothing changed).
+.PHONY: run test
+
+# Extra arguments: to pytest for `make test` (ARGS="-k launcher"), to the launcher for `make run`
+# (ARGS="--cluster --replicas 2": a 3-node JetStream cluster, two orchestrators and two processors).
+ARGS ?=
+
+run:
+	bash scripts/bootstrap.sh
+	.venv/bin/python -m services.launcher $(ARGS)
+
+test:
+	bash scripts/bootstrap.sh --test
+	.venv/bin/python -m pytest $(ARGS)

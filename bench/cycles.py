@@ -1,0 +1,355 @@
+"""2–3. Full approval cycles per second, and what one cycle puts through the broker.
+
+A closed-loop load generator keeps a fixed number of workflows in flight. It publishes commands straight to NATS (as
+any client may) and follows the committed events (an ordered consumer on the events stream, as the broadcaster does;
+a core NATS subscription would also see the events of an atomic batch the stream then refused):
+`WorkflowStarted` → process; `request_approval` → approve; `approve` (Finished) or `fail` (Error) ends the cycle and
+starts the next workflow. After the measured
+window it stops starting workflows and lets the ones in flight end, so the stream deltas over the whole scenario
+divide exactly by the cycles run."""
+
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+from nats.js.client import JetStreamContext
+
+from bench.system import (
+    CpuMeter,
+    System,
+    connected,
+    drop_topology,
+    new_topology,
+    say,
+    start_workers,
+    stream_last_seq,
+    wait_until,
+)
+from contracts.commands import ApproveWorkflow, CreateWorkflow, ProcessWorkflow
+from contracts.topology import Topology
+
+DRAIN_TIMEOUT_S = 30.0
+BENCH_INBOX = "_BENCH"  # the load generator's own replies, told apart from the services' when counting the wire
+SERVICE_CONSUMERS = {"orchestrator", "processor"}
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+class CycleDriver:
+    """Drives approval cycles. With `leave_waiting`, it does not approve: each cycle ends at Waiting For Approval,
+    and it starts workflows until that many wait."""
+
+    def __init__(self, nc: Client, topology: Topology, in_flight: int, leave_waiting: int | None = None) -> None:
+        self.nc, self.js, self.topology = nc, nc.jetstream(), topology
+        self.in_flight, self.leave_waiting = in_flight, leave_waiting
+        self.launching = True
+        self.launched = self.finished = self.errored_output = self.errored_other = self.waiting = 0
+        self.rejections: Counter[str] = Counter()
+        self.decisions: set[str] = set()  # commands that appended events: one atomic commit each
+        self.client_commands = 0
+        self.publish_failures = 0
+        self.cycle_seconds: list[float] = []
+        self._open: dict[str, float] = {}  # workflow id -> when its create was sent
+        self._run = new_topology("w").prefix  # unique workflow ids per driver
+
+    @property
+    def ended(self) -> int:
+        return self.finished + self.errored_output + self.errored_other
+
+    @property
+    def open(self) -> int:
+        return len(self._open)
+
+    async def start(self) -> None:
+        await self.js.subscribe(
+            self.topology.events_subject(),
+            stream=self.topology.events_stream,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+            cb=self._on_event,
+        )
+        for _ in range(min(self.in_flight, self.leave_waiting or self.in_flight)):
+            await self._launch()
+
+    async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        """Start no more workflows; wait for those in flight to end (or wait for approval, when not approving)."""
+        self.launching = False
+
+        async def settled() -> bool:
+            return not self._open
+
+        await wait_until(settled, timeout_s, f"{self.open} workflows in flight to end")
+
+    async def _send(self, command) -> None:
+        future = await self.js.publish_async(
+            self.topology.commands_subject(command.workflow_id),
+            command.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": command.message_id},
+        )
+        future.add_done_callback(self._count_failure)
+        self.client_commands += 1
+
+    def _count_failure(self, future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self.publish_failures += 1
+
+    async def _launch(self) -> None:
+        self.launched += 1
+        workflow_id = f"{self._run}-{self.launched}"
+        self._open[workflow_id] = time.perf_counter()
+        await self._send(CreateWorkflow(message_id=f"{workflow_id}-create", workflow_id=workflow_id))
+
+    async def _end(self, workflow_id: str) -> None:
+        began = self._open.pop(workflow_id, None)
+        if began is not None:
+            self.cycle_seconds.append(time.perf_counter() - began)
+        enough = self.leave_waiting is not None and self.waiting + self.open >= self.leave_waiting
+        if self.launching and not enough:
+            await self._launch()
+
+    async def _on_event(self, message: Msg) -> None:
+        event = json.loads(message.data)
+        kind, workflow_id = event["type"], event["workflow_id"]
+        if workflow_id not in self._open:
+            return
+        self.decisions.add(event["causation_id"])
+        if kind == "WorkflowStarted":
+            await self._send(ProcessWorkflow(message_id=f"{workflow_id}-process", workflow_id=workflow_id))
+        elif kind == "CommandRejected":
+            self.rejections[event["code"]] += 1
+        elif kind == "TransitionTaken":
+            trigger = event["trigger"]
+            if trigger == "request_approval":
+                if self.leave_waiting is not None:
+                    self.waiting += 1
+                    return await self._end(workflow_id)
+                await self._send(
+                    ApproveWorkflow(message_id=f"{workflow_id}-approve", workflow_id=workflow_id, approver="bench")
+                )
+            elif trigger == "approve":
+                self.finished += 1
+                await self._end(workflow_id)
+            elif trigger == "fail":
+                # The step's output was not above the threshold, or every try to send its job failed.
+                if event.get("note", "").startswith("Output"):
+                    self.errored_output += 1
+                else:
+                    self.errored_other += 1
+                await self._end(workflow_id)
+
+
+@dataclass
+class StreamCounts:
+    """Messages each stream has ever stored (last sequences)."""
+
+    commands: int
+    events: int
+    jobs: int
+    kv_puts: int
+
+    @classmethod
+    async def read(cls, js: JetStreamContext, topology: Topology) -> "StreamCounts":
+        return cls(
+            commands=await stream_last_seq(js, topology.commands_stream),
+            events=await stream_last_seq(js, topology.events_stream),
+            jobs=await stream_last_seq(js, topology.jobs_stream),
+            kv_puts=await stream_last_seq(js, f"KV_{topology.state_bucket}"),
+        )
+
+
+@dataclass
+class PerCycle:
+    """Messages stored per cycle, by what they are."""
+
+    client_commands: float
+    results: float  # the processor's CompleteJob commands: one per job
+    timer_messages: float  # retry and timeout timers scheduled, and the retries fired
+    events: float
+    jobs: float
+    kv_puts: float
+    timers_left: float  # step-timeout timers still scheduled at the end: each will fire later as a no-op command
+    atomic_commits: float  # decisions appended (each an atomic batch, one disk sync)
+
+    @property
+    def stored(self) -> float:
+        return self.client_commands + self.results + self.timer_messages + self.events + self.jobs + self.kv_puts
+
+
+@dataclass
+class CycleResult:
+    replicas: int
+    send_failure_rate: float
+    in_flight: int
+    measured_s: float
+    cycles_per_s: float
+    finished: int  # in the measured window
+    errored_output: int
+    errored_other: int
+    cycle_p50_ms: float
+    cycle_p95_ms: float
+    total_cycles: int  # over the whole scenario, drained
+    rejections: dict[str, int]
+    per_cycle: PerCycle
+    cpu: dict[str, float] = field(default_factory=dict)  # % of one core, by process group, in the measured window
+    wire: dict[str, float] = field(default_factory=dict)  # wire messages per cycle, by kind (the counted run only)
+
+
+async def settled_counts(js: JetStreamContext, topology: Topology) -> StreamCounts:
+    """The counts once they stop moving: the read model is saved just after the last event is appended."""
+    counts = await StreamCounts.read(js, topology)
+    while True:
+        await asyncio.sleep(0.3)
+        again = await StreamCounts.read(js, topology)
+        if again == counts:
+            return counts
+        counts = again
+
+
+def per_cycle(before: StreamCounts, after: StreamCounts, driver: CycleDriver, timers_left: int) -> PerCycle:
+    cycles = driver.ended
+    jobs = after.jobs - before.jobs
+    commands = after.commands - before.commands
+    return PerCycle(
+        client_commands=driver.client_commands / cycles,
+        results=jobs / cycles,
+        timer_messages=(commands - driver.client_commands - jobs) / cycles,
+        events=(after.events - before.events) / cycles,
+        jobs=jobs / cycles,
+        kv_puts=(after.kv_puts - before.kv_puts) / cycles,
+        timers_left=timers_left / cycles,
+        atomic_commits=len(driver.decisions) / cycles,
+    )
+
+
+class WireCounter:
+    """Every message the broker routes in the account (a `>` subscription sees them all), by kind."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.prefix = topology.prefix
+        self.counts: Counter[str] = Counter()
+
+    def kind(self, subject: str, reply: str) -> str | None:
+        head = subject.split(".", 3)
+        if head[0] == BENCH_INBOX or subject.startswith("$JS.FC."):
+            return None  # the load generator's own traffic: its acks, its consumer's flow control
+        if reply.startswith("$JS.ACK."):
+            # A message delivered to a consumer carries its original subject; the reply names the consumer. The
+            # bench's own consumer of the events (what the broadcaster would add: one per event) is left out.
+            tokens = reply.split(".")
+            return "delivery to a consumer" if SERVICE_CONSUMERS & set(tokens[2:7]) else None
+        if head[0] == self.prefix or head[0] == "$KV":
+            return "publish to a stream"
+        if head[0] == "_INBOX":
+            return "reply"
+        if subject.startswith("$JS.API.DIRECT.GET."):
+            return "direct get (last event)"
+        if subject.startswith("$JS.API.STREAM.MSG.GET."):
+            return "message get (KV read)"
+        if subject.startswith("$JS.API.CONSUMER.MSG.NEXT."):
+            return "pull request"
+        if subject.startswith("$JS.ACK."):
+            return "ack"
+        if subject.startswith("$JS.EVENT."):
+            return "advisory"
+        if subject.startswith("$JS.API."):
+            return "other JetStream API"
+        return "other"
+
+    async def on_message(self, message: Msg) -> None:
+        if kind := self.kind(message.subject, message.reply or ""):
+            self.counts[kind] += 1
+
+
+async def run_scenario(
+    system: System,
+    replicas: int,
+    send_failure_rate: float,
+    warmup_s: float,
+    measure_s: float,
+    in_flight: int,
+    count_wire: bool = False,
+) -> CycleResult:
+    topology = new_topology(f"c{replicas}f{int(send_failure_rate * 100)}")
+    label = f"cycles ×{replicas} failures {send_failure_rate:g}" + (" (counting the wire)" if count_wire else "")
+    async with connected(system.url, inbox_prefix=BENCH_INBOX.encode()) as nc, connected(system.url) as spy:
+        js = nc.jetstream()
+        orchestrators, processors = await start_workers(
+            system, js, topology, replicas, WF_SEND_FAILURE_RATE=str(send_failure_rate)
+        )
+        say(f"{label}: {replicas} orchestrator(s) + {replicas} processor(s) pulling; driving {in_flight} in flight")
+        try:
+            wire = WireCounter(topology)
+            if count_wire:
+                await spy.subscribe(">", cb=wire.on_message)
+                await spy.flush()
+            before = await StreamCounts.read(js, topology)
+            driver = CycleDriver(nc, topology, in_flight)
+            await driver.start()
+            await asyncio.sleep(warmup_s)
+            start_counts = (driver.finished, driver.errored_output, driver.errored_other, len(driver.cycle_seconds))
+            started = time.perf_counter()
+            cpu = CpuMeter(system.pids(orchestrator=orchestrators, processor=processors))
+            await _progress(driver, measure_s, label, [*orchestrators, *processors])
+            elapsed = time.perf_counter() - started
+            cpu_shares = cpu.shares()
+            finished, errored_output, errored_other = (
+                driver.finished - start_counts[0],
+                driver.errored_output - start_counts[1],
+                driver.errored_other - start_counts[2],
+            )
+            window = driver.cycle_seconds[start_counts[3]:]
+            await driver.drain()
+            after = await settled_counts(js, topology)
+            timers_left = (await js.stream_info(topology.commands_stream)).state.messages
+            if driver.publish_failures:
+                raise RuntimeError(f"{driver.publish_failures} commands could not be published")
+            result = CycleResult(
+                replicas=replicas,
+                send_failure_rate=send_failure_rate,
+                in_flight=in_flight,
+                measured_s=elapsed,
+                cycles_per_s=(finished + errored_output + errored_other) / elapsed,
+                finished=finished,
+                errored_output=errored_output,
+                errored_other=errored_other,
+                cycle_p50_ms=percentile(window, 0.5) * 1000,
+                cycle_p95_ms=percentile(window, 0.95) * 1000,
+                total_cycles=driver.ended,
+                rejections=dict(driver.rejections),
+                per_cycle=per_cycle(before, after, driver, timers_left),
+                cpu=cpu_shares,
+                wire={kind: count / driver.ended for kind, count in sorted(wire.counts.items())},
+            )
+        finally:
+            system.stop_services([*orchestrators, *processors])
+            await drop_topology(js, topology)
+    say(
+        f"{label}: {result.cycles_per_s:,.1f} cycles/s ({result.finished} finished, "
+        f"{result.errored_output} errored on output, {result.errored_other} errored sending); "
+        f"cycle p50 {result.cycle_p50_ms:,.0f} ms; {result.per_cycle.stored:.1f} stored messages/cycle"
+    )
+    say(f"{label}: CPU (% of one core) " + ", ".join(f"{name} {share:.0f}" for name, share in result.cpu.items()))
+    return result
+
+
+async def _progress(driver: CycleDriver, seconds: float, label: str, services) -> None:
+    """Wait out the measured window, printing the rate every few seconds."""
+    start, last_ended, last_time = time.perf_counter(), driver.ended, time.perf_counter()
+    while (now := time.perf_counter()) - start < seconds:
+        await asyncio.sleep(min(2.0, seconds - (now - start)))
+        for service in services:
+            service.check_alive()
+        now = time.perf_counter()
+        rate = (driver.ended - last_ended) / (now - last_time)
+        say(f"{label}:   {now - start:4.1f} s  {rate:7.1f} cycles/s  ({driver.ended} ended)")
+        last_ended, last_time = driver.ended, now

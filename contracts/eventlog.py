@@ -1,0 +1,31 @@
+"""How a workflow's log is read: the events on its subject, in stream order, with their sequences."""
+
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from contracts.events import EVENT, RecordedEvent
+from contracts.topology import Topology
+
+
+async def last_sequence(js: JetStreamContext, topology: Topology, workflow_id: str) -> int:
+    """The stream sequence of the workflow's last event; 0 when it has none."""
+    try:
+        message = await js.get_last_msg(topology.events_stream, topology.events_subject(workflow_id), direct=True)
+    except NotFoundError:
+        return 0
+    return message.seq
+
+
+async def read_events(
+    js: JetStreamContext, topology: Topology, workflow_id: str, after: int = 0, limit: int | None = None
+) -> list[RecordedEvent]:
+    """The workflow's events with a sequence above `after`, oldest first (at most `limit` of them)."""
+    subject, stream = topology.events_subject(workflow_id), topology.events_stream
+    last = await last_sequence(js, topology, workflow_id)
+    events: list[RecordedEvent] = []
+    cursor = after + 1
+    while cursor <= last and (limit is None or len(events) < limit):
+        message = await js.get_msg(stream, seq=cursor, subject=subject, next=True, direct=True)
+        events.append(RecordedEvent(sequence=message.seq, event=EVENT.validate_json(message.data)))
+        cursor = message.seq + 1
+    return events

@@ -1,0 +1,88 @@
+"""The service's NATS connection, made in the background so the HTTP side can answer /healthz 503 until it is up."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from nats.aio.client import Client
+from nats.js.client import JetStreamContext
+
+from contracts.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY_S = 1.0
+
+
+class NotConnected(Exception):
+    """NATS is not reachable (yet): the request cannot be served now."""
+
+
+class NatsLink:
+    """Connects (retrying for ever), ensures the topology, runs `on_connected` (e.g. to subscribe), then reports
+    ready while the connection is up."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        name: str,
+        on_connected: Callable[[Client], Awaitable[None]] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._name = name
+        self._on_connected = on_connected
+        self._client = Client()
+        self._ensured = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ensured and self._client.is_connected
+
+    @property
+    def nc(self) -> Client:
+        if not self.ready:
+            raise NotConnected("not connected to NATS")
+        return self._client
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.nc.jetstream()
+
+    async def _connect(self) -> None:
+        await self._client.connect(
+            servers=self._settings.nats_servers,
+            name=self._name,
+            max_reconnect_attempts=-1,  # also retries the first connect until a server answers
+            reconnect_time_wait=RETRY_DELAY_S,
+            connect_timeout=2,
+            error_cb=self._on_error,
+        )
+        while True:
+            try:
+                await self._settings.topology.ensure(self._client.jetstream())
+                if self._on_connected:
+                    await self._on_connected(self._client)
+                break
+            except Exception:
+                log.exception("could not set up the streams, buckets and subscriptions; retrying")
+                await asyncio.sleep(RETRY_DELAY_S)
+        self._ensured = True
+        log.info("%s connected to NATS at %s", self._name, self._client.connected_url.netloc)
+
+    async def _on_error(self, error: Exception) -> None:
+        log.warning("NATS: %s", error)
+
+    @asynccontextmanager
+    async def lifespan(self, *_: object) -> AsyncIterator[None]:
+        """Connect in the background for the app's lifetime; drain the connection on the way out."""
+        connecting = asyncio.create_task(self._connect(), name=f"{self._name}-nats-connect")
+        try:
+            yield
+        finally:
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            if self._client.is_connected:
+                await self._client.drain()
+            elif not self._client.is_closed:
+                await self._client.close()

@@ -1,0 +1,73 @@
+"""The read model: one workflow's current state, a fold of its log. Stored in the `wf_state` KV bucket, where the
+API reads it and the orchestrator keeps it as its snapshot."""
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from contracts.commands import FireTimer
+from contracts.jobs import ProcessJob
+
+
+class InfraStatus(StrEnum):
+    """What the engine is doing with an instance, the same for every workflow type."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    WAITING_FOR_EVENT = "Waiting For Event"
+    PROCESSING_STEP = "Processing Step"
+    COMPLETED = "Completed"
+    ERRORED = "Errored"
+    CANCELLED = "Cancelled"
+
+
+class PendingTimer(BaseModel):
+    """A durable timer the workflow owes the broker: at `due_at` the broker delivers `command`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    due_at: AwareDatetime
+    command: FireTimer
+
+
+class WorkflowState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    type: str | None = None  # None until the workflow is created
+    business_state: str | None = None
+    infra_status: InfraStatus = InfraStatus.QUEUED
+    output: float | None = None  # the last step result's output
+    attempt: int = 0  # how many times the current (or last) step state was entered: 1 + the rejections so far
+    error: str | None = None
+    context: dict[str, Any] = {}  # the input and every recorded step result, handed to the next step
+    deadline_at: AwareDatetime | None = None  # when the waiting state's deadline passes
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+    last_sequence: int = 0  # stream sequence of the last event folded in
+    archived: bool = False  # hidden from the default list once ended
+    stopped: Literal["cancelled", "terminated"] | None = None  # ended by a lifecycle command
+
+    # The engine's bookkeeping, left out of the public view.
+    started: bool = False  # the engine has taken it in hand (no longer Queued)
+    visit: int = 0  # states entered so far; names this visit's jobs and timers
+    step_try: int = 0  # tries of the current step in this visit
+    rounds: dict[str, int] = {}  # times each state was entered
+    inputs: list[dict[str, Any]] = []  # commands the current waiting state took without moving (toward a quorum)
+    last_step_state: str | None = None  # where a retry from Error goes back to
+    applied_commands: tuple[str, ...] = ()  # ids of every command the log records, for idempotency
+    # The outbox: messages this state still owes. Sending them is idempotent (fixed message ids), so after a crash
+    # they are simply sent again.
+    pending_job: ProcessJob | None = None
+    timers: dict[str, PendingTimer] = {}
+
+    @property
+    def exists(self) -> bool:
+        return self.type is not None
+
+
+# What the public view leaves out: the engine's own bookkeeping.
+STATE_VIEW_EXCLUDE = {
+    "started", "visit", "step_try", "rounds", "inputs", "last_step_state", "applied_commands", "pending_job", "timers"
+}

@@ -1,0 +1,211 @@
+"""Where messages live: subject names, streams and buckets, declared here and nowhere else.
+
+Every name derives from one prefix (default `wf`), so tests and tenants can share a server without meeting. Every
+stream and bucket is stored on `replicas` servers: 1 on a single server, 3 on a cluster (WF_REPLICAS)."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from functools import partial
+
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.client import JetStreamContext
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import BadRequestError, NoStreamResponseError
+
+DUPLICATE_WINDOW_S = 120.0
+MAX_COMMAND_BYTES = 64 * 1024
+STREAM_EXISTS_WITH_OTHER_CONFIG = 10058
+KV_STREAM_PREFIX = "KV_"  # nats-py stores a bucket `b` in the stream `KV_b`
+PROBE_TOKEN = "_probe"
+PROBE_RETRY_S = 0.05
+EXPECTED_STREAM_MISMATCH = 10060
+
+
+@dataclass(frozen=True)
+class Topology:
+    prefix: str = "wf"
+    replicas: int = 1  # servers that store each stream and bucket; a cluster of 3 survives losing one at 3
+
+    @property
+    def _upper(self) -> str:
+        return self.prefix.upper().replace("-", "_")
+
+    # streams and buckets
+    @property
+    def events_stream(self) -> str:
+        return f"{self._upper}_EVENTS"
+
+    @property
+    def commands_stream(self) -> str:
+        return f"{self._upper}_COMMANDS"
+
+    @property
+    def jobs_stream(self) -> str:
+        return f"{self._upper}_JOBS"
+
+    @property
+    def dead_stream(self) -> str:
+        return f"{self._upper}_DEAD"
+
+    @property
+    def state_bucket(self) -> str:
+        return f"{self.prefix}_state"
+
+    @property
+    def types_bucket(self) -> str:
+        return f"{self.prefix}_types"
+
+    # subjects
+    def events_subject(self, workflow_id: str = "*") -> str:
+        return f"{self.prefix}.events.{workflow_id}"
+
+    def commands_subject(self, workflow_id: str = "*") -> str:
+        return f"{self.prefix}.commands.{workflow_id}"
+
+    def timer_subject(self, workflow_id: str, timer_id: str) -> str:
+        return f"{self.prefix}.timers.{workflow_id}.{timer_id}"
+
+    def jobs_subject(self, workflow_type: str = "*", step: str = "*") -> str:
+        return f"{self.prefix}.jobs.{workflow_type}.{step}"
+
+    def dead_subject(self, source: str) -> str:
+        return f"{self.prefix}.dead.{source}"
+
+    def workflow_id_of(self, subject: str) -> str:
+        """The workflow id token of an events or commands subject."""
+        return subject.split(".")[2]
+
+    def stream_configs(self) -> list[StreamConfig]:
+        p = self.prefix
+        return [
+            StreamConfig(
+                name=self.events_stream,
+                subjects=[f"{p}.events.*"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=DUPLICATE_WINDOW_S,
+                allow_direct=True,
+                allow_atomic=True,  # the events of one decision are appended all-or-nothing
+            ),
+            StreamConfig(
+                name=self.commands_stream,
+                subjects=[f"{p}.commands.*", f"{p}.timers.*.*"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=DUPLICATE_WINDOW_S,
+                max_msg_size=MAX_COMMAND_BYTES,
+                allow_msg_schedules=True,  # durable timers: the broker fires them, no process holds them
+            ),
+            StreamConfig(
+                name=self.jobs_stream,
+                subjects=[f"{p}.jobs.*.*"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=DUPLICATE_WINDOW_S,
+            ),
+            StreamConfig(
+                name=self.dead_stream,
+                subjects=[f"{p}.dead.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+            ),
+        ]
+
+    def orchestrator_consumer(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            # Not acked by then (its orchestrator died, or a fetched batch was dropped): delivered again. Not 0.1 s, the
+            # first value of the backoff list it had (NATS waits that instead): a command still being decided went to
+            # another replica, which raced the first. Not 5 s: batches FastStream drops would wait that long
+            # (decision 7).
+            ack_wait=1.0,
+            max_deliver=20,  # a command failing transiently this often goes to the dead letters
+            max_ack_pending=1000,
+        )
+
+    def processor_consumer(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_deliver=5,
+            backoff=[0.2, 1.0, 3.0, 10.0],
+            max_ack_pending=1000,
+        )
+
+    async def ensure(self, js: JetStreamContext) -> None:
+        """Create every stream and bucket, or bring an existing one to this config. Idempotent: every service
+        calls it at start, so none depends on another having run first. It returns once each answers publishes
+        from this connection."""
+        for config in self.stream_configs():
+            await _patiently(partial(_create_or_update, js, config))
+        for bucket in (self.state_bucket, self.types_bucket):
+            config = KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=self.replicas)
+            await _patiently(partial(_create_or_update_bucket, js, config))
+        probes = [config.subjects[0] for config in self.stream_configs()]
+        probes += [f"$KV.{bucket}.>" for bucket in (self.state_bucket, self.types_bucket)]
+        for subject in probes:
+            await _until_answering(js, subject.replace("*", PROBE_TOKEN).replace(">", PROBE_TOKEN))
+
+
+async def _create_or_update(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError as error:
+        if error.err_code != STREAM_EXISTS_WITH_OTHER_CONFIG:
+            raise
+        await js.update_stream(config)
+
+
+async def _create_or_update_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
+    try:
+        await js.create_key_value(config)
+    except BadRequestError as error:
+        if error.err_code != STREAM_EXISTS_WITH_OTHER_CONFIG:
+            raise
+        # Created with other replicas: bring the bucket's stream to ours, keeping the rest of its config.
+        existing = (await js.stream_info(KV_STREAM_PREFIX + config.bucket)).config
+        await js.update_stream(existing.evolve(num_replicas=config.replicas))
+
+
+async def _patiently(request, timeout_s: float = 30.0) -> None:
+    """Ask again while the request goes unanswered: on a cluster just formed, with every service creating the same
+    streams at once, a creation was seen to go unanswered for more than the client's 5 s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await request()
+        except NatsTimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+async def _until_answering(js: JetStreamContext, subject: str, timeout_s: float = 30.0) -> None:
+    """Wait until the stream that stores `subject` answers a publish on this connection. On a cluster a stream just
+    created (or whose leader just changed) answers "no responders" until its leader's interest reaches the server the
+    client is on. The probe expects another stream, so the leader refuses it and stores nothing."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await js.publish(subject, b"", headers={"Nats-Expected-Stream": PROBE_TOKEN}, timeout=2)
+        except BadRequestError as error:
+            if error.err_code == EXPECTED_STREAM_MISMATCH:
+                return
+            raise
+        except (NoStreamResponseError, NatsTimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(PROBE_RETRY_S)
+            continue
+        raise RuntimeError(f"the probe on {subject} was stored")

@@ -1,0 +1,35 @@
+"""How a workflow type describes itself to clients: its machine, and what each state accepts. The orchestrator
+publishes one per type to the `<prefix>_types` KV bucket (key = type name); the API lists them and the UI draws the
+diagram and enables buttons from them, so a new type needs no client change."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+StateKindName = Literal["wait", "step", "succeeded", "failed", "cancelled"]
+
+
+class StateInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    kind: StateKindName
+    accepts: list[str]  # command kinds a client may send in this state (e.g. ["approve", "reject", "cancel"])
+
+
+class TransitionInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    trigger: str
+    source: str
+    dest: str
+
+
+class WorkflowTypeInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    title: str
+    initial: str
+    states: list[StateInfo]
+    transitions: list[TransitionInfo]

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Installs what `make run` needs, and with --test what `make test` needs too. Cheap when nothing changed, so the make
+# targets run it every time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests need. Each is named after the command it provides: one already on PATH is not installed.
+# chromium: the browser the browser tests drive (Playwright's own browser download cannot work here).
+TEST_APT_PACKAGES="docker-compose chromium"
+
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+# A copy of the pyproject.toml last installed: pip runs again only when the file differs.
+INSTALLED_PYPROJECT="$VENV/.installed-pyproject.toml"
+
+say() { echo "bootstrap | $*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_venv() {
+    if [ -x "$VENV/bin/python" ]; then return; fi
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        say "needs Python >= 3.11 as '$PYTHON' (set PYTHON=/path/to/python3.11 to choose another)" >&2
+        exit 1
+    fi
+    say "creating $VENV with $("$PYTHON" --version)"
+    "$PYTHON" -m venv "$VENV"
+}
+
+ensure_python_packages() {
+    if cmp -s pyproject.toml "$INSTALLED_PYPROJECT"; then return; fi
+    say "installing Python packages (pyproject.toml changed since the last install)"
+    # This machine's pip config lists package indexes that do not exist for most packages: pip warns once per package.
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[test]" \
+        2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
+    cp pyproject.toml "$INSTALLED_PYPROJECT"
+}
+
+# The web UI (web/, Vue + Vite) is served built, from web/dist. Build it when it is missing or older than a source.
+ensure_web_build() {
+    local built=web/dist/index.html
+    local sources=(web/src web/index.html web/package.json web/package-lock.json web/vite.config.ts web/tsconfig.json)
+    if [ -f "$built" ] && [ -z "$(find "${sources[@]}" -newer "$built" -print -quit)" ]; then return; fi
+    if ! command -v npm >/dev/null; then
+        say "building the web UI needs Node.js (>= 20.19) and npm: install them, then run this again" >&2
+        exit 1
+    fi
+    # npm ci wipes node_modules: only when the lock changed since the last install (npm keeps a copy inside).
+    if [ ! web/node_modules/.package-lock.json -nt web/package-lock.json ]; then
+        say "installing the web UI's packages (npm ci)"
+        (cd web && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    say "building the web UI (web/dist)"
+    local output
+    if ! output=$(cd web && npm run --silent build 2>&1); then
+        echo "$output" >&2
+        say "the web UI did not build" >&2
+        exit 1
+    fi
+}
+
+ensure_system_packages() {
+    local missing=()
+    for package in $TEST_APT_PACKAGES; do
+        command -v "$package" >/dev/null || missing+=("$package")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then return; fi
+    if ! command -v apt-get >/dev/null; then
+        say "install these yourself (no apt-get here): ${missing[*]}" >&2
+        exit 1
+    fi
+    say "installing ${missing[*]} with apt-get"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+ensure_venv
+ensure_python_packages
+ensure_web_build
+if [ "${1:-}" = "--test" ]; then
+    ensure_system_packages
+fi

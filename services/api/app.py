@@ -1,0 +1,302 @@
+"""The API's wiring: routes, the NATS connection's lifespan, the error policy and the static web page."""
+
+from typing import Annotated
+
+from litestar import Controller, Litestar, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.static_files import create_static_files_router
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
+
+from contracts.commands import (
+    ApproveWorkflow,
+    ArchiveWorkflow,
+    CancelWorkflow,
+    CommandMessage,
+    CreateWorkflow,
+    ProcessWorkflow,
+    RejectWorkflow,
+    RetryWorkflow,
+    TerminateWorkflow,
+)
+from contracts.events import RecordedEvent
+from contracts.ids import CommandId, WorkflowId, new_id
+from contracts.http_metrics import prometheus
+from contracts.nats_link import NatsLink
+from contracts.state import STATE_VIEW_EXCLUDE, InfraStatus, WorkflowState
+from contracts.types import WorkflowTypeInfo
+from services.api.errors import EXCEPTION_HANDLERS
+from services.api.pagination import NEXT_PAGE_HEADERS, ListCursor, next_page_headers
+from services.api.schemas import (
+    ApproveRequest,
+    ClientConfig,
+    CommandResult,
+    CreateRequest,
+    Health,
+    RejectRequest,
+    StopRequest,
+    WorkflowView,
+)
+from services.api.settings import MAX_WAIT_S, ApiSettings
+from services.api.workflows import Outcome, WorkflowFilter, Workflows
+
+# Path ids and idempotency keys become NATS subject tokens and message ids: they must have the contracts' shapes.
+WorkflowIdPath = Annotated[str, PathParameter(pattern=WorkflowId.__metadata__[0].pattern, description="a workflow id")]
+TypeNamePath = Annotated[
+    str, PathParameter(pattern=CreateWorkflow.model_fields["workflow_type"].metadata[0].pattern, description="a type")
+]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        pattern=CommandId.__metadata__[0].pattern,
+        description="becomes the command's id: a repeat within the dedup window is applied once",
+        required=False,
+    ),
+]
+Wait = Annotated[
+    float | None,
+    QueryParameter(
+        ge=0,
+        le=MAX_WAIT_S,
+        description="seconds to wait for the command's outcome (default WF_COMMAND_TIMEOUT_S); 0 answers 202 at once",
+        required=False,
+    ),
+]
+Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="at most this many items")]
+
+
+def view(state: WorkflowState) -> WorkflowView:
+    return state.model_dump(mode="json", exclude=STATE_VIEW_EXCLUDE)
+
+
+def command_response(workflow_id: str, outcome: Outcome, created: bool = False) -> Response[CommandResult]:
+    if outcome.state is None:
+        result = CommandResult(
+            command_id=outcome.command_id, workflow_id=workflow_id, outcome="pending", duplicate=outcome.duplicate
+        )
+        return Response(result, status_code=HTTP_202_ACCEPTED)
+    result = CommandResult(
+        command_id=outcome.command_id,
+        workflow_id=workflow_id,
+        outcome="accepted",
+        duplicate=outcome.duplicate,
+        workflow=view(outcome.state),
+    )
+    return Response(result, status_code=HTTP_201_CREATED if created and not outcome.duplicate else HTTP_200_OK)
+
+
+async def decide(workflows: Workflows, command: CommandMessage, wait: float | None) -> Response[CommandResult]:
+    """Send a command for an existing workflow and answer with its outcome."""
+    return command_response(command.workflow_id, await workflows.send_to_existing(command, wait))
+
+
+class WorkflowController(Controller):
+    path = "/workflows"
+    tags = ["workflows"]
+
+    @post(operation_id="createWorkflow", status_code=HTTP_201_CREATED)
+    async def create(
+        self, workflows: NamedDependency[Workflows], data: JSONBody[CreateRequest | None] = None, wait: Wait = None
+    ) -> Response[CommandResult]:
+        """Create a workflow (an `approval` unless `type` says otherwise); 201 once the read model shows it. With
+        `"start": true` it is also processed: the answer shows it once processing has begun (`command_id` is still
+        the Create's)."""
+        data = data or CreateRequest()
+        workflow_id = data.workflow_id or new_id()
+        # With `start`, one command: the orchestrator creates and processes it in one decision.
+        command = CreateWorkflow(workflow_id=workflow_id, workflow_type=data.type, input=data.input, start=data.start)
+        return command_response(workflow_id, await workflows.send([command], wait), created=True)
+
+    @get(operation_id="listWorkflows", response_headers=NEXT_PAGE_HEADERS)
+    async def list_workflows(
+        self,
+        request: Request,
+        workflows: NamedDependency[Workflows],
+        business_state: FromQuery[str | None] = None,
+        infra_status: FromQuery[InfraStatus | None] = None,
+        workflow_type: Annotated[str | None, QueryParameter(name="type", required=False)] = None,
+        archived: Annotated[bool, QueryParameter(description="list the archived workflows instead")] = False,
+        limit: Limit = 100,
+        cursor: Annotated[str | None, QueryParameter(description="X-Next-Cursor of the page before")] = None,
+    ) -> Response[list[WorkflowView]]:
+        """Workflows from the read model, newest first, filtered by either state, type, and whether archived
+        (archived ones are hidden unless asked for). A page of `limit`; headers point at the next one."""
+        admitted = WorkflowFilter(business_state, infra_status, workflow_type, archived)
+        page = await workflows.matching(admitted, limit, ListCursor.decode(cursor) if cursor else None)
+        return Response([view(state) for state in page.items], headers=next_page_headers(request, page, "cursor"))
+
+    @get("/{workflow_id:str}", operation_id="getWorkflow")
+    async def get_workflow(self, workflows: NamedDependency[Workflows], workflow_id: WorkflowIdPath) -> WorkflowView:
+        """One workflow from the read model."""
+        return view(await workflows.get(workflow_id))
+
+    @get("/{workflow_id:str}/events", operation_id="listWorkflowEvents", response_headers=NEXT_PAGE_HEADERS)
+    async def list_events(
+        self,
+        request: Request,
+        workflows: NamedDependency[Workflows],
+        workflow_id: WorkflowIdPath,
+        after: Annotated[int, QueryParameter(ge=0, description="only events with a higher sequence")] = 0,
+        limit: Limit = 1000,
+    ) -> Response[list[RecordedEvent]]:
+        """The workflow's log, oldest first, each event with its stream sequence. A page of `limit`; headers point
+        at the next one."""
+        page = await workflows.events(workflow_id, after, limit)
+        return Response(page.items, headers=next_page_headers(request, page, "after"))
+
+    @post("/{workflow_id:str}/process", operation_id="processWorkflow", status_code=HTTP_200_OK)
+    async def process(
+        self,
+        workflows: NamedDependency[Workflows],
+        workflow_id: WorkflowIdPath,
+        idempotency_key: IdempotencyKey = None,
+        wait: Wait = None,
+    ) -> Response[CommandResult]:
+        """Start processing a workflow."""
+        command = ProcessWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id())
+        return await decide(workflows, command, wait)
+
+    @post("/{workflow_id:str}/approve", operation_id="approveWorkflow", status_code=HTTP_200_OK)
+    async def approve(
+        self,
+        workflows: NamedDependency[Workflows],
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[ApproveRequest | None] = None,
+        idempotency_key: IdempotencyKey = None,
+        wait: Wait = None,
+    ) -> Response[CommandResult]:
+        """Approve the workflow's output."""
+        data = data or ApproveRequest()
+        command = ApproveWorkflow(
+            workflow_id=workflow_id,
+            message_id=idempotency_key or new_id(),
+            approver=data.approver,
+            comment=data.comment,
+        )
+        return await decide(workflows, command, wait)
+
+    @post("/{workflow_id:str}/reject", operation_id="rejectWorkflow", status_code=HTTP_200_OK)
+    async def reject(
+        self,
+        workflows: NamedDependency[Workflows],
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[RejectRequest | None] = None,
+        idempotency_key: IdempotencyKey = None,
+        wait: Wait = None,
+    ) -> Response[CommandResult]:
+        """Reject the workflow's output: it is processed again."""
+        data = data or RejectRequest()
+        command = RejectWorkflow(
+            workflow_id=workflow_id, message_id=idempotency_key or new_id(), approver=data.approver, reason=data.reason
+        )
+        return await decide(workflows, command, wait)
+
+    @post("/{workflow_id:str}/cancel", operation_id="cancelWorkflow", status_code=HTTP_200_OK)
+    async def cancel(
+        self,
+        workflows: NamedDependency[Workflows],
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[StopRequest | None] = None,
+        idempotency_key: IdempotencyKey = None,
+        wait: Wait = None,
+    ) -> Response[CommandResult]:
+        """Stop a workflow that has not ended: it ends Cancelled."""
+        data = data or StopRequest()
+        command = CancelWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id(), reason=data.reason)
+        return await decide(workflows, command, wait)
+
+    @post("/{workflow_id:str}/terminate", operation_id="terminateWorkflow", status_code=HTTP_200_OK)
+    async def terminate(
+        self,
+        workflows: NamedDependency[Workflows],
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[StopRequest | None] = None,
+        idempotency_key: IdempotencyKey = None,
+        wait: Wait = None,
+    ) -> Response[CommandResult]:
+        """End a workflow that has not ended, at once, as Errored: nothing it was doing is waited for."""
+        data = data or StopRequest()
+        command = TerminateWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id(), reason=data.reason)
+        return await decide(workflows, command, wait)
+
+    @post("/{workflow_id:str}/retry", operation_id="retryWorkflow", status_code=HTTP_200_OK)
+    async def retry(
+        self,
+        workflows: NamedDependency[Workflows],
+        workflow_id: WorkflowIdPath,
+        idempotency_key: IdempotencyKey = None,
+        wait: Wait = None,
+    ) -> Response[CommandResult]:
+        """Run an errored workflow again from the step that failed, with the results recorded before it."""
+        command = RetryWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id())
+        return await decide(workflows, command, wait)
+
+    @post("/{workflow_id:str}/archive", operation_id="archiveWorkflow", status_code=HTTP_200_OK)
+    async def archive(
+        self,
+        workflows: NamedDependency[Workflows],
+        workflow_id: WorkflowIdPath,
+        idempotency_key: IdempotencyKey = None,
+        wait: Wait = None,
+    ) -> Response[CommandResult]:
+        """Hide an ended workflow from the default list (`GET /workflows?archived=true` lists it). Its log stays."""
+        command = ArchiveWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id())
+        return await decide(workflows, command, wait)
+
+
+class TypeController(Controller):
+    path = "/types"
+    tags = ["types"]
+
+    @get(operation_id="listTypes")
+    async def list_types(self, workflows: NamedDependency[Workflows]) -> list[WorkflowTypeInfo]:
+        """Every workflow type, by name: its machine, and the commands each state accepts."""
+        return await workflows.types()
+
+    @get("/{name:str}", operation_id="getType")
+    async def get_type(self, workflows: NamedDependency[Workflows], name: TypeNamePath) -> WorkflowTypeInfo:
+        """One workflow type."""
+        return await workflows.type_info(name)
+
+
+@get("/healthz", operation_id="health", tags=["operations"])
+async def healthz(state: State) -> Response[Health]:
+    """200 once connected to NATS with the streams ensured; 503 otherwise."""
+    if state.link.ready:
+        return Response(Health(status="ok"), status_code=HTTP_200_OK)
+    return Response(Health(status="unavailable"), status_code=HTTP_503_SERVICE_UNAVAILABLE)
+
+
+@get("/config", operation_id="clientConfig", tags=["operations"])
+async def client_config(request: Request, state: State) -> ClientConfig:
+    """Where the web page finds the broadcaster's WebSocket."""
+    settings: ApiSettings = state.settings
+    if settings.public_broadcaster_url:
+        return ClientConfig(broadcaster_url=settings.public_broadcaster_url)
+    scheme = "wss" if request.url.scheme == "https" else "ws"
+    return ClientConfig(broadcaster_url=f"{scheme}://{request.url.hostname}:{settings.broadcaster_port}/ws")
+
+
+def provide_workflows(state: State) -> Workflows:
+    return state.workflows
+
+
+def create_app(settings: ApiSettings | None = None) -> Litestar:
+    settings = settings or ApiSettings()
+    link = NatsLink(settings, name="api")
+    metrics, metrics_route = prometheus("api")
+    route_handlers = [WorkflowController, TypeController, healthz, client_config, metrics_route]
+    if settings.web_dir.is_dir():
+        route_handlers.append(create_static_files_router("/", directories=[settings.web_dir], html_mode=True))
+    return Litestar(
+        route_handlers=route_handlers,
+        dependencies={"workflows": Provide(provide_workflows, sync_to_thread=False)},
+        state=State({"settings": settings, "link": link, "workflows": Workflows(link, settings)}),
+        lifespan=[link.lifespan],
+        middleware=[metrics.middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(title="Approval workflows API", version="1.0.0"),
+    )

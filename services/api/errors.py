@@ -1,0 +1,120 @@
+"""The API's one error policy: every failure becomes JSON `{"status_code", "detail", "code"?}`, mapped here only."""
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import (
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from nats.errors import Error as NatsError
+
+from contracts.events import RejectionCode
+from contracts.nats_link import NotConnected
+
+log = logging.getLogger(__name__)
+
+STATUS_OF_REJECTION: dict[str, int] = {
+    "not_allowed": HTTP_409_CONFLICT,
+    "already_exists": HTTP_409_CONFLICT,
+    "stale": HTTP_409_CONFLICT,
+    "unknown_workflow": HTTP_404_NOT_FOUND,
+    "unknown_type": HTTP_422_UNPROCESSABLE_ENTITY,
+    "invalid": HTTP_422_UNPROCESSABLE_ENTITY,
+}
+
+
+class WorkflowNotFound(Exception):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id} not found")
+
+
+class TypeNotFound(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"workflow type {name} not found")
+
+
+class CommandRefused(Exception):
+    """The orchestrator recorded the command as rejected (a `CommandRejected` event)."""
+
+    def __init__(self, code: RejectionCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class CommandTooLarge(Exception):
+    pass
+
+
+def _error(status_code: int, detail: str, code: str | None = None) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"status_code": status_code, "detail": detail}
+    if code:
+        body["code"] = code
+    return Response(body, status_code=status_code)
+
+
+def _validation_detail(error: ValidationException) -> str:
+    """Litestar lists one entry per bad field; a missing value appears as the bare quoted key, e.g. "'data'"."""
+    problems = []
+    for item in error.extra if isinstance(error.extra, list) else []:
+        key, message = item.get("key"), item.get("message", "")
+        source = getattr(item.get("source"), "value", item.get("source")) or "body"  # pydantic body errors name none
+        message = "required" if message == repr(key) else message
+        where = " ".join(str(part) for part in (source, key) if part)
+        problems.append(f"{where}: {message}" if where else message)
+    # An invalid path parameter makes Litestar also report an optional body as missing: keep the real problem.
+    real = [problem for problem in problems if not problem.endswith(": required")] or problems
+    return "; ".join(real) or str(error.detail)
+
+
+def validation_failed(_: Request, error: ValidationException) -> Response[dict[str, Any]]:
+    return _error(HTTP_422_UNPROCESSABLE_ENTITY, _validation_detail(error), "invalid")
+
+
+def http_error(_: Request, error: HTTPException) -> Response[dict[str, Any]]:
+    return _error(error.status_code, str(error.detail))
+
+
+def workflow_not_found(_: Request, error: WorkflowNotFound) -> Response[dict[str, Any]]:
+    return _error(HTTP_404_NOT_FOUND, str(error), "unknown_workflow")
+
+
+def type_not_found(_: Request, error: TypeNotFound) -> Response[dict[str, Any]]:
+    return _error(HTTP_404_NOT_FOUND, str(error), "unknown_type")
+
+
+def command_refused(_: Request, error: CommandRefused) -> Response[dict[str, Any]]:
+    return _error(STATUS_OF_REJECTION.get(error.code, HTTP_409_CONFLICT), str(error), error.code)
+
+
+def command_too_large(_: Request, error: CommandTooLarge) -> Response[dict[str, Any]]:
+    return _error(HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(error), "invalid")
+
+
+def nats_unavailable(request: Request, error: Exception) -> Response[dict[str, Any]]:
+    log.warning("%s %s: NATS unavailable: %r", request.method, request.url.path, error)
+    return _error(HTTP_503_SERVICE_UNAVAILABLE, f"the message broker is unavailable: {error}", "unavailable")
+
+
+def unexpected(request: Request, error: Exception) -> Response[dict[str, Any]]:
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
+    return _error(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+
+
+EXCEPTION_HANDLERS = {
+    ValidationException: validation_failed,
+    HTTPException: http_error,
+    WorkflowNotFound: workflow_not_found,
+    TypeNotFound: type_not_found,
+    CommandRefused: command_refused,
+    CommandTooLarge: command_too_large,
+    NotConnected: nats_unavailable,
+    NatsError: nats_unavailable,
+    Exception: unexpected,
+}

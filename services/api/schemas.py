@@ -1,0 +1,58 @@
+"""Request and response bodies of the HTTP API."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from contracts.commands import Actor, CreateWorkflow, Text
+from contracts.ids import WorkflowId
+
+WorkflowView = dict[str, Any]  # the read model (contracts.state.WorkflowState) without STATE_VIEW_EXCLUDE
+
+
+class RequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CreateRequest(RequestBody):
+    type: Annotated[str, CreateWorkflow.model_fields["workflow_type"]]  # same rule and default as the command
+    input: dict[str, Any] = {}
+    workflow_id: WorkflowId | None = None
+    start: bool = False  # process it at once: the answer shows it once processing has begun
+
+
+class ApproveRequest(RequestBody):
+    approver: Actor = "anonymous"
+    comment: Text = ""
+
+
+class RejectRequest(RequestBody):
+    approver: Actor = "anonymous"
+    reason: Text = ""
+
+
+class StopRequest(RequestBody):
+    """Why a workflow is cancelled or terminated."""
+
+    reason: Text = ""
+
+
+class CommandResult(BaseModel):
+    """What became of a command. `accepted`: applied and visible in `workflow`; `pending`: no outcome within the
+    wait (it may still apply; poll the workflow, watch its events for `causation_id` = `command_id`, or retry with
+    the same Idempotency-Key). `duplicate` is true when the command repeats an earlier one with the same id: the
+    answer is then the original's outcome."""
+
+    command_id: str
+    workflow_id: str
+    outcome: Literal["accepted", "pending"]
+    duplicate: bool = False
+    workflow: WorkflowView | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+
+
+class ClientConfig(BaseModel):
+    broadcaster_url: str

@@ -1,0 +1,27 @@
+"""The API's settings, read once from the environment."""
+
+from pathlib import Path
+
+from pydantic import Field
+
+from contracts.settings import ServiceSettings
+
+MAX_WAIT_S = 60.0  # the longest a request may hold its connection waiting for an outcome
+
+PROJECT_WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+
+def default_web_dir() -> Path:
+    """The built web app (`web/dist`, what `npm run build` writes) when there is one, else `web/` itself."""
+    built = PROJECT_WEB_DIR / "dist"
+    return built if built.is_dir() else PROJECT_WEB_DIR
+
+
+class ApiSettings(ServiceSettings):
+    port: int = Field(8000, ge=0, le=65535, validation_alias="WF_API_PORT")
+    # How long a command request waits for its outcome when it does not say (`?wait=`).
+    command_timeout_s: float = Field(5.0, ge=0, le=MAX_WAIT_S, validation_alias="WF_COMMAND_TIMEOUT_S")
+    # Where browsers reach the broadcaster; without it, /config points at this host on the broadcaster's port.
+    public_broadcaster_url: str | None = Field(None, validation_alias="WF_PUBLIC_BROADCASTER_URL")
+    broadcaster_port: int = Field(8001, ge=0, le=65535, validation_alias="WF_BROADCASTER_PORT")
+    web_dir: Path = Field(default_factory=default_web_dir, validation_alias="WF_WEB_DIR")

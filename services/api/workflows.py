@@ -1,0 +1,246 @@
+"""The API's application layer: read the read model and the types, send commands and learn their outcome from the
+log."""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
+from pydantic import ValidationError
+
+from contracts.commands import CommandMessage
+from contracts.eventlog import read_events
+from contracts.events import EVENT, CommandRejected, Event, RecordedEvent
+from contracts.nats_link import NatsLink
+from contracts.state import InfraStatus, WorkflowState
+from contracts.topology import MAX_COMMAND_BYTES
+from contracts.types import WorkflowTypeInfo
+from services.api.errors import CommandRefused, CommandTooLarge, TypeNotFound, WorkflowNotFound
+from services.api.pagination import ListCursor, Page
+from services.api.settings import ApiSettings
+
+log = logging.getLogger(__name__)
+
+SCAN_PAGE_SIZE = 500
+SCAN_FETCH_TIMEOUT_S = 5.0
+SCAN_IDLE_LIMIT_S = 60.0  # the broker deletes a scan's consumer left this long (its request died midway)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    command_id: str
+    duplicate: bool
+    state: WorkflowState | None  # None: no outcome within the wait
+
+
+@dataclass(frozen=True)
+class WorkflowFilter:
+    business_state: str | None = None
+    infra_status: InfraStatus | None = None
+    workflow_type: str | None = None
+    archived: bool = False
+
+    def admits(self, state: WorkflowState) -> bool:
+        return (
+            (self.business_state is None or state.business_state == self.business_state)
+            and (self.infra_status is None or state.infra_status == self.infra_status)
+            and (self.workflow_type is None or state.type == self.workflow_type)
+            and state.archived == self.archived
+        )
+
+
+class Workflows:
+    def __init__(self, link: NatsLink, settings: ApiSettings) -> None:
+        self._link = link
+        self._topology = settings.topology
+        self._default_wait_s = settings.command_timeout_s
+
+    async def _bucket(self, name: str) -> KeyValue:
+        return await self._link.js.key_value(name)
+
+    async def _current_values(self, bucket: str) -> list[bytes]:
+        """Every key's current value. Read through a pull consumer (last value per key), which delivers nothing
+        before it is asked, so the count it starts with is exact. A KV watcher's "that was all" marker is not: it
+        can come before the values, when the broker sends its answer to the count ahead of the values."""
+        js, stream = self._link.js, f"KV_{bucket}"
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            filter_subject=f"$KV.{bucket}.>",
+            ack_policy=AckPolicy.NONE,
+            mem_storage=True,
+            num_replicas=1,
+            inactive_threshold=SCAN_IDLE_LIMIT_S,
+        )
+        consumer = await js.add_consumer(stream, config)
+        values: list[bytes] = []
+        try:
+            remaining = consumer.num_pending
+            if remaining == 0:
+                return values
+            subscription = await js.pull_subscribe_bind(consumer=consumer.name, stream=stream)
+            try:
+                while remaining:
+                    for message in await subscription.fetch(SCAN_PAGE_SIZE, timeout=SCAN_FETCH_TIMEOUT_S):
+                        remaining = message.metadata.num_pending
+                        if (message.headers or {}).get(KV_OP) not in (KV_DEL, KV_PURGE):
+                            values.append(message.data)
+            finally:
+                await subscription.unsubscribe()
+        finally:
+            try:
+                await js.delete_consumer(stream, consumer.name)
+            except NatsError as error:  # the broker deletes it anyway once idle: the answer stands
+                log.info("could not delete scan consumer %s (the broker will): %r", consumer.name, error)
+        return values
+
+    # reads
+
+    async def find(self, workflow_id: str) -> WorkflowState | None:
+        try:
+            entry = await (await self._bucket(self._topology.state_bucket)).get(workflow_id)
+        except KeyNotFoundError:
+            return None
+        return WorkflowState.model_validate_json(entry.value) if entry.value else None
+
+    async def get(self, workflow_id: str) -> WorkflowState:
+        state = await self.find(workflow_id)
+        if state is None:
+            raise WorkflowNotFound(workflow_id)
+        return state
+
+    async def matching(self, admitted: WorkflowFilter, limit: int, after: ListCursor | None) -> Page[WorkflowState]:
+        """The workflows the filter admits, newest first: at most `limit` of them, from just after `after`."""
+        states = [
+            WorkflowState.model_validate_json(value)
+            for value in await self._current_values(self._topology.state_bucket)
+        ]
+        ordered = sorted((state for state in states if admitted.admits(state)), key=ListCursor.of, reverse=True)
+        if after is not None:
+            ordered = [state for state in ordered if ListCursor.of(state) < after]
+        page = ordered[:limit]
+        more = len(ordered) > limit
+        return Page(page, ListCursor.of(page[-1]).encode() if more else None)
+
+    async def events(self, workflow_id: str, after: int, limit: int) -> Page[RecordedEvent]:
+        """The workflow's events with a sequence above `after`, oldest first, at most `limit` of them."""
+        events = await read_events(self._link.js, self._topology, workflow_id, after=after, limit=limit + 1)
+        if not events and await self.find(workflow_id) is None:
+            raise WorkflowNotFound(workflow_id)
+        page = events[:limit]
+        return Page(page, str(page[-1].sequence) if len(events) > limit else None)
+
+    async def types(self) -> list[WorkflowTypeInfo]:
+        """Every workflow type the orchestrator published, by name."""
+        infos = [
+            WorkflowTypeInfo.model_validate_json(value)
+            for value in await self._current_values(self._topology.types_bucket)
+        ]
+        return sorted(infos, key=lambda info: info.name)
+
+    async def type_info(self, name: str) -> WorkflowTypeInfo:
+        try:
+            entry = await (await self._bucket(self._topology.types_bucket)).get(name)
+        except KeyNotFoundError:
+            raise TypeNotFound(name) from None
+        if not entry.value:
+            raise TypeNotFound(name)
+        return WorkflowTypeInfo.model_validate_json(entry.value)
+
+    # commands
+
+    async def send_to_existing(self, command: CommandMessage, wait_s: float | None) -> Outcome:
+        """Send a command for a workflow that must already exist; nothing is published for an unknown one."""
+        await self.get(command.workflow_id)
+        return await self.send([command], wait_s)
+
+    async def send(self, commands: Sequence[CommandMessage], wait_s: float | None) -> Outcome:
+        """Publish commands of one workflow, in order, then wait up to `wait_s` (None: the default wait; 0: not at
+        all) until the log records the outcome of each and the read model shows the last one. A rejection raises
+        CommandRefused; no outcome in time gives an Outcome without state, for the first command."""
+        payloads = [command.model_dump_json().encode() for command in commands]
+        for payload in payloads:
+            if len(payload) > MAX_COMMAND_BYTES:
+                raise CommandTooLarge(f"the command is {len(payload)} bytes; at most {MAX_COMMAND_BYTES} are accepted")
+        wait_s = self._default_wait_s if wait_s is None else wait_s
+        deadline = asyncio.get_running_loop().time() + wait_s
+        workflow_id, ids = commands[0].workflow_id, [command.message_id for command in commands]
+        # Listen before publishing, so no command's first event can slip past; and through the stream, not core NATS:
+        # a core subscriber also sees the events of a decision whose append the stream refused (a conflict, decided
+        # again), which never happened.
+        events = await self._committed_events(workflow_id) if wait_s else None
+        try:
+            duplicates = []
+            for command, payload in zip(commands, payloads, strict=True):
+                ack = await self._link.js.publish(
+                    self._topology.commands_subject(workflow_id),
+                    payload,
+                    stream=self._topology.commands_stream,
+                    headers={"Nats-Msg-Id": command.message_id},
+                )
+                if ack.duplicate:
+                    duplicates.append(command.message_id)
+            if events is None:
+                return Outcome(ids[0], bool(duplicates), None)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    causes = await self._first_events_caused_by(events, workflow_id, ids, duplicates)
+                    for command_id in ids:
+                        if isinstance(rejection := causes[command_id], CommandRejected):
+                            raise CommandRefused(rejection.code, rejection.reason)
+                    state = await self._state_once_applied(workflow_id, ids[-1])
+            except TimeoutError:
+                return Outcome(ids[0], bool(duplicates), None)
+            return Outcome(ids[0], bool(duplicates), state)
+        finally:
+            if events is not None:
+                await events.unsubscribe()
+
+    async def _committed_events(self, workflow_id: str):
+        return await self._link.js.subscribe(
+            self._topology.events_subject(workflow_id),
+            stream=self._topology.events_stream,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+        )
+
+    async def _first_events_caused_by(
+        self, events: Subscription, workflow_id: str, command_ids: list[str], duplicates: list[str]
+    ) -> dict[str, Event]:
+        """The first event each command caused: from the live subscription, and for a duplicate (whose original may
+        have been decided before we listened) from the log first."""
+        causes: dict[str, Event] = {}
+        if duplicates:
+            for recorded in await read_events(self._link.js, self._topology, workflow_id):
+                cause = recorded.event.causation_id
+                if cause in duplicates and cause not in causes:
+                    causes[cause] = recorded.event
+        while len(causes) < len(command_ids):
+            message = await events.next_msg(timeout=None)
+            try:
+                event = EVENT.validate_json(message.data)
+            except ValidationError as error:
+                log.warning("not an event on %s: %s", message.subject, error)
+                continue
+            if event.causation_id in command_ids and event.causation_id not in causes:
+                causes[event.causation_id] = event
+        return causes
+
+    async def _state_once_applied(self, workflow_id: str, command_id: str) -> WorkflowState:
+        """The read model once it has folded the command in. The watch starts with the current value, so an update
+        written before it began is not missed."""
+        watcher = await (await self._bucket(self._topology.state_bucket)).watch(workflow_id)
+        try:
+            while True:
+                entry = await watcher.updates(timeout=None)
+                if entry is None or entry.operation in (KV_DEL, KV_PURGE):
+                    continue
+                state = WorkflowState.model_validate_json(entry.value)
+                if command_id in state.applied_commands:
+                    return state
+        finally:
+            await watcher.stop()

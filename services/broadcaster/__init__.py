@@ -1,0 +1,1 @@
+"""The broadcaster: relays every event of the log, live, to WebSocket clients."""

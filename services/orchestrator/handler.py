@@ -1,0 +1,95 @@
+"""The orchestrator's one use case: load a workflow, decide on a command, append the events, send what is owed."""
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from contracts.commands import Command
+from contracts.events import CommandRejected
+from contracts.ids import new_id
+from contracts.randomness import Randomness
+from contracts.jobs import ProcessJob
+from contracts.state import PendingTimer, WorkflowState
+from services.orchestrator.domain.engine import Context, decide, outbox
+from services.orchestrator.metrics import OrchestratorMetrics
+from services.orchestrator.store import ConcurrencyConflict, EventStore
+
+log = logging.getLogger("orchestrator")
+
+Outbox = Callable[[list[ProcessJob | PendingTimer]], Awaitable[None]]
+MAX_CONFLICT_RETRIES = 8
+
+
+class CommandHandler:
+    def __init__(
+        self,
+        store: EventStore,
+        send_outbox: Outbox,
+        randomness: Randomness,
+        send_failure_rate: float,
+        metrics: OrchestratorMetrics,
+    ) -> None:
+        self.store, self.send_outbox = store, send_outbox
+        self.randomness, self.send_failure_rate = randomness, send_failure_rate
+        self.metrics = metrics
+
+    def context(self) -> Context:
+        def send_fails(workflow_id: str, visit: int, try_number: int) -> bool:
+            return self.randomness.draw("send", workflow_id, visit, try_number) < self.send_failure_rate
+
+        return Context(now=datetime.now(UTC), send_fails=send_fails)
+
+    async def handle(self, command: Command) -> WorkflowState:
+        """Apply a command exactly once. (The consumer hands one workflow's commands over one at a time, in order.)"""
+        with self.metrics.seconds.time():
+            return await self._apply(command)
+
+    async def _apply(self, command: Command) -> WorkflowState:
+        # A conflict means another replica appended first: reload and decide again.
+        for _ in range(MAX_CONFLICT_RETRIES):
+            state = await self.store.load(command.workflow_id)
+            if command.message_id in state.applied_commands:
+                # Delivered again: the log has it. A crash may have come between append and send, so send what the
+                # state owes once more (idempotent) and make sure the read model caught up.
+                await self.send_outbox(outbox(state))
+                await self.store.save(state)
+                self.metrics.commands.labels(kind=command.kind, outcome="duplicate").inc()
+                return state
+            events = decide(state, command, self.context())
+            try:
+                new_state = await self.store.append(state, events)
+            except ConcurrencyConflict:
+                log.info("conflict on %s, deciding %s again", command.workflow_id, command.message_id)
+                self.metrics.conflicts.inc()
+                continue
+            self.metrics.record(command.kind, events)
+            log.info("%s %s: %s", command.kind, command.workflow_id, ", ".join(e.type for e in events) or "nothing to do")
+            owed_before = outbox(state)
+            if new_messages := [message for message in outbox(new_state) if message not in owed_before]:
+                await self.send_outbox(new_messages)
+            await self.store.save(new_state)
+            return new_state
+        raise ConcurrencyConflict(f"gave up on {command.message_id} after {MAX_CONFLICT_RETRIES} conflicts")
+
+    async def reject_unreadable(self, workflow_id: str, command_id: str | None, kind: str, reason: str) -> None:
+        """Record that a message on a workflow's command subject could not be read as a command."""
+        command_id = command_id or new_id()
+        for _ in range(MAX_CONFLICT_RETRIES):
+            state = await self.store.load(workflow_id)
+            if command_id in state.applied_commands:
+                return
+            rejected = CommandRejected(
+                message_id=f"{command_id}-1",
+                workflow_id=workflow_id,
+                causation_id=command_id,
+                correlation_id=command_id,
+                command_id=command_id,
+                command_kind=kind,
+                code="invalid",
+                reason=reason,
+            )
+            try:
+                await self.store.save(await self.store.append(state, [rejected]))
+                return
+            except ConcurrencyConflict:
+                continue

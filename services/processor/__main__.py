@@ -1,0 +1,13 @@
+"""`python -m services.processor`: the job worker, with /metrics and /healthz on WF_PROCESSOR_PORT."""
+
+from contracts.stopping import exit_cleanly_on_sigterm
+
+exit_cleanly_on_sigterm()  # first: a stop during start-up is clean too
+
+from contracts.observability import configure_logging, serve  # noqa: E402 (after the handler)
+from services.processor.app import create_app  # noqa: E402 (after the handler)
+from services.processor.settings import ProcessorSettings  # noqa: E402 (after the handler)
+
+configure_logging("processor")
+settings = ProcessorSettings()
+serve(create_app(settings), settings.bind_host, settings.port)

@@ -1,0 +1,110 @@
+"""The processor: takes jobs from the work queue and answers each with a result command for its workflow.
+
+It simulates the outside world: a random output in [0, 1), and at configurable rates a transient error, a
+non-retryable one, or a run slower than the step's timeout. What to do about a failure is the step's policy, applied by
+the orchestrator: the processor only reports it."""
+
+import asyncio
+import logging
+import time
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, make_ping_asgi
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.annotations import NatsMessage
+from faststream.nats.prometheus import NatsPrometheusMiddleware
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+from pydantic import ValidationError
+
+from contracts.commands import CompleteJob, FailJob
+from contracts.errors import describe
+from contracts.jobs import ProcessJob
+from contracts.observability import correlation_id, report_consumer_lag
+from contracts.randomness import Randomness
+from services.processor.settings import ProcessorSettings
+
+log = logging.getLogger("processor")
+
+
+def create_app(settings: ProcessorSettings) -> AsgiFastStream:
+    topology = settings.topology
+    randomness = Randomness(settings.seed)
+    registry = CollectorRegistry()
+    jobs = Counter("wf_jobs_total", "Jobs run, by step and outcome", ["step", "outcome"], registry=registry)
+    job_seconds = Histogram("wf_job_seconds", "Time to run a job, by step", ["step"], registry=registry)
+    lag = Gauge("wf_consumer_pending", "Jobs waiting for the processors", ["consumer"], registry=registry)
+    broker = NatsBroker(
+        settings.nats_servers,
+        max_reconnect_attempts=-1,
+        log_level=logging.DEBUG,
+        middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="processor")],
+    )
+    app = AsgiFastStream(
+        broker,
+        asgi_routes=[("/metrics", make_asgi_app(registry)), ("/healthz", make_ping_asgi(broker, timeout=2.0))],
+    )
+    background: set[asyncio.Task] = set()
+
+    @app.on_startup
+    async def connect() -> None:
+        await broker.connect()
+        await topology.ensure(broker.connection.jetstream())
+
+    @app.after_startup
+    async def watch_lag() -> None:
+        js = broker.connection.jetstream()
+        background.add(asyncio.create_task(report_consumer_lag(js, topology.jobs_stream, "processor", lag)))
+
+    @app.on_shutdown
+    async def stop_watching() -> None:
+        for task in background:
+            task.cancel()
+
+    @broker.subscriber(
+        topology.jobs_subject(),
+        stream=JStream(name=topology.jobs_stream, declare=False),
+        durable="processor",
+        config=topology.processor_consumer(),
+        pull_sub=PullSub(batch_size=16, timeout=1.0),
+        max_workers=settings.concurrency,
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def on_job(message: NatsMessage) -> None:
+        js = broker.connection.jetstream()
+        try:
+            job = ProcessJob.model_validate_json(message.body)
+        except ValidationError as error:
+            log.warning("dead-lettering an unreadable job: %s", error)
+            headers = {"Wf-Error": describe(error)[:1000], "Wf-Subject": message.raw_message.subject}
+            await js.publish(topology.dead_subject("jobs"), message.body, headers=headers)
+            await message.ack()
+            return
+
+        correlation_id.set(job.correlation_id)
+        started = time.monotonic()
+        envelope = {
+            "message_id": f"{job.job_id}-result",  # one result per job, however often it runs
+            "workflow_id": job.workflow_id,
+            "causation_id": job.message_id,
+            "correlation_id": job.correlation_id,
+            "job_id": job.job_id,
+        }
+        if randomness.draw("slow", job.job_id) < settings.slow_rate:
+            log.info("job %s: a slow run of %.1f s", job.job_id, settings.slow_s)
+            await asyncio.sleep(settings.slow_s)
+        if randomness.draw("transient", job.job_id) < settings.transient_error_rate:
+            result = FailJob(**envelope, error="transient error", error_type="TransientError", retryable=True)
+        elif randomness.draw("fatal", job.job_id) < settings.fatal_error_rate:
+            result = FailJob(**envelope, error="non-retryable error", error_type="FatalError", retryable=False)
+        else:
+            result = CompleteJob(**envelope, output=randomness.draw("output", job.job_id))
+
+        subject = topology.commands_subject(job.workflow_id)
+        await js.publish(subject, result.model_dump_json().encode(), headers={"Nats-Msg-Id": result.message_id})
+        await message.ack()
+        outcome = result.error_type if isinstance(result, FailJob) else "completed"
+        log.info("job %s of %s: %s", job.job_id, job.workflow_id, outcome)
+        jobs.labels(step=job.step, outcome=outcome).inc()
+        job_seconds.labels(step=job.step).observe(time.monotonic() - started)
+
+    return app

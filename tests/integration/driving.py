@@ -1,0 +1,178 @@
+"""Driving workflows through the real services over NATS, and reading their luck in advance.
+
+Seeded draws are a pure function of (seed, key), so a test picks a workflow id whose draws take the path it tests."""
+
+import asyncio
+import time
+from itertools import count
+
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
+from nats.js.errors import APIError, KeyNotFoundError, NoStreamResponseError, ServiceUnavailableError
+
+from contracts.commands import ApproveWorkflow, CreateWorkflow
+from contracts.eventlog import read_events
+from contracts.randomness import Randomness
+from contracts.state import WorkflowState
+from services.orchestrator.domain.engine import fold
+from tests.conftest import eventually
+
+SEED = 20261124
+FINAL = {"Finished", "Error"}
+# Refused or unanswered while a stream elects a new leader: try the same message again (its id makes it apply once).
+UNAVAILABLE = (
+    NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ServiceUnavailableError
+)
+RESEND_FOR_S = 60.0
+DUPLICATE_IN_PROCESS = 10158
+
+
+class Luck:
+    """What the orchestrator's and the processor's draws will be, for a seed and failure rates."""
+
+    def __init__(self, seed: int = SEED, send_failure_rate: float = 0.25, **processor_rates: float) -> None:
+        self.chance, self.send_failure_rate, self.rates = Randomness(seed), send_failure_rate, processor_rates
+
+    def send_fails(self, workflow_id: str, visit: int, try_number: int) -> bool:
+        return self.chance.draw("send", workflow_id, visit, try_number) < self.send_failure_rate
+
+    def output(self, job: str) -> float:
+        return self.chance.draw("output", job)
+
+    def processor_does(self, what: str, job: str) -> bool:
+        """`what` in transient / fatal / slow: does the processor inject it into this job?"""
+        return self.chance.draw(what, job) < self.rates.get(what, 0.0)
+
+    def clean(self, job: str) -> bool:
+        return not any(self.processor_does(what, job) for what in ("transient", "fatal", "slow"))
+
+
+def first_id(predicate, prefix: str = "wf") -> str:
+    return next(wf for wf in (f"{prefix}-{i}" for i in count()) if predicate(wf))
+
+
+def describe(event) -> str:
+    """An event as a test reads it: its type, and for a transition its trigger."""
+    return f"{event.type}:{event.trigger}" if event.type == "TransitionTaken" else event.type
+
+
+class Driver:
+    def __init__(self, js, topology) -> None:
+        self.js, self.topology = js, topology
+
+    async def send(self, command, dedup: bool = True) -> None:
+        headers = {"Nats-Msg-Id": command.message_id} if dedup else None
+        subject = self.topology.commands_subject(command.workflow_id)
+        await self.js.publish(subject, command.model_dump_json().encode(), headers=headers)
+
+    async def state(self, workflow_id: str) -> WorkflowState | None:
+        kv = await self.js.key_value(self.topology.state_bucket)
+        try:
+            return WorkflowState.model_validate_json((await kv.get(workflow_id)).value)
+        except KeyNotFoundError:
+            return None
+
+    async def reaches(self, workflow_id: str, business_state: str, timeout_s: float = 20.0, **fields) -> WorkflowState:
+        """Wait until the read model shows this business state (and these field values)."""
+
+        async def probe():
+            state = await self.state(workflow_id)
+            if state and state.business_state == business_state:
+                if all(getattr(state, name) == value for name, value in fields.items()):
+                    return state
+            return None
+
+        try:
+            return await eventually(probe, timeout_s)
+        except AssertionError:
+            state = await self.state(workflow_id)
+            seen = state.model_dump(include={"business_state", "infra_status", "attempt", "error"}) if state else None
+            raise AssertionError(
+                f"{workflow_id} did not reach {business_state} {fields} within {timeout_s}s; it is {seen}, "
+                f"its log: {await self.history(workflow_id)}"
+            ) from None
+
+    async def events(self, workflow_id: str) -> list:
+        return [recorded.event for recorded in await read_events(self.js, self.topology, workflow_id)]
+
+    async def history(self, workflow_id: str) -> list[str]:
+        return [describe(event) for event in await self.events(workflow_id)]
+
+    async def has(self, workflow_id: str, entry: str, times: int = 1) -> bool:
+        return (await self.history(workflow_id)).count(entry) >= times
+
+    async def assert_consistent(self, workflow_id: str) -> WorkflowState:
+        """The log is a legal path of the machine (the fold raises otherwise) and, once the workflow rests, the read
+        model equals a replay of the log."""
+
+        async def read_model_equals_replay():
+            replayed = fold(WorkflowState(id=workflow_id), await read_events(self.js, self.topology, workflow_id))
+            resting = replayed.infra_status not in ("Running", "Processing Step")
+            return replayed if resting and await self.state(workflow_id) == replayed else None
+
+        return await eventually(read_model_equals_replay)
+
+
+class Fleet:
+    """Drives many workflows through create-and-process → approve (when one waits for approval), from the read model,
+    resending whatever a failover left unacknowledged. It remembers every command it sent, for the checker."""
+
+    def __init__(self, js, bucket, topology, workflow_ids: list[str], sweep_interval_s: float = 0.25) -> None:
+        self.js, self.bucket, self.topology, self.sweep_interval_s = js, bucket, topology, sweep_interval_s
+        self.states: dict[str, WorkflowState | None] = dict.fromkeys(workflow_ids)
+        self.sent: dict[str, list[str]] = {wf: [] for wf in workflow_ids}
+
+    @property
+    def ended(self) -> set[str]:
+        return {wf for wf, state in self.states.items() if state and state.business_state in FINAL}
+
+    async def send(self, command) -> None:
+        subject, data = self.topology.commands_subject(command.workflow_id), command.model_dump_json().encode()
+        deadline = time.monotonic() + RESEND_FOR_S
+        while True:
+            try:
+                await self.js.publish(subject, data, headers={"Nats-Msg-Id": command.message_id}, timeout=2)
+                break
+            except (*UNAVAILABLE, APIError) as error:
+                # 10158: the same id is being stored by a publish whose answer was lost in a failover; ask again.
+                if isinstance(error, APIError) and error.err_code != DUPLICATE_IN_PROCESS:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        self.sent[command.workflow_id].append(command.message_id)
+
+    async def start_all(self) -> None:
+        for wf in self.states:
+            # Fixed ids, so that a resend after a failover is recognised as the same command.
+            await self.send(CreateWorkflow(workflow_id=wf, message_id=f"{wf}-create", start=True))
+
+    async def sweep(self) -> int:
+        """Read the state of every workflow that has not ended; approve the ones waiting. How many have ended."""
+        ended = self.ended
+        pending = [wf for wf in self.states if wf not in ended]
+        for wf, state in zip(pending, await asyncio.gather(*(self._read(wf) for wf in pending))):
+            self.states[wf] = state or self.states[wf]
+            if state and state.business_state == "Waiting For Approval" and f"{wf}-approve" not in self.sent[wf]:
+                await self.send(ApproveWorkflow(workflow_id=wf, approver="ann", message_id=f"{wf}-approve"))
+        return len(self.ended)
+
+    async def _read(self, workflow_id: str) -> WorkflowState | None:
+        try:
+            return WorkflowState.model_validate_json((await self.bucket.get(workflow_id)).value)
+        except KeyNotFoundError:
+            return None
+        except UNAVAILABLE:
+            return None  # this sweep does not know; the next one asks again
+
+    async def run_until(self, ended: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while (done := await self.sweep()) < ended:
+            if time.monotonic() > deadline:
+                waiting = {wf: self.states[wf] for wf in self.states if wf not in self.ended}
+                seen = {wf: state and f"{state.business_state} / {state.infra_status}" for wf, state in waiting.items()}
+                raise AssertionError(f"only {done} of {ended} workflows ended within {timeout_s:.0f} s; {seen}")
+            await asyncio.sleep(self.sweep_interval_s)
+
+    @property
+    def sent_commands(self) -> list[tuple[str, str]]:
+        return [(wf, command) for wf, commands in self.sent.items() for command in commands]

@@ -1,0 +1,183 @@
+"""The language a type is declared in, and how a type describes itself to clients."""
+
+import re
+
+import pytest
+
+from contracts.types import StateInfo, TransitionInfo, WorkflowTypeInfo
+from services.orchestrator.domain.declaration import (
+    End,
+    IllegalTransition,
+    Route,
+    StateKind,
+    Step,
+    Wait,
+    WorkflowType,
+    move,
+)
+from services.orchestrator.domain.types import WORKFLOW_TYPES
+
+APPROVAL, EXPENSE = WORKFLOW_TYPES["approval"], WORKFLOW_TYPES["expense"]
+
+
+def transitions(*rows: tuple[str, str, str]) -> list[TransitionInfo]:
+    return [TransitionInfo(trigger=trigger, source=source, dest=dest) for source, trigger, dest in rows]
+
+
+APPROVAL_TRANSITIONS = [
+    ("Unprocessed", "process", "Sending To Queue"),
+    ("Sending To Queue", "request_approval", "Waiting For Approval"),
+    ("Sending To Queue", "fail", "Error"),
+    ("Waiting For Approval", "approve", "Finished"),
+    ("Waiting For Approval", "reject", "Sending To Queue"),
+]
+EXPENSE_TRANSITIONS = [
+    ("Draft", "submit", "Validating"),
+    ("Validating", "validated", "Manager Approval"),
+    ("Validating", "fail", "Error"),
+    ("Manager Approval", "manager_approve", "Finance Approval"),
+    ("Manager Approval", "escalate", "Director Approval"),
+    ("Director Approval", "director_approve", "Finance Approval"),
+    ("Finance Approval", "finance_approve", "Paying"),
+    ("Manager Approval", "reject", "Rejected"),
+    ("Director Approval", "reject", "Rejected"),
+    ("Finance Approval", "reject", "Rejected"),
+    ("Paying", "paid", "Paid"),
+    ("Paying", "fail", "Error"),
+]
+
+
+def test_the_shipped_types_are_discovered_by_name():
+    assert sorted(WORKFLOW_TYPES) == ["approval", "expense"]
+
+
+def test_the_approval_type_describes_its_states_and_transitions():
+    assert APPROVAL.describe() == WorkflowTypeInfo(
+        name="approval",
+        title="Approval",
+        initial="Unprocessed",
+        states=[
+            StateInfo(name="Unprocessed", kind="wait", accepts=["process", "cancel", "terminate"]),
+            StateInfo(name="Sending To Queue", kind="step", accepts=["cancel", "terminate"]),
+            StateInfo(name="Waiting For Approval", kind="wait", accepts=["approve", "reject", "cancel", "terminate"]),
+            StateInfo(name="Finished", kind="succeeded", accepts=["archive"]),
+            StateInfo(name="Error", kind="failed", accepts=["archive", "retry"]),
+        ],
+        transitions=transitions(*APPROVAL_TRANSITIONS),
+    )
+
+
+def test_the_expense_type_describes_its_states_and_transitions():
+    assert EXPENSE.describe() == WorkflowTypeInfo(
+        name="expense",
+        title="Expense",
+        initial="Draft",
+        states=[
+            StateInfo(name="Draft", kind="wait", accepts=["process", "cancel", "terminate"]),
+            StateInfo(name="Validating", kind="step", accepts=["cancel", "terminate"]),
+            StateInfo(name="Manager Approval", kind="wait", accepts=["approve", "reject", "cancel", "terminate"]),
+            StateInfo(name="Director Approval", kind="wait", accepts=["approve", "reject", "cancel", "terminate"]),
+            StateInfo(name="Finance Approval", kind="wait", accepts=["approve", "reject", "cancel", "terminate"]),
+            StateInfo(name="Paying", kind="step", accepts=["cancel", "terminate"]),
+            StateInfo(name="Paid", kind="succeeded", accepts=["archive"]),
+            StateInfo(name="Rejected", kind="succeeded", accepts=["archive"]),
+            StateInfo(name="Error", kind="failed", accepts=["archive", "retry"]),
+        ],
+        transitions=transitions(*EXPENSE_TRANSITIONS),
+    )
+
+
+@pytest.mark.parametrize("declared", WORKFLOW_TYPES.values(), ids=list(WORKFLOW_TYPES))
+def test_a_description_lists_the_transitions_exactly_as_declared(declared):
+    described = declared.describe()
+
+    assert [t.model_dump() for t in described.transitions] == declared.transitions
+    assert [s.name for s in described.states] == list(declared.states)
+
+
+@pytest.mark.parametrize(
+    ("declared", "table"),
+    [(APPROVAL, APPROVAL_TRANSITIONS), (EXPENSE, EXPENSE_TRANSITIONS)],
+    ids=["approval", "expense"],
+)
+def test_each_trigger_leads_from_its_source_to_its_destination_and_is_illegal_anywhere_else(declared, table):
+    triggers = {trigger for _, trigger, _ in table}
+    for state in declared.states:
+        for trigger in triggers:
+            dest = next((d for s, t, d in table if (s, t) == (state, trigger)), None)
+            if dest:
+                assert declared.next_state(state, trigger) == dest
+            else:
+                message = f"{declared.name}: '{trigger}' cannot happen in state '{state}'"
+                with pytest.raises(IllegalTransition, match=re.escape(message)):
+                    declared.next_state(state, trigger)
+
+
+def test_nothing_can_happen_before_the_workflow_has_a_state():
+    with pytest.raises(IllegalTransition):
+        APPROVAL.next_state(None, "process")
+
+
+@pytest.mark.parametrize(
+    ("state", "kind"),
+    [("Draft", StateKind.WAIT), ("Validating", StateKind.STEP), ("Paid", StateKind.SUCCEEDED),
+     ("Rejected", StateKind.SUCCEEDED), ("Error", StateKind.FAILED)],
+)
+def test_a_state_kind_follows_its_declaration(state, kind):
+    assert EXPENSE.kind(state) is kind
+
+
+# ------------------------------------------------------------------------------------------------ declaring a type
+
+
+def declare(states, transitions_):
+    return WorkflowType(name="broken", title="Broken", initial="Waiting", states=states, transitions=transitions_)
+
+
+def test_a_well_formed_declaration_is_accepted():
+    declared = declare(
+        {"Waiting": Wait(accepts={"process": move("go")}), "Working": Step("work", route=lambda *_: Route("done")),
+         "Done": End(), "Failed": End(succeeded=False)},
+        [{"trigger": "go", "source": "Waiting", "dest": "Working"},
+         {"trigger": "done", "source": "Working", "dest": "Done"},
+         {"trigger": "fail", "source": "Working", "dest": "Failed"}],
+    )
+
+    assert declared.next_state("Waiting", "go") == "Working"
+
+
+def test_a_step_whose_failure_trigger_its_machine_lacks_fails_at_construction():
+    with pytest.raises(IllegalTransition, match=re.escape("broken: 'fail' cannot happen in state 'Working'")):
+        declare(
+            {"Waiting": Wait(accepts={"process": move("go")}), "Working": Step("work", route=lambda *_: Route("done")),
+             "Done": End()},
+            [{"trigger": "go", "source": "Waiting", "dest": "Working"},
+             {"trigger": "done", "source": "Working", "dest": "Done"}],
+        )
+
+
+def test_a_wait_whose_deadline_trigger_its_machine_lacks_fails_at_construction():
+    with pytest.raises(IllegalTransition, match=re.escape("broken: 'escalate' cannot happen in state 'Waiting'")):
+        declare(
+            {"Waiting": Wait(accepts={"approve": move("approve")}, deadline_s=60, on_deadline="escalate"),
+             "Done": End()},
+            [{"trigger": "approve", "source": "Waiting", "dest": "Done"},
+             {"trigger": "escalate", "source": "Done", "dest": "Waiting"}],
+        )
+
+
+def test_a_wait_with_a_deadline_but_no_trigger_for_it_is_refused_at_construction():
+    with pytest.raises(IllegalTransition, match="needs both a deadline and the trigger"):
+        WorkflowType(
+            name="broken",
+            title="Broken",
+            initial="Waiting",
+            states={"Waiting": Wait(accepts={"approve": move("approve")}, deadline_s=60), "Done": End()},
+            transitions=[{"trigger": "approve", "source": "Waiting", "dest": "Done"}],
+        )
+
+
+def test_no_trigger_leads_anywhere():
+    # `transitions` reads a None trigger as "any trigger"; the declaration must not.
+    with pytest.raises(IllegalTransition):
+        WORKFLOW_TYPES["expense"].next_state("Manager Approval", None)

@@ -1,0 +1,269 @@
+"""Given commands / when a command / then events, for the workflow engine.
+
+`given(...)` decides each command against the fold of the log so far and appends what it causes, so every test
+history is one the engine itself could have written. Time and the send step's luck are fixed by the test.
+
+Ids the engine derives, spelled out here once: a state's visit counts the states entered so far (the initial state is
+visit 1), a job is `<workflow>-<visit>-<try>`, a timer `retry-<visit>-<try>`, `timeout-<visit>-<try>` or
+`deadline-<visit>`."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate
+from typing import Any
+
+from contracts.commands import (
+    ApproveWorkflow,
+    ArchiveWorkflow,
+    CancelWorkflow,
+    Command,
+    CompleteJob,
+    CreateWorkflow,
+    FailJob,
+    FireTimer,
+    ProcessWorkflow,
+    RejectWorkflow,
+    RetryWorkflow,
+    TerminateWorkflow,
+)
+from contracts.events import CommandRejected, Event, RecordedEvent
+from contracts.state import WorkflowState
+from services.orchestrator.domain.engine import Context, decide, evolve, fold
+
+WORKFLOW_ID = "wf-1"
+NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+INPUT = {"amount": 120, "currency": "EUR"}
+FIRST_STEP_VISIT = 2  # both shipped types wait in their initial state (visit 1), so their first step runs in visit 2
+
+SendFails = Callable[[str, int, int], bool]
+
+
+def seconds_later(delay: float) -> datetime:
+    return NOW + timedelta(seconds=delay)
+
+
+def sends_succeed(workflow_id: str, visit: int, try_number: int) -> bool:
+    return False
+
+
+def sends_always_fail(workflow_id: str, visit: int, try_number: int) -> bool:
+    return True
+
+
+def send_fails_on(*tries: tuple[int, int]) -> SendFails:
+    """A send step that fails on exactly these (visit, try) pairs."""
+    return lambda workflow_id, visit, try_number: (visit, try_number) in tries
+
+
+def job_id(visit: int = FIRST_STEP_VISIT, try_number: int = 1) -> str:
+    return f"{WORKFLOW_ID}-{visit}-{try_number}"
+
+
+# Commands, with the fields a test does not care about filled in.
+
+
+def create(**fields: Any) -> CreateWorkflow:
+    return CreateWorkflow(**{"workflow_id": WORKFLOW_ID, "input": INPUT} | fields)
+
+
+def create_expense(**fields: Any) -> CreateWorkflow:
+    return create(**{"workflow_type": "expense"} | fields)
+
+
+def process(**fields: Any) -> ProcessWorkflow:
+    return ProcessWorkflow(workflow_id=WORKFLOW_ID, **fields)
+
+
+def approve(**fields: Any) -> ApproveWorkflow:
+    return ApproveWorkflow(**{"workflow_id": WORKFLOW_ID, "approver": "ann", "comment": "looks right"} | fields)
+
+
+def reject(**fields: Any) -> RejectWorkflow:
+    return RejectWorkflow(**{"workflow_id": WORKFLOW_ID, "approver": "bob", "reason": "too low"} | fields)
+
+
+def cancel(**fields: Any) -> CancelWorkflow:
+    return CancelWorkflow(**{"workflow_id": WORKFLOW_ID, "reason": "no longer needed"} | fields)
+
+
+def terminate(**fields: Any) -> TerminateWorkflow:
+    return TerminateWorkflow(**{"workflow_id": WORKFLOW_ID, "reason": "stuck"} | fields)
+
+
+def retry(**fields: Any) -> RetryWorkflow:
+    return RetryWorkflow(workflow_id=WORKFLOW_ID, **fields)
+
+
+def archive(**fields: Any) -> ArchiveWorkflow:
+    return ArchiveWorkflow(workflow_id=WORKFLOW_ID, **fields)
+
+
+def complete(output: float, visit: int = FIRST_STEP_VISIT, try_number: int = 1, **fields: Any) -> CompleteJob:
+    return CompleteJob(**{"workflow_id": WORKFLOW_ID, "job_id": job_id(visit, try_number), "output": output} | fields)
+
+
+def fail_job(
+    error: str = "model crashed", visit: int = FIRST_STEP_VISIT, try_number: int = 1, **fields: Any
+) -> FailJob:
+    return FailJob(**{"workflow_id": WORKFLOW_ID, "job_id": job_id(visit, try_number), "error": error} | fields)
+
+
+def fire(timer_id: str, **fields: Any) -> FireTimer:
+    """The timer command as the broker delivers it (the message id the engine gives it)."""
+    owed = {"workflow_id": WORKFLOW_ID, "message_id": f"{WORKFLOW_ID}-{timer_id}", "timer_id": timer_id}
+    return FireTimer(**owed | fields)
+
+
+COMMAND_OF_KIND: dict[str, Callable[..., Command]] = {
+    "process": process,
+    "approve": approve,
+    "reject": reject,
+    "cancel": cancel,
+    "terminate": terminate,
+    "retry": retry,
+    "archive": archive,
+}
+
+
+@dataclass
+class History:
+    """One workflow's log, in memory."""
+
+    send_fails: SendFails = sends_succeed
+    now: datetime = NOW
+    recorded: list[RecordedEvent] = field(default_factory=list)
+
+    @property
+    def state(self) -> WorkflowState:
+        return fold(WorkflowState(id=WORKFLOW_ID), self.recorded)
+
+    @property
+    def events(self) -> list[Event]:
+        return [recorded.event for recorded in self.recorded]
+
+    def states(self) -> list[WorkflowState]:
+        """The state after each recorded event, in order."""
+        return list(accumulate(self.recorded, evolve, initial=WorkflowState(id=WORKFLOW_ID)))[1:]
+
+    def when(self, command: Command) -> list[Event]:
+        """What `command` causes now; nothing is recorded."""
+        return decide(self.state, command, Context(now=self.now, send_fails=self.send_fails))
+
+    def record(self, *commands: Command) -> list[Event]:
+        """Decide each command in turn and append what it causes; returns the events of the last one."""
+        events: list[Event] = []
+        for command in commands:
+            events = self.when(command)
+            self.recorded += numbered(*events, first=len(self.recorded) + 1)
+        return events
+
+
+def given(*commands: Command, send_fails: SendFails = sends_succeed, now: datetime = NOW) -> History:
+    history = History(send_fails=send_fails, now=now)
+    history.record(*commands)
+    return history
+
+
+def numbered(*events: Event, first: int = 1) -> list[RecordedEvent]:
+    return [RecordedEvent(sequence=sequence, event=event) for sequence, event in enumerate(events, start=first)]
+
+
+def written(event_type: type, **fields: Any) -> Event:
+    """An event written by hand, for logs the engine would never write."""
+    return event_type(workflow_id=WORKFLOW_ID, occurred_at=NOW, **fields)
+
+
+ENVELOPE = {"schema_version", "message_id", "workflow_id", "occurred_at", "causation_id", "correlation_id", "type"}
+
+
+def facts(events: list[Event]) -> list[tuple[str, dict[str, Any]]]:
+    """What the events say, without their envelopes: easy to compare whole."""
+    return [(type(event).__name__, event.model_dump(exclude=ENVELOPE)) for event in events]
+
+
+def moved(trigger: str, source: str, dest: str, *, actor: str | None = None, note: str = "",
+          deadline_at: datetime | None = None) -> tuple[str, dict[str, Any]]:
+    """The facts of a TransitionTaken."""
+    return ("TransitionTaken", {"trigger": trigger, "source": source, "dest": dest, "actor": actor, "note": note,
+                                "deadline_at": deadline_at})
+
+
+def scheduled(step: str, visit: int = FIRST_STEP_VISIT, try_number: int = 1,
+              timeout_at: datetime | None = seconds_later(30)) -> tuple[str, dict[str, Any]]:
+    """The facts of a StepScheduled."""
+    return ("StepScheduled", {"step": step, "try_number": try_number, "job_id": job_id(visit, try_number),
+                              "timeout_at": timeout_at})
+
+
+def rejection(events: list[Event], code: str) -> CommandRejected:
+    """The single CommandRejected of a decision, checked to be the whole decision."""
+    assert [(type(event), event.code) for event in events] == [(CommandRejected, code)]
+    return events[0]
+
+
+# Every business state of both shipped types, reached along a short path, with an actor its waits accept. The
+# approval step state in both of its situations, and the ways a workflow ends by a lifecycle command.
+
+
+@dataclass(frozen=True)
+class Situation:
+    make: Callable[[], History]
+    actor: str = "ann"  # who may approve or reject here
+
+
+SITUATIONS: dict[str, Situation] = {
+    "approval: Unprocessed": Situation(lambda: given(create())),
+    "approval: Sending To Queue, job in flight": Situation(lambda: given(create(), process())),
+    "approval: Sending To Queue, retry due": Situation(
+        lambda: given(create(), process(), send_fails=send_fails_on((FIRST_STEP_VISIT, 1)))
+    ),
+    "approval: Waiting For Approval": Situation(lambda: given(create(), process(), complete(0.8))),
+    "approval: Finished": Situation(lambda: given(create(), process(), complete(0.8), approve())),
+    "approval: Error": Situation(lambda: given(create(), process(), complete(0.1))),
+    "approval: cancelled while Sending To Queue": Situation(lambda: given(create(), process(), cancel())),
+    "approval: terminated while Waiting For Approval": Situation(
+        lambda: given(create(), process(), complete(0.8), terminate())
+    ),
+    "approval: Finished, archived": Situation(lambda: given(create(), process(), complete(0.8), approve(), archive())),
+    "expense: Draft": Situation(lambda: given(create_expense())),
+    "expense: Validating": Situation(lambda: given(create_expense(), process())),
+    "expense: Manager Approval": Situation(lambda: given(create_expense(), process(), complete(0.5))),
+    "expense: Director Approval": Situation(
+        lambda: given(create_expense(), process(), complete(0.5), fire("deadline-3")), actor="director"
+    ),
+    "expense: Finance Approval, one approval in": Situation(
+        lambda: given(create_expense(), process(), complete(0.5), approve(), approve(approver="fin-ann")),
+        actor="fin-bob",
+    ),
+    "expense: Paying": Situation(
+        lambda: given(
+            create_expense(),
+            process(),
+            complete(0.5),
+            approve(),
+            approve(approver="fin-ann"),
+            approve(approver="fin-bob"),
+        )
+    ),
+    "expense: Paid": Situation(
+        lambda: given(
+            create_expense(),
+            process(),
+            complete(0.5),
+            approve(),
+            approve(approver="fin-ann"),
+            approve(approver="fin-bob"),
+            complete(0.5, visit=5),
+        )
+    ),
+    "expense: Rejected": Situation(lambda: given(create_expense(), process(), complete(0.5), reject())),
+    "expense: Error": Situation(lambda: given(create_expense(), process(), complete(0.01))),
+}
+
+
+def command_in(situation: str, kind: str, **fields: Any) -> Command:
+    """A command of this kind, sent by someone the situation's waits accept when it has an approver."""
+    if kind in ("approve", "reject"):
+        fields = {"approver": SITUATIONS[situation].actor} | fields
+    return COMMAND_OF_KIND[kind](**fields)

@@ -1,0 +1,94 @@
+// The HTTP API, same origin. Errors carry the server's own words: `detail` of its JSON error body.
+
+import type { CommandKind, CommandResult, RecordedEvent, WorkflowTypeInfo, WorkflowView } from "./model";
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+    readonly code?: string,
+  ) {
+    super(detail);
+  }
+}
+
+interface Answer<T> {
+  status: number;
+  data: T;
+  headers: Headers;
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<Answer<T>> {
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "the API cannot be reached");
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    const detail = typeof data?.detail === "string" ? data.detail : `${response.status} ${response.statusText}`;
+    throw new ApiError(response.status, detail, data?.code);
+  }
+  return { status: response.status, data: data as T, headers: response.headers };
+}
+
+const workflowPath = (id: string) => `/workflows/${encodeURIComponent(id)}`;
+
+export interface ListFilters {
+  business_state?: string;
+  infra_status?: string;
+  type?: string;
+}
+
+export const api = {
+  async config(): Promise<{ broadcaster_url: string }> {
+    return (await request<{ broadcaster_url: string }>("GET", "/config")).data;
+  },
+
+  async types(): Promise<WorkflowTypeInfo[]> {
+    return (await request<WorkflowTypeInfo[]>("GET", "/types")).data;
+  },
+
+  /** A page of the workflows matching the filters, newest first (archived ones are not listed), and the cursor of
+   * the next page, if any. */
+  async list(filters: ListFilters = {}, cursor = ""): Promise<{ items: WorkflowView[]; next: string }> {
+    const query = new URLSearchParams({ limit: "1000" });
+    for (const [name, value] of Object.entries({ ...filters, cursor })) if (value) query.set(name, value);
+    const { data, headers } = await request<WorkflowView[]>("GET", `/workflows?${query}`);
+    return { items: data, next: headers.get("X-Next-Cursor") ?? "" };
+  },
+
+  /** Every workflow matching the filters, page after page. */
+  async listAll(filters: ListFilters = {}): Promise<WorkflowView[]> {
+    const all: WorkflowView[] = [];
+    let cursor = "";
+    do {
+      const page = await api.list(filters, cursor);
+      all.push(...page.items);
+      cursor = page.next;
+    } while (cursor);
+    return all;
+  },
+
+  async get(id: string): Promise<WorkflowView> {
+    return (await request<WorkflowView>("GET", workflowPath(id))).data;
+  },
+
+  /** The workflow's log after sequence `after` (its first page: up to 1000 events). */
+  async events(id: string, after = 0): Promise<RecordedEvent[]> {
+    return (await request<RecordedEvent[]>("GET", `${workflowPath(id)}/events?after=${after}`)).data;
+  },
+
+  async create(type: string, input: Record<string, unknown> = {}): Promise<Answer<CommandResult>> {
+    return request<CommandResult>("POST", "/workflows", { type, input });
+  },
+
+  async command(id: string, kind: CommandKind, body?: Record<string, string>): Promise<Answer<CommandResult>> {
+    return request<CommandResult>("POST", `${workflowPath(id)}/${kind}`, body);
+  },
+};

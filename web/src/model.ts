@@ -1,0 +1,73 @@
+// The shapes the API and the broadcaster speak (contracts/ on the Python side), as the UI uses them.
+
+export const INFRA_STATUSES = [
+  "Queued",
+  "Running",
+  "Waiting For Event",
+  "Processing Step",
+  "Completed",
+  "Errored",
+  "Cancelled",
+] as const;
+export type InfraStatus = (typeof INFRA_STATUSES)[number];
+
+/** The read model of one workflow (contracts.state.WorkflowState, public view). */
+export interface WorkflowView {
+  id: string;
+  type: string | null;
+  business_state: string | null;
+  infra_status: InfraStatus;
+  output: number | null; // the last step result's output
+  attempt: number;
+  error: string | null;
+  context: Record<string, unknown>;
+  deadline_at?: string | null; // when the waiting state's deadline passes
+  created_at: string | null;
+  updated_at: string | null;
+  last_sequence: number;
+  archived?: boolean;
+  stopped?: "cancelled" | "terminated" | null;
+}
+
+/** An event of a workflow's log: the envelope every message carries, plus its type's own fields. */
+export interface WorkflowEvent {
+  type: string;
+  schema_version: number;
+  message_id: string;
+  workflow_id: string;
+  occurred_at: string;
+  causation_id: string | null;
+  correlation_id: string | null;
+  [field: string]: unknown;
+}
+
+/** An event with its sequence in the events stream: what GET /workflows/{id}/events lists and the WebSocket sends. */
+export interface RecordedEvent {
+  sequence: number;
+  event: WorkflowEvent;
+}
+
+export type StateKind = "wait" | "step" | "succeeded" | "failed" | "cancelled";
+
+/** contracts.types.WorkflowTypeInfo: a workflow type's machine and what each of its states accepts. */
+export interface WorkflowTypeInfo {
+  name: string;
+  title: string;
+  initial: string;
+  states: { name: string; kind: StateKind; accepts: string[] }[];
+  transitions: { trigger: string; source: string; dest: string }[];
+}
+
+/** The commands a person can send from the UI, in the order their buttons appear (terminate: the detail view only). */
+export const COMMAND_KINDS = ["process", "approve", "reject", "cancel", "retry", "archive", "terminate"] as const;
+export type CommandKind = (typeof COMMAND_KINDS)[number];
+
+export interface CommandResult {
+  command_id: string;
+  workflow_id: string;
+  outcome: "accepted" | "pending";
+  duplicate: boolean;
+  workflow: WorkflowView | null;
+}
+
+export const ENDED_INFRA_STATUSES: readonly InfraStatus[] = ["Completed", "Errored", "Cancelled"];

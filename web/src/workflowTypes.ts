@@ -1,0 +1,57 @@
+// Workflow types as the server describes them (GET /types): buttons and diagrams come from here, so a new type needs
+// no change in the UI. Without them the page can draw nothing and offers no command: it says why.
+
+import { reactive, ref } from "vue";
+import { api } from "./api";
+import { COMMAND_KINDS, type CommandKind, type StateKind, type WorkflowTypeInfo, type WorkflowView } from "./model";
+
+const types = reactive(new Map<string, WorkflowTypeInfo>());
+export const typesError = ref("");
+
+/** Ask the server for its types (again on every reconnection: they may have changed). */
+export async function loadTypes(): Promise<void> {
+  try {
+    const list = await api.types();
+    types.clear();
+    for (const info of list) types.set(info.name, info);
+    typesError.value = "";
+  } catch (error) {
+    typesError.value = `Could not read the workflow types: ${(error as Error).message}`;
+  }
+}
+
+export function typeInfo(name: string | null | undefined): WorkflowTypeInfo | undefined {
+  return name ? types.get(name) : undefined;
+}
+
+export function allTypes(): WorkflowTypeInfo[] {
+  return [...types.values()];
+}
+
+export function typeTitle(name: string | null | undefined): string {
+  return typeInfo(name)?.title ?? name ?? "—";
+}
+
+function stateOf(workflow: WorkflowView) {
+  return typeInfo(workflow.type)?.states.find((state) => state.name === workflow.business_state);
+}
+
+export function stateKind(workflow: WorkflowView): StateKind | undefined {
+  return stateOf(workflow)?.kind;
+}
+
+/** The commands the server takes now: its current state's `accepts`, except that a cancelled or terminated workflow
+ * (it stays in its business state) can only be archived, and an archived one takes nothing. */
+export function acceptedCommands(workflow: WorkflowView, { terminate = false } = {}): CommandKind[] {
+  const accepts = workflow.archived ? [] : workflow.stopped ? ["archive"] : (stateOf(workflow)?.accepts ?? []);
+  return COMMAND_KINDS.filter((kind) => accepts.includes(kind) && (terminate || kind !== "terminate"));
+}
+
+/** Names of the states, over every type, in which a workflow waits for `kind` (e.g. approve). */
+export function statesAccepting(kind: CommandKind): string[] {
+  return [...new Set(allTypes().flatMap((info) => info.states.filter((s) => s.accepts.includes(kind)).map((s) => s.name)))];
+}
+
+export function businessStateNames(): string[] {
+  return [...new Set(allTypes().flatMap((info) => info.states.map((state) => state.name)))];
+}
