@@ -17,12 +17,18 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import BadRequestError, NoStreamResponseError
+from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavailableError
 
 DUPLICATE_WINDOW_S = 120.0
 MAX_COMMAND_BYTES = 64 * 1024
 STREAM_EXISTS_WITH_OTHER_CONFIG = 10058
+# What a cluster answers, for a moment, while a stream or consumer elects a leader: ask again.
+UNAVAILABLE = (
+    NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ServiceUnavailableError
+)
+UNAVAILABLE_RETRY_S = 0.2
 KV_STREAM_PREFIX = "KV_"  # nats-py stores a bucket `b` in the stream `KV_b`
 PROBE_TOKEN = "_probe"
 PROBE_RETRY_S = 0.05
@@ -149,10 +155,10 @@ class Topology:
         calls it at start, so none depends on another having run first. It returns once each answers publishes
         from this connection."""
         for config in self.stream_configs():
-            await _patiently(partial(_create_or_update, js, config))
+            await patiently(partial(_create_or_update, js, config))
         for bucket in (self.state_bucket, self.types_bucket):
             config = KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=self.replicas)
-            await _patiently(partial(_create_or_update_bucket, js, config))
+            await patiently(partial(_create_or_update_bucket, js, config))
         probes = [config.subjects[0] for config in self.stream_configs()]
         probes += [f"$KV.{bucket}.>" for bucket in (self.state_bucket, self.types_bucket)]
         for subject in probes:
@@ -179,16 +185,17 @@ async def _create_or_update_bucket(js: JetStreamContext, config: KeyValueConfig)
         await js.update_stream(existing.evolve(num_replicas=config.replicas))
 
 
-async def _patiently(request, timeout_s: float = 30.0) -> None:
-    """Ask again while the request goes unanswered: on a cluster just formed, with every service creating the same
-    streams at once, a creation was seen to go unanswered for more than the client's 5 s."""
+async def patiently(request, timeout_s: float = 30.0):
+    """Ask again while the cluster answers "unavailable" or not at all: on a cluster just formed, with every service
+    creating the same streams at once, a creation was seen to go unanswered for more than the client's 5 s."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             return await request()
-        except NatsTimeoutError:
+        except UNAVAILABLE:
             if time.monotonic() > deadline:
                 raise
+            await asyncio.sleep(UNAVAILABLE_RETRY_S)
 
 
 async def _until_answering(js: JetStreamContext, subject: str, timeout_s: float = 30.0) -> None:

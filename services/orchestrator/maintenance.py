@@ -7,9 +7,11 @@
 import argparse
 import asyncio
 import sys
+import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -19,36 +21,60 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from contracts.events import EVENT, RecordedEvent
 from contracts.settings import ServiceSettings
 from contracts.state import WorkflowState
-from contracts.topology import Topology
+from contracts.topology import UNAVAILABLE, UNAVAILABLE_RETRY_S, Topology, patiently
 from services.orchestrator.domain.declaration import IllegalTransition
 from services.orchestrator.domain.engine import fold
 from services.orchestrator.store import JetStreamEventStore
 
 FETCH_BATCH = 1000
+UNAVAILABLE_FOR_S = 30.0
 
 
 async def read_all_events(
     js: JetStreamContext, topology: Topology, progress: Callable[[int, int], None] = lambda done, total: None
 ) -> dict[str, list[RecordedEvent]]:
-    """Every workflow's log, from the whole events stream, in order."""
-    total = (await js.stream_info(topology.events_stream)).state.last_seq
+    """Every workflow's log, from the whole events stream, in order. A cluster electing a leader answers "unavailable"
+    for a moment: reading then starts again after the last event read, for up to UNAVAILABLE_FOR_S."""
     logs: dict[str, list[RecordedEvent]] = defaultdict(list)
-    if total == 0:
-        return logs
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30.0)
+    total, seen, unavailable_since = None, 0, None
+    while total is None or seen < total:
+        try:
+            total = total or (await js.stream_info(topology.events_stream)).state.last_seq
+            async for subject, recorded in _events_between(js, topology, seen + 1, total):
+                logs[topology.workflow_id_of(subject)].append(recorded)
+                seen = recorded.sequence
+                unavailable_since = None
+                if seen % FETCH_BATCH == 0 or seen == total:
+                    progress(seen, total)
+        except UNAVAILABLE:
+            unavailable_since = unavailable_since or time.monotonic()
+            if time.monotonic() - unavailable_since > UNAVAILABLE_FOR_S:
+                raise
+            await asyncio.sleep(UNAVAILABLE_RETRY_S)
+    return logs
+
+
+async def _events_between(
+    js: JetStreamContext, topology: Topology, first: int, last: int
+) -> AsyncIterator[tuple[str, RecordedEvent]]:
+    """The events stored at stream sequences first..last, with their subjects."""
+    if first > last:
+        return
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=first,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=30.0,  # the server removes it if an interruption leaves it behind
+    )
     subscription = await js.pull_subscribe(topology.events_subject(), stream=topology.events_stream, config=config)
     try:
-        seen = 0
-        while seen < total:
+        sequence = first - 1
+        while sequence < last:
             for message in await subscription.fetch(FETCH_BATCH, timeout=5):
                 sequence = message.metadata.sequence.stream
-                recorded = RecordedEvent(sequence=sequence, event=EVENT.validate_json(message.data))
-                logs[topology.workflow_id_of(message.subject)].append(recorded)
-                seen = sequence
-            progress(seen, total)
+                yield message.subject, RecordedEvent(sequence=sequence, event=EVENT.validate_json(message.data))
     finally:
         await subscription.unsubscribe()
-    return logs
 
 
 @dataclass
@@ -109,7 +135,7 @@ async def check(js: JetStreamContext, topology: Topology, sent_commands: Iterabl
 
 async def _read_model(bucket, workflow_id: str) -> WorkflowState | None:
     try:
-        return WorkflowState.model_validate_json((await bucket.get(workflow_id)).value)
+        return WorkflowState.model_validate_json((await patiently(partial(bucket.get, workflow_id))).value)
     except KeyNotFoundError:
         return None
 

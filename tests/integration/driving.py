@@ -6,22 +6,18 @@ import asyncio
 import time
 from itertools import count
 
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
-from nats.js.errors import APIError, KeyNotFoundError, NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import APIError, KeyNotFoundError
 
 from contracts.commands import ApproveWorkflow, CreateWorkflow
 from contracts.eventlog import read_events
 from contracts.randomness import Randomness
 from contracts.state import WorkflowState
+from contracts.topology import UNAVAILABLE
 from services.orchestrator.domain.engine import fold
 from tests.conftest import eventually
 
 SEED = 20261124
 FINAL = {"Finished", "Error"}
-# Refused or unanswered while a stream elects a new leader: try the same message again (its id makes it apply once).
-UNAVAILABLE = (
-    NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ServiceUnavailableError
-)
 RESEND_FOR_S = 60.0
 DUPLICATE_IN_PROCESS = 10158
 

@@ -7,10 +7,12 @@ import json
 import time
 import urllib.request
 from dataclasses import replace
+from functools import partial
 
 import nats
 import pytest
 
+from contracts.topology import patiently
 from services.launcher.nats_server import NatsCluster, NatsServer
 from services.orchestrator.maintenance import check
 from tests.conftest import eventually
@@ -115,7 +117,7 @@ async def test_no_workflow_and_no_event_is_lost_when_a_node_is_killed(cluster, t
         assert report.workflows == WORKFLOWS
 
         # No event lost on any replica: the killed node holds the same log as the others, without a hole.
-        last = (await js.stream_info(topology.events_stream)).state.last_seq
+        last = (await patiently(partial(js.stream_info, topology.events_stream))).state.last_seq
         assert report.events == last
         held: list = []
 
