@@ -29,6 +29,8 @@ UNAVAILABLE = (
     NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ServiceUnavailableError
 )
 UNAVAILABLE_RETRY_S = 0.2
+JOB_ACK_WAIT_S = 5.0
+JOB_HEARTBEAT_S = 1.5
 KV_STREAM_PREFIX = "KV_"  # nats-py stores a bucket `b` in the stream `KV_b`
 PROBE_TOKEN = "_probe"
 PROBE_RETRY_S = 0.05
@@ -144,9 +146,11 @@ class Topology:
     def processor_consumer(self) -> ConsumerConfig:
         return ConsumerConfig(
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30.0,
+            # A processor that died holding a job gives it back after ack_wait; one still working says so every
+            # JOB_HEARTBEAT_S, so a slow run is never handed to another (no backoff: its first value would act as the
+            # ack wait instead).
+            ack_wait=JOB_ACK_WAIT_S,
             max_deliver=5,
-            backoff=[0.2, 1.0, 3.0, 10.0],
             max_ack_pending=1000,
         )
 

@@ -14,6 +14,7 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
 from contracts.commands import CompleteJob, FailJob
@@ -21,6 +22,7 @@ from contracts.errors import describe
 from contracts.jobs import ProcessJob
 from contracts.observability import correlation_id, report_consumer_lag
 from contracts.randomness import Randomness
+from contracts.topology import JOB_HEARTBEAT_S
 from services.processor.settings import ProcessorSettings
 
 log = logging.getLogger("processor")
@@ -60,6 +62,32 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         for task in background:
             task.cancel()
 
+    async def run(js: JetStreamContext, job: ProcessJob) -> None:
+        started = time.monotonic()
+        envelope = {
+            "message_id": f"{job.job_id}-result",  # one result per job, however often it runs
+            "workflow_id": job.workflow_id,
+            "causation_id": job.message_id,
+            "correlation_id": job.correlation_id,
+            "job_id": job.job_id,
+        }
+        if randomness.draw("slow", job.job_id) < settings.slow_rate:
+            log.info("job %s: a slow run of %.1f s", job.job_id, settings.slow_s)
+            await asyncio.sleep(settings.slow_s)
+        if randomness.draw("transient", job.job_id) < settings.transient_error_rate:
+            result = FailJob(**envelope, error="transient error", error_type="TransientError", retryable=True)
+        elif randomness.draw("fatal", job.job_id) < settings.fatal_error_rate:
+            result = FailJob(**envelope, error="non-retryable error", error_type="FatalError", retryable=False)
+        else:
+            result = CompleteJob(**envelope, output=randomness.draw("output", job.job_id))
+
+        subject = topology.commands_subject(job.workflow_id)
+        await js.publish(subject, result.model_dump_json().encode(), headers={"Nats-Msg-Id": result.message_id})
+        outcome = result.error_type if isinstance(result, FailJob) else "completed"
+        log.info("job %s of %s: %s", job.job_id, job.workflow_id, outcome)
+        jobs.labels(step=job.step, outcome=outcome).inc()
+        job_seconds.labels(step=job.step).observe(time.monotonic() - started)
+
     @broker.subscriber(
         topology.jobs_subject(),
         stream=JStream(name=topology.jobs_stream, declare=False),
@@ -81,30 +109,18 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
             return
 
         correlation_id.set(job.correlation_id)
-        started = time.monotonic()
-        envelope = {
-            "message_id": f"{job.job_id}-result",  # one result per job, however often it runs
-            "workflow_id": job.workflow_id,
-            "causation_id": job.message_id,
-            "correlation_id": job.correlation_id,
-            "job_id": job.job_id,
-        }
-        if randomness.draw("slow", job.job_id) < settings.slow_rate:
-            log.info("job %s: a slow run of %.1f s", job.job_id, settings.slow_s)
-            await asyncio.sleep(settings.slow_s)
-        if randomness.draw("transient", job.job_id) < settings.transient_error_rate:
-            result = FailJob(**envelope, error="transient error", error_type="TransientError", retryable=True)
-        elif randomness.draw("fatal", job.job_id) < settings.fatal_error_rate:
-            result = FailJob(**envelope, error="non-retryable error", error_type="FatalError", retryable=False)
-        else:
-            result = CompleteJob(**envelope, output=randomness.draw("output", job.job_id))
-
-        subject = topology.commands_subject(job.workflow_id)
-        await js.publish(subject, result.model_dump_json().encode(), headers={"Nats-Msg-Id": result.message_id})
+        heartbeat = asyncio.create_task(_keep_in_progress(message))
+        try:
+            await run(js, job)
+        finally:
+            heartbeat.cancel()
         await message.ack()
-        outcome = result.error_type if isinstance(result, FailJob) else "completed"
-        log.info("job %s of %s: %s", job.job_id, job.workflow_id, outcome)
-        jobs.labels(step=job.step, outcome=outcome).inc()
-        job_seconds.labels(step=job.step).observe(time.monotonic() - started)
 
     return app
+
+
+async def _keep_in_progress(message: NatsMessage) -> None:
+    """Tells JetStream the job is still being worked on, so it is not delivered to another processor meanwhile."""
+    while True:
+        await asyncio.sleep(JOB_HEARTBEAT_S)
+        await message.in_progress()

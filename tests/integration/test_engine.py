@@ -16,6 +16,7 @@ from contracts.commands import (
     RetryWorkflow,
 )
 from contracts.ids import job_id
+from contracts.topology import JOB_ACK_WAIT_S
 from contracts.types import WorkflowTypeInfo
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 from tests.conftest import eventually
@@ -94,7 +95,7 @@ async def test_a_non_retryable_error_fails_the_step_at_once(driver):
     await driver.assert_consistent(wf)
 
 
-async def test_a_job_slower_than_its_timeout_is_abandoned_and_its_late_result_ignored(driver):
+async def test_a_job_slower_than_its_timeout_is_abandoned_and_its_late_result_ignored(driver, js, topology):
     wf = first_id(
         lambda wf: (
             luck.processor_does("slow", job_id(wf, 2, 1))
@@ -110,8 +111,17 @@ async def test_a_job_slower_than_its_timeout_is_abandoned_and_its_late_result_ig
     timed_out = next(e for e in await driver.events(wf) if e.type == "StepAttemptFailed")
     assert (timed_out.error_type, timed_out.job_id) == ("Timeout", job_id(wf, 2, 1))
 
-    # The slow first try answers after all: its result is recorded as stale and changes nothing.
-    await eventually(lambda: driver.has(wf, "CommandRejected"), timeout_s=SLOW_S + 10)
+    # The slow first try answers after all: its result is recorded as stale and changes nothing. It runs longer than
+    # the jobs' ack wait, but says it is still working, so it is never handed to another processor meanwhile.
+    redelivered = []
+
+    async def late_result_recorded() -> bool:
+        redelivered.append((await js.consumer_info(topology.jobs_stream, "processor")).num_redelivered)
+        return await driver.has(wf, "CommandRejected")
+
+    assert SLOW_S > JOB_ACK_WAIT_S
+    await eventually(late_result_recorded, timeout_s=SLOW_S + 10)
+    assert max(redelivered) == 0
     late = (await driver.events(wf))[-1]
     assert late.code == "stale" and job_id(wf, 2, 1) in late.reason
     assert (await driver.state(wf)).output == waiting.output
