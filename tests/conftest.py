@@ -13,10 +13,43 @@ import pytest
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
+from contracts.auth import Role, TokenHolder, write_tokens_file
 from contracts.topology import Topology
 from services.launcher.nats_server import NatsServer
 
 PROJECT = Path(__file__).resolve().parent.parent
+
+# Well-known API tokens for the tests, by holder name: `bearer(name)` is the header a test sends as that holder.
+# One per role alone, `admin` and `ann` with every role, and approvers the workflow types name (expense).
+TEST_TOKEN_ROLES: dict[str, set[Role]] = {
+    "requester": {Role.REQUESTER},
+    "approver": {Role.APPROVER},
+    "operator": {Role.OPERATOR},
+    "admin": set(Role),
+    "ann": set(Role),
+    **{name: {Role.APPROVER} for name in ("ada", "bob", "carol", "director", "fin-ann", "fin-bob", "fin-cy")},
+}
+TEST_TOKENS: dict[str, str] = {name: f"test-token-{name}" for name in TEST_TOKEN_ROLES}  # holder name -> token
+
+
+def bearer(name: str = "admin") -> dict[str, str]:
+    """The Authorization header of the test token held by `name`."""
+    return {"Authorization": f"Bearer {TEST_TOKENS[name]}"}
+
+
+@pytest.fixture(scope="session")
+def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tokens file (WF_API_TOKENS_FILE) that admits every TEST_TOKENS token with its roles."""
+    path = tmp_path_factory.mktemp("secrets") / "api-tokens.json"
+    holders = {TEST_TOKENS[name]: TokenHolder(name=name, roles=roles) for name, roles in TEST_TOKEN_ROLES.items()}
+    write_tokens_file(path, holders)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokens(tokens_file: Path) -> dict[str, str]:
+    """Holder name -> token, for the services the tests start (they read `tokens_file`)."""
+    return TEST_TOKENS
 
 
 def _docker_available() -> bool:
@@ -96,14 +129,16 @@ class ServiceProcess:
 
 
 @pytest.fixture
-def start_service(tmp_path):
-    """Start services against a server and prefix; all are stopped when the test ends."""
+def start_service(tmp_path, tokens_file):
+    """Start services against a server and prefix; all are stopped when the test ends. The api and the broadcaster
+    accept the TEST_TOKENS."""
     started: list[ServiceProcess] = []
 
     def start(name: str, nats_url: str, topology: Topology, **env: str) -> ServiceProcess:
         # Ports of their own (0: any free one), so services of several tests and restarts never collide.
         ports = {"WF_ORCHESTRATOR_PORT": "0", "WF_PROCESSOR_PORT": "0", "WF_BIND_HOST": "127.0.0.1"}
-        environment = {**os.environ, "NATS_URL": nats_url, "WF_PREFIX": topology.prefix, **ports, **env}
+        environment = {**os.environ, "NATS_URL": nats_url, "WF_PREFIX": topology.prefix, **ports}
+        environment |= {"WF_API_TOKENS_FILE": str(tokens_file), **env}
         service = ServiceProcess(name, environment, tmp_path).start()
         started.append(service)
         return service
