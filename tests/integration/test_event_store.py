@@ -1,5 +1,6 @@
 """One contract, two stores: the in-memory fake must behave as the JetStream store does."""
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -84,3 +85,48 @@ async def test_a_single_event_based_on_a_stale_state_conflicts_and_writes_nothin
     with pytest.raises(ConcurrencyConflict):
         await store.append(stale, decide(stale, CancelWorkflow(workflow_id="w1", reason="again"), SEND_OK))
     assert await store.load("w1") == fresh and fresh.infra_status == "Cancelled"
+
+
+async def test_decisions_appended_at_once_share_batch_commits_and_each_keeps_its_own_events(topology, nc, js):
+    store = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
+    states = [await created(store, f"w{i}") for i in range(20)]
+    decisions = [decide(state, ProcessWorkflow(workflow_id=state.id), SEND_OK) for state in states]
+    assert all(len(events) > 1 for events in decisions)  # each needs an atomic batch of its own
+
+    commits_before = store.batches.commits
+    appended = await asyncio.gather(*(store.append(s, events) for s, events in zip(states, decisions)))
+    assert store.batches.commits - commits_before < len(states)
+
+    from_the_broker = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
+    assert [await from_the_broker.load(state.id) for state in states] == appended
+
+
+async def test_a_stale_decision_in_a_shared_batch_conflicts_alone(topology, nc, js):
+    store = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
+    states = [await created(store, f"w{i}") for i in range(10)]
+    stale = states[3]
+    moved_on = await store.append(stale, decide(stale, CancelWorkflow(workflow_id=stale.id), SEND_OK))
+
+    outcomes = await asyncio.gather(
+        *(store.append(s, decide(s, ProcessWorkflow(workflow_id=s.id), SEND_OK)) for s in states),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[3], ConcurrencyConflict)
+    assert not any(isinstance(outcome, Exception) for i, outcome in enumerate(outcomes) if i != 3)
+    from_the_broker = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
+    assert await from_the_broker.load(stale.id) == moved_on
+    assert [await from_the_broker.load(s.id) for s in states if s is not stale] == outcomes[:3] + outcomes[4:]
+
+
+async def test_replicas_saving_in_turn_move_the_read_model_forward_only(topology, nc, js):
+    bucket = await js.key_value(topology.state_bucket)
+    one, two = (JetStreamEventStore(nc, js, bucket, topology) for _ in range(2))
+    first = await created(one)
+    await one.save(first)
+    second = await two.append(await two.load("w1"), decide(first, ProcessWorkflow(workflow_id="w1"), SEND_OK))
+    await two.save(second)  # `one` still remembers the revision of its own save
+    third = await one.append(await one.load("w1"), decide(second, CancelWorkflow(workflow_id="w1"), SEND_OK))
+    await one.save(third)
+    await two.save(second)  # late and older: changes nothing
+    stored = JetStreamEventStore(nc, js, bucket, topology)
+    assert await stored.load("w1") == third and (await bucket.get("w1")).value == third.model_dump_json().encode()
