@@ -50,7 +50,7 @@ FULL = Plan(
     measure_s=8.0,
     in_flight=200,
     wire_s=2.0,
-    latency_rate=50,
+    latency_rate=200,
     latency_window=64,
     latency_s=5.0,
     history_lengths=(10, 1_000, 100_000),
@@ -66,7 +66,7 @@ QUICK = Plan(
     measure_s=4.0,
     in_flight=200,
     wire_s=0.0,  # not in quick mode
-    latency_rate=50,
+    latency_rate=200,
     latency_window=64,
     latency_s=3.0,
     history_lengths=(10, 1_000, 10_000),
@@ -150,8 +150,8 @@ async def measure(system: System, plan: Plan, results: Results) -> None:
     await section("6. memory", memories)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about a minute: fewer, shorter scenarios")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where results and logs go")
     parser.add_argument(
@@ -160,7 +160,7 @@ def main() -> None:
         help="where nats-server's temp store goes (default: the system's temp dir); e.g. /dev/shm to take the disk "
         "out of the picture",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
     results = Results(
@@ -189,8 +189,8 @@ def main() -> None:
     print(format_table(table))
     print()
     say(f"wrote {args.out / 'results.json'} and {args.out / 'results.html'}")
-    sys.exit(130 if interrupted else 1 if results.errors else 0)
+    return 130 if interrupted else 1 if results.errors else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

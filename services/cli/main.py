@@ -175,7 +175,17 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--since", type=int, metavar="SEQUENCE", help="first the events after it (0: all)")
     command.add_argument("--count", type=positive, metavar="N", help="stop after N events")
     command.set_defaults(run=follow)
+
+    command = add_command("bench", help="run the benchmark (python -m bench.run; `wf bench -- --help`)")
+    command.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="...", help="its options, e.g. --quick")
+    command.set_defaults(run=run_bench)
     return root
+
+
+def run_bench(api: Api, args: argparse.Namespace) -> int:
+    from bench.run import main as bench  # the benchmark's own dependencies load only when it runs
+
+    return bench([arg for arg in args.bench_args if arg != "--"])
 
 
 def json_object(text: str) -> dict[str, Any]:
