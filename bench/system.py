@@ -4,6 +4,7 @@ Every scenario gets a prefix of its own (its own streams, subjects and buckets) 
 stops every process the run started, whatever happened."""
 
 import asyncio
+import http.client
 import os
 import signal
 import subprocess
@@ -146,6 +147,12 @@ class System:
                 service.process.wait()
             self.services.remove(service)
 
+    def kill(self, service: Service) -> None:
+        """kill -9: a crash, with no chance to finish or give anything back."""
+        service.process.kill()
+        service.process.wait()
+        self.services.remove(service)
+
     def pids(self, **groups: list[Service]) -> dict[str, list[int]]:
         """Process ids by group, with the server's and the bench's own, for a CpuMeter."""
         named = {name: [service.pid for service in services] for name, services in groups.items()}
@@ -217,17 +224,19 @@ async def wait_consumers(js: JetStreamContext, stream: str, durable: str, servic
     await wait_until(pulling, READY_TIMEOUT_S, f"{len(services)} × {durable} pulling from {stream}", 0.02)
 
 
-async def wait_http_ok(url: str, service: Service) -> None:
-    def get() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
+def http_get(url: str) -> str | None:
+    """The body of a 2xx answer (urllib raises on the others); None for any other answer or none at all."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.read().decode()
+    except (OSError, http.client.HTTPException):
+        return None
 
+
+async def wait_http_ok(url: str, service: Service) -> None:
     async def healthy() -> bool:
         service.check_alive()
-        return await asyncio.to_thread(get)
+        return await asyncio.to_thread(http_get, url) is not None
 
     await wait_until(healthy, READY_TIMEOUT_S, f"{url} answering 200", 0.1)
 

@@ -2,24 +2,17 @@
 
 Seeded draws are a pure function of (seed, key), so a test picks a workflow id whose draws take the path it tests."""
 
-import asyncio
-import time
 from itertools import count
 
-from nats.js.errors import APIError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 
-from contracts.commands import ApproveWorkflow, CreateWorkflow
 from contracts.eventlog import read_events
 from contracts.randomness import Randomness
 from contracts.state import WorkflowState
-from contracts.topology import UNAVAILABLE
 from services.orchestrator.domain.engine import fold
 from tests.conftest import eventually
 
 SEED = 20261124
-FINAL = {"Finished", "Error"}
-RESEND_FOR_S = 60.0
-DUPLICATE_IN_PROCESS = 10158
 
 
 class Luck:
@@ -106,69 +99,3 @@ class Driver:
             return replayed if resting and await self.state(workflow_id) == replayed else None
 
         return await eventually(read_model_equals_replay)
-
-
-class Fleet:
-    """Drives many workflows through create-and-process → approve (when one waits for approval), from the read model,
-    resending whatever a failover left unacknowledged. It remembers every command it sent, for the checker."""
-
-    def __init__(self, js, bucket, topology, workflow_ids: list[str], sweep_interval_s: float = 0.25) -> None:
-        self.js, self.bucket, self.topology, self.sweep_interval_s = js, bucket, topology, sweep_interval_s
-        self.states: dict[str, WorkflowState | None] = dict.fromkeys(workflow_ids)
-        self.sent: dict[str, list[str]] = {wf: [] for wf in workflow_ids}
-
-    @property
-    def ended(self) -> set[str]:
-        return {wf for wf, state in self.states.items() if state and state.business_state in FINAL}
-
-    async def send(self, command) -> None:
-        subject, data = self.topology.commands_subject(command.workflow_id), command.model_dump_json().encode()
-        deadline = time.monotonic() + RESEND_FOR_S
-        while True:
-            try:
-                await self.js.publish(subject, data, headers={"Nats-Msg-Id": command.message_id}, timeout=2)
-                break
-            except (*UNAVAILABLE, APIError) as error:
-                # 10158: the same id is being stored by a publish whose answer was lost in a failover; ask again.
-                if isinstance(error, APIError) and error.err_code != DUPLICATE_IN_PROCESS:
-                    raise
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-        self.sent[command.workflow_id].append(command.message_id)
-
-    async def start_all(self) -> None:
-        for wf in self.states:
-            # Fixed ids, so that a resend after a failover is recognised as the same command.
-            await self.send(CreateWorkflow(workflow_id=wf, message_id=f"{wf}-create", start=True))
-
-    async def sweep(self) -> int:
-        """Read the state of every workflow that has not ended; approve the ones waiting. How many have ended."""
-        ended = self.ended
-        pending = [wf for wf in self.states if wf not in ended]
-        for wf, state in zip(pending, await asyncio.gather(*(self._read(wf) for wf in pending))):
-            self.states[wf] = state or self.states[wf]
-            if state and state.business_state == "Waiting For Approval" and f"{wf}-approve" not in self.sent[wf]:
-                await self.send(ApproveWorkflow(workflow_id=wf, approver="ann", message_id=f"{wf}-approve"))
-        return len(self.ended)
-
-    async def _read(self, workflow_id: str) -> WorkflowState | None:
-        try:
-            return WorkflowState.model_validate_json((await self.bucket.get(workflow_id)).value)
-        except KeyNotFoundError:
-            return None
-        except UNAVAILABLE:
-            return None  # this sweep does not know; the next one asks again
-
-    async def run_until(self, ended: int, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while (done := await self.sweep()) < ended:
-            if time.monotonic() > deadline:
-                waiting = {wf: self.states[wf] for wf in self.states if wf not in self.ended}
-                seen = {wf: state and f"{state.business_state} / {state.infra_status}" for wf, state in waiting.items()}
-                raise AssertionError(f"only {done} of {ended} workflows ended within {timeout_s:.0f} s; {seen}")
-            await asyncio.sleep(self.sweep_interval_s)
-
-    @property
-    def sent_commands(self) -> list[tuple[str, str]]:
-        return [(wf, command) for wf, commands in self.sent.items() for command in commands]

@@ -12,11 +12,12 @@ from functools import partial
 import nats
 import pytest
 
-from contracts.topology import patiently
+from bench.fleet import Fleet
+from contracts.topology import UNAVAILABLE, patiently
 from services.launcher.nats_server import NatsCluster, NatsServer
 from services.orchestrator.maintenance import check
 from tests.conftest import eventually
-from tests.integration.driving import SEED, UNAVAILABLE, Fleet
+from tests.integration.driving import SEED
 
 pytestmark = pytest.mark.integration
 
