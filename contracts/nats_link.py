@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from nats.aio.client import Client
@@ -20,17 +20,21 @@ class NotConnected(Exception):
 
 
 class NatsLink:
-    """Connects (retrying for ever), ensures the topology, runs `on_connected` (e.g. to subscribe), then reports
-    ready while the connection is up."""
+    """Connects as the service `name` (retrying for ever), waits until the streams it uses exist and those it writes
+    to answer (the orchestrator creates them), runs `on_connected` (e.g. to subscribe), then reports ready while the
+    connection is up."""
 
     def __init__(
         self,
         settings: ServiceSettings,
         name: str,
+        streams: Sequence[str],
+        writes: Sequence[str] = (),
         on_connected: Callable[[Client], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
         self._name = name
+        self._streams, self._writes = streams, writes
         self._on_connected = on_connected
         self._client = Client()
         self._ensured = False
@@ -51,7 +55,7 @@ class NatsLink:
 
     async def _connect(self) -> None:
         await self._client.connect(
-            servers=self._settings.nats_servers,
+            **self._settings.nats_connection(self._name),
             name=self._name,
             max_reconnect_attempts=-1,  # also retries the first connect until a server answers
             reconnect_time_wait=RETRY_DELAY_S,
@@ -60,7 +64,7 @@ class NatsLink:
         )
         while True:
             try:
-                await self._settings.topology.ensure(self._client.jetstream())
+                await self._settings.topology.wait_until_created(self._client.jetstream(), self._streams, self._writes)
                 if self._on_connected:
                     await self._on_connected(self._client)
                 break
@@ -68,7 +72,8 @@ class NatsLink:
                 log.exception("could not set up the streams, buckets and subscriptions; retrying")
                 await asyncio.sleep(RETRY_DELAY_S)
         self._ensured = True
-        log.info("%s connected to NATS at %s", self._name, self._client.connected_url.netloc)
+        server = self._client.connected_url  # its netloc would show the password
+        log.info("%s connected to NATS at %s:%s", self._name, server.hostname, server.port)
 
     async def _on_error(self, error: Exception) -> None:
         log.warning("NATS: %s", error)

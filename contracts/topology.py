@@ -4,7 +4,9 @@ Every name derives from one prefix (default `wf`), so tests and tenants can shar
 stream and bucket is stored on `replicas` servers: 1 on a single server, 3 on a cluster (WF_REPLICAS)."""
 
 import asyncio
+import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 
@@ -19,7 +21,9 @@ from nats.js.api import (
 from nats.js.client import JetStreamContext
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
+
+log = logging.getLogger(__name__)
 
 DUPLICATE_WINDOW_S = 120.0
 MAX_COMMAND_BYTES = 64 * 1024
@@ -35,6 +39,7 @@ KV_STREAM_PREFIX = "KV_"  # nats-py stores a bucket `b` in the stream `KV_b`
 PROBE_TOKEN = "_probe"
 PROBE_RETRY_S = 0.05
 EXPECTED_STREAM_MISMATCH = 10060
+CREATED_RETRY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -154,19 +159,33 @@ class Topology:
             max_ack_pending=1000,
         )
 
-    async def ensure(self, js: JetStreamContext) -> None:
-        """Create every stream and bucket, or bring an existing one to this config. Idempotent: every service
-        calls it at start, so none depends on another having run first. It returns once each answers publishes
-        from this connection."""
+    def kv_stream(self, bucket: str) -> str:
+        return KV_STREAM_PREFIX + bucket
+
+    def kv_subjects(self, bucket: str) -> str:
+        return f"$KV.{bucket}.>"
+
+    async def ensure(self, js: JetStreamContext, writes: Iterable[str] | None = None) -> None:
+        """Create every stream and bucket, or bring an existing one to this config. Idempotent. The orchestrator
+        calls it at start (and tools do): the other services' NATS users may not create streams, they call
+        `wait_until_created`. It returns once the streams behind the subjects it `writes` (by default one of each
+        stream and bucket) answer publishes from this connection."""
         for config in self.stream_configs():
             await patiently(partial(_create_or_update, js, config))
         for bucket in (self.state_bucket, self.types_bucket):
             config = KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=self.replicas)
             await patiently(partial(_create_or_update_bucket, js, config))
-        probes = [config.subjects[0] for config in self.stream_configs()]
-        probes += [f"$KV.{bucket}.>" for bucket in (self.state_bucket, self.types_bucket)]
-        for subject in probes:
-            await _until_answering(js, subject.replace("*", PROBE_TOKEN).replace(">", PROBE_TOKEN))
+        if writes is None:
+            writes = [config.subjects[0] for config in self.stream_configs()]
+            writes += [self.kv_subjects(bucket) for bucket in (self.state_bucket, self.types_bucket)]
+        await _until_each_answers(js, writes)
+
+    async def wait_until_created(self, js: JetStreamContext, streams: Iterable[str], writes: Iterable[str]) -> None:
+        """For a service that uses streams but does not create them: wait until the orchestrator has created each of
+        `streams` (a bucket's too: `kv_stream`), then until those behind the subjects it `writes` answer it."""
+        for stream in streams:
+            await _until_created(js, stream)
+        await _until_each_answers(js, writes)
 
 
 async def _create_or_update(js: JetStreamContext, config: StreamConfig) -> None:
@@ -200,6 +219,25 @@ async def patiently(request, timeout_s: float = 30.0):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(UNAVAILABLE_RETRY_S)
+
+
+async def _until_created(js: JetStreamContext, stream: str) -> None:
+    """Wait for ever: the orchestrator may start long after."""
+    told = False
+    while True:
+        try:
+            await patiently(partial(js.stream_info, stream))
+            return
+        except NotFoundError:
+            if not told:
+                log.info("waiting for the stream %s: the orchestrator creates it", stream)
+                told = True
+            await asyncio.sleep(CREATED_RETRY_S)
+
+
+async def _until_each_answers(js: JetStreamContext, subjects: Iterable[str]) -> None:
+    for subject in subjects:
+        await _until_answering(js, subject.replace("*", PROBE_TOKEN).replace(">", PROBE_TOKEN))
 
 
 async def _until_answering(js: JetStreamContext, subject: str, timeout_s: float = 30.0) -> None:

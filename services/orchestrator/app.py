@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.commands import COMMAND
-from contracts.draining import GRACEFUL_TIMEOUT_S, drain_on_shutdown
 from contracts.errors import describe
 from contracts.ids import MessageId, WorkflowId
 from contracts.observability import correlation_id, report_consumer_lag
 from contracts.randomness import Randomness
+from contracts.settings import pull_inbox_prefix
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 from services.orchestrator.handler import CommandHandler
 from services.orchestrator.metrics import OrchestratorMetrics
@@ -36,9 +36,7 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
     metrics = OrchestratorMetrics(registry)
     # Not FastStream's Prometheus middleware: it labels by subject, and every workflow has a subject of its own, so
     # its series grew with every workflow (measured: 44 MB of /metrics at 5 700 workflows). Ours are bounded.
-    broker = NatsBroker(
-        settings.nats_servers, max_reconnect_attempts=-1, log_level=logging.DEBUG, graceful_timeout=GRACEFUL_TIMEOUT_S
-    )
+    broker = NatsBroker(**settings.nats_connection("orchestrator"), max_reconnect_attempts=-1, log_level=logging.DEBUG)
     app = AsgiFastStream(
         broker,
         asgi_routes=[("/metrics", make_asgi_app(registry)), ("/healthz", make_ping_asgi(broker, timeout=2.0))],
@@ -51,7 +49,11 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         await broker.connect()
         nc = broker.connection
         js = nc.jetstream()
-        await topology.ensure(js)
+        # It owns the streams and buckets. It writes the log, jobs, timers, dead letters, the read model and the types.
+        writes = [topology.events_subject(), topology.jobs_subject(), topology.timer_subject("*", "*")]
+        writes += [topology.dead_subject("commands"), topology.kv_subjects(topology.state_bucket)]
+        writes += [topology.kv_subjects(topology.types_bucket)]
+        await topology.ensure(js, writes)
         store = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
         outbox = JetStreamOutbox(js, topology)
         types = await js.key_value(topology.types_bucket)
@@ -70,18 +72,16 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         for task in background:
             task.cancel()
 
-    commands_subscriber = broker.subscriber(
+    @broker.subscriber(
         topology.commands_subject(),
         stream=JStream(name=topology.commands_stream, declare=False),
         durable="orchestrator",
+        inbox_prefix=pull_inbox_prefix("orchestrator"),
         config=topology.orchestrator_consumer(),
         # A batch is fetched until full or for 20 ms: that window is latency a lone command pays.
         pull_sub=PullSub(batch_size=64, timeout=0.02, batch=True),
         ack_policy=AckPolicy.MANUAL,
     )
-    drain_on_shutdown(app, commands_subscriber, topology.orchestrator_consumer().ack_wait, "orchestrator")
-
-    @commands_subscriber
     async def on_commands(batch: Annotated[NatsBatchMessage, Context("message")]) -> None:
         # The fetched batch in stream order. One workflow's commands are applied one after another, in the order they
         # arrived; different workflows' at once. (Handing each message to a task of its own, as FastStream does

@@ -18,11 +18,11 @@ from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
 from contracts.commands import CompleteJob, FailJob
-from contracts.draining import GRACEFUL_TIMEOUT_S, drain_on_shutdown
 from contracts.errors import describe
 from contracts.jobs import ProcessJob
 from contracts.observability import correlation_id, report_consumer_lag
 from contracts.randomness import Randomness
+from contracts.settings import pull_inbox_prefix
 from contracts.topology import JOB_HEARTBEAT_S
 from services.processor.settings import ProcessorSettings
 
@@ -37,10 +37,9 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
     job_seconds = Histogram("wf_job_seconds", "Time to run a job, by step", ["step"], registry=registry)
     lag = Gauge("wf_consumer_pending", "Jobs waiting for the processors", ["consumer"], registry=registry)
     broker = NatsBroker(
-        settings.nats_servers,
+        **settings.nats_connection("processor"),
         max_reconnect_attempts=-1,
         log_level=logging.DEBUG,
-        graceful_timeout=GRACEFUL_TIMEOUT_S,
         middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="processor")],
     )
     app = AsgiFastStream(
@@ -52,7 +51,10 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
     @app.on_startup
     async def connect() -> None:
         await broker.connect()
-        await topology.ensure(broker.connection.jetstream())
+        # Its NATS user may not create streams: the orchestrator does.
+        streams = [topology.jobs_stream, topology.commands_stream, topology.dead_stream]
+        writes = [topology.commands_subject(), topology.dead_subject("jobs")]
+        await topology.wait_until_created(broker.connection.jetstream(), streams, writes)
 
     @app.after_startup
     async def watch_lag() -> None:
@@ -90,18 +92,16 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         jobs.labels(step=job.step, outcome=outcome).inc()
         job_seconds.labels(step=job.step).observe(time.monotonic() - started)
 
-    jobs_subscriber = broker.subscriber(
+    @broker.subscriber(
         topology.jobs_subject(),
         stream=JStream(name=topology.jobs_stream, declare=False),
         durable="processor",
+        inbox_prefix=pull_inbox_prefix("processor"),
         config=topology.processor_consumer(),
         pull_sub=PullSub(batch_size=16, timeout=1.0),
         max_workers=settings.concurrency,
         ack_policy=AckPolicy.MANUAL,
     )
-    drain_on_shutdown(app, jobs_subscriber, topology.processor_consumer().ack_wait, "processor")
-
-    @jobs_subscriber
     async def on_job(message: NatsMessage) -> None:
         js = broker.connection.jetstream()
         try:
@@ -117,9 +117,6 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         heartbeat = asyncio.create_task(_keep_in_progress(message))
         try:
             await run(js, job)
-        except asyncio.CancelledError:
-            await message.nack()  # stopped before it finished: another processor runs it now
-            raise
         finally:
             heartbeat.cancel()
         await message.ack()

@@ -4,6 +4,7 @@ them all down again."""
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -84,12 +85,21 @@ def run_launcher_until_ready_then_ctrl_c(tmp_path: Path, *arguments: str) -> str
     return output.read_text()
 
 
+def assert_nats_ran_with_its_users(data: Path, nats_logs: list[Path]) -> None:
+    """The passwords were generated into a file only its owner reads, and every service was allowed all it did
+    (nats-server logs a refusal as "... Violation - Subject ...")."""
+    assert stat.S_IMODE((data / "secrets" / "nats.env").stat().st_mode) == 0o600
+    refused = [line for path in nats_logs for line in path.read_text().splitlines() if " Violation - " in line]
+    assert refused == []
+
+
 def test_launcher_starts_the_system_and_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
     log = run_launcher_until_ready_then_ctrl_c(tmp_path)
     started = [int(pid) for pid in re.findall(r"\(pid (\d+)\)", log)]
     assert len(started) == 5, f"expected nats-server and four services:\n{log}"
     assert [pid for pid in started if is_running(pid)] == [], log
     assert (tmp_path / "data" / "nats").is_dir()
+    assert_nats_ran_with_its_users(tmp_path / "data", [tmp_path / "data" / "nats.log"])
 
 
 def test_launcher_runs_a_cluster_of_three_and_two_replicas_of_the_workers(tmp_path: Path) -> None:
@@ -100,3 +110,4 @@ def test_launcher_runs_a_cluster_of_three_and_two_replicas_of_the_workers(tmp_pa
     assert set(started) == expected, log
     assert [pid for pid in map(int, started.values()) if is_running(pid)] == [], log
     assert all((tmp_path / "data" / "cluster" / node).is_dir() for node in ("n1", "n2", "n3"))
+    assert_nats_ran_with_its_users(tmp_path / "data", list((tmp_path / "data" / "cluster").glob("n?.log")))

@@ -9,22 +9,32 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.launcher.nats_users import SERVICE_USERS, NatsUsers
+
 pytestmark = pytest.mark.integration
 
 PROJECT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = PROJECT / "compose.yaml"
 CLUSTER_ENV = PROJECT / "deploy" / "cluster.env"
+NATS_USERS = NatsUsers.generate()  # as data/secrets/nats.env gives them (one --env-file only in compose v1: the shell)
 
 
-def docker_compose(*args: str) -> subprocess.CompletedProcess[str]:
+def docker_compose(*args: str, passwords: bool = True) -> subprocess.CompletedProcess[str]:
     executable = shutil.which("docker-compose")
     if executable is None:
         message = "docker-compose is not installed (`make test` installs it)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("WF_NATS_")}
+    environment |= NATS_USERS.server_environment() if passwords else {}
     return subprocess.run(
-        [executable, "-f", str(COMPOSE_FILE), *args], capture_output=True, text=True, timeout=60, check=False
+        [executable, "-f", str(COMPOSE_FILE), *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -45,6 +55,20 @@ def test_compose_runs_nats_and_every_service() -> None:
     assert by_default == {"nats", "api", "orchestrator", "processor", "broadcaster"}
     assert services["nats"]["command"] == ["nats-server", "-c", "/etc/nats/single.conf"]
     assert services["orchestrator"]["environment"]["NATS_URL"] == "nats://nats:4222"
+
+
+def test_nats_runs_the_users_of_auth_conf_and_each_service_connects_as_its_own() -> None:
+    services = resolved()
+    assert NATS_USERS.server_environment().items() <= services["nats"]["environment"].items()
+    for name in SERVICE_USERS:
+        assert services[name]["environment"]["NATS_USER"] == name
+        assert services[name]["environment"]["NATS_PASSWORD"] == NATS_USERS.passwords[name]
+
+
+def test_without_the_passwords_compose_says_where_they_are() -> None:
+    result = docker_compose("config", "-q", passwords=False)
+    assert result.returncode != 0
+    assert "pass --env-file data/secrets/nats.env" in result.stderr
 
 
 def test_the_cluster_profile_runs_three_nats_nodes_and_two_replicas_of_the_workers() -> None:
