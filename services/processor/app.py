@@ -18,6 +18,7 @@ from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
 from contracts.commands import CompleteJob, FailJob
+from contracts.draining import GRACEFUL_TIMEOUT_S, drain_on_shutdown
 from contracts.errors import describe
 from contracts.jobs import ProcessJob
 from contracts.observability import correlation_id, report_consumer_lag
@@ -40,6 +41,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         **settings.nats_connection("processor"),
         max_reconnect_attempts=-1,
         log_level=logging.DEBUG,
+        graceful_timeout=GRACEFUL_TIMEOUT_S,
         middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="processor")],
     )
     app = AsgiFastStream(
@@ -92,7 +94,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         jobs.labels(step=job.step, outcome=outcome).inc()
         job_seconds.labels(step=job.step).observe(time.monotonic() - started)
 
-    @broker.subscriber(
+    jobs_subscriber = broker.subscriber(
         topology.jobs_subject(),
         stream=JStream(name=topology.jobs_stream, declare=False),
         durable="processor",
@@ -102,6 +104,9 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         max_workers=settings.concurrency,
         ack_policy=AckPolicy.MANUAL,
     )
+    drain_on_shutdown(app, jobs_subscriber, topology.processor_consumer().ack_wait, "processor")
+
+    @jobs_subscriber
     async def on_job(message: NatsMessage) -> None:
         js = broker.connection.jetstream()
         try:
@@ -117,6 +122,9 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         heartbeat = asyncio.create_task(_keep_in_progress(message))
         try:
             await run(js, job)
+        except asyncio.CancelledError:
+            await message.nack()  # stopped before it finished: another processor runs it now
+            raise
         finally:
             heartbeat.cancel()
         await message.ack()
