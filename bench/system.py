@@ -254,6 +254,7 @@ async def start_workers(
 
 
 async def start_broadcaster(system: System, topology: Topology) -> tuple[Service, int]:
-    service = system.start_service("broadcaster", topology)
+    # Open (no tokens): the bench's WebSocket clients measure the feed, not the one token check at their handshake.
+    service = system.start_service("broadcaster", topology, WF_AUTH="off")
     await wait_http_ok(f"http://127.0.0.1:{service.port}/healthz", service)
     return service, service.port

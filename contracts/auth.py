@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from contracts.commands import Actor
 from contracts.settings import ServiceSettings
@@ -41,6 +41,12 @@ ANYONE = TokenHolder(name="anonymous", roles=frozenset(Role))
 
 class AuthNotConfigured(Exception):
     """The tokens are missing or unreadable: the service must not start (it would be open, or refuse everyone)."""
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def token_digest(token: str) -> str:
@@ -81,7 +87,8 @@ class Tokens:
             except ValidationError as error:
                 problem = error.errors()[0]
                 where = ".".join(str(part) for part in problem["loc"])
-                raise AuthNotConfigured(f"the API tokens file {path}: {digest[:19]}…: {where}: {problem['msg']}") from None
+                problem_text = f"{digest[:19]}…: {where}: {problem['msg']}"
+                raise AuthNotConfigured(f"the API tokens file {path}: {problem_text}") from None
         return cls(holders)
 
 
@@ -95,6 +102,11 @@ class AuthSettings(ServiceSettings):
     tokens_file: Path | None = Field(None, validation_alias="WF_API_TOKENS_FILE")
     # "off" runs open, with every caller as ANYONE: only ever on purpose, never by forgetting a file.
     auth: Literal["on", "off"] = Field("on", validation_alias="WF_AUTH")
+
+    @field_validator("tokens_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return value or None  # WF_API_TOKENS_FILE= names no file (not the current directory)
 
 
 def load_tokens(settings: AuthSettings) -> Tokens | None:

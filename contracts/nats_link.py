@@ -13,10 +13,21 @@ from contracts.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 RETRY_DELAY_S = 1.0
+CANCEL_AGAIN_AFTER_S = 0.1
 
 
 class NotConnected(Exception):
     """NATS is not reachable (yet): the request cannot be served now."""
+
+
+async def cancel_all(tasks: set[asyncio.Task]) -> None:
+    """Cancel the tasks and wait until they have ended. Cancel again any that runs on: on Python 3.11,
+    `asyncio.wait_for` (which nats-py awaits replies and connections with) drops a cancellation that arrives with its
+    result, and nats-py then carries on."""
+    while running := {task for task in tasks if not task.done()}:
+        for task in running:
+            task.cancel()
+        await asyncio.wait(running, timeout=CANCEL_AGAIN_AFTER_S)
 
 
 class NatsLink:
@@ -85,8 +96,7 @@ class NatsLink:
         try:
             yield
         finally:
-            connecting.cancel()
-            await asyncio.gather(connecting, return_exceptions=True)
+            await cancel_all({connecting})
             if self._client.is_connected:
                 await self._client.drain()
             elif not self._client.is_closed:

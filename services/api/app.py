@@ -6,10 +6,12 @@ from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
 
+from contracts.auth import TokenHolder, load_tokens
 from contracts.commands import (
     ApproveWorkflow,
     ArchiveWorkflow,
@@ -26,7 +28,9 @@ from contracts.ids import CommandId, WorkflowId, new_id
 from contracts.http_metrics import prometheus
 from contracts.nats_link import NatsLink
 from contracts.state import STATE_VIEW_EXCLUDE, InfraStatus, WorkflowState
+from contracts.topology import MAX_COMMAND_BYTES
 from contracts.types import WorkflowTypeInfo
+from services.api.auth import OPEN_ROUTE_OPT, acting_as, authentication, commands_rate_limit, may
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.pagination import NEXT_PAGE_HEADERS, ListCursor, next_page_headers
 from services.api.schemas import (
@@ -35,6 +39,7 @@ from services.api.schemas import (
     CommandResult,
     CreateRequest,
     Health,
+    Identity,
     RejectRequest,
     StopRequest,
     WorkflowView,
@@ -97,7 +102,7 @@ class WorkflowController(Controller):
     path = "/workflows"
     tags = ["workflows"]
 
-    @post(operation_id="createWorkflow", status_code=HTTP_201_CREATED)
+    @post(operation_id="createWorkflow", status_code=HTTP_201_CREATED, guards=[may("create")])
     async def create(
         self, workflows: NamedDependency[Workflows], data: JSONBody[CreateRequest | None] = None, wait: Wait = None
     ) -> Response[CommandResult]:
@@ -147,7 +152,9 @@ class WorkflowController(Controller):
         page = await workflows.events(workflow_id, after, limit)
         return Response(page.items, headers=next_page_headers(request, page, "after"))
 
-    @post("/{workflow_id:str}/process", operation_id="processWorkflow", status_code=HTTP_200_OK)
+    @post(
+        "/{workflow_id:str}/process", operation_id="processWorkflow", status_code=HTTP_200_OK, guards=[may("process")]
+    )
     async def process(
         self,
         workflows: NamedDependency[Workflows],
@@ -159,42 +166,52 @@ class WorkflowController(Controller):
         command = ProcessWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id())
         return await decide(workflows, command, wait)
 
-    @post("/{workflow_id:str}/approve", operation_id="approveWorkflow", status_code=HTTP_200_OK)
+    @post(
+        "/{workflow_id:str}/approve", operation_id="approveWorkflow", status_code=HTTP_200_OK, guards=[may("approve")]
+    )
     async def approve(
         self,
+        request: Request[TokenHolder, str | None, State],
         workflows: NamedDependency[Workflows],
         workflow_id: WorkflowIdPath,
         data: JSONBody[ApproveRequest | None] = None,
         idempotency_key: IdempotencyKey = None,
         wait: Wait = None,
     ) -> Response[CommandResult]:
-        """Approve the workflow's output."""
+        """Approve the workflow's output, as the token's holder (a body `approver` must name them)."""
         data = data or ApproveRequest()
         command = ApproveWorkflow(
             workflow_id=workflow_id,
             message_id=idempotency_key or new_id(),
-            approver=data.approver,
+            approver=acting_as(request.user, data.approver),
             comment=data.comment,
         )
         return await decide(workflows, command, wait)
 
-    @post("/{workflow_id:str}/reject", operation_id="rejectWorkflow", status_code=HTTP_200_OK)
+    @post(
+        "/{workflow_id:str}/reject", operation_id="rejectWorkflow", status_code=HTTP_200_OK, guards=[may("reject")]
+    )
     async def reject(
         self,
+        request: Request[TokenHolder, str | None, State],
         workflows: NamedDependency[Workflows],
         workflow_id: WorkflowIdPath,
         data: JSONBody[RejectRequest | None] = None,
         idempotency_key: IdempotencyKey = None,
         wait: Wait = None,
     ) -> Response[CommandResult]:
-        """Reject the workflow's output: it is processed again."""
+        """Reject the workflow's output, as the token's holder (a body `approver` must name them): it is processed
+        again."""
         data = data or RejectRequest()
+        approver = acting_as(request.user, data.approver)
         command = RejectWorkflow(
-            workflow_id=workflow_id, message_id=idempotency_key or new_id(), approver=data.approver, reason=data.reason
+            workflow_id=workflow_id, message_id=idempotency_key or new_id(), approver=approver, reason=data.reason
         )
         return await decide(workflows, command, wait)
 
-    @post("/{workflow_id:str}/cancel", operation_id="cancelWorkflow", status_code=HTTP_200_OK)
+    @post(
+        "/{workflow_id:str}/cancel", operation_id="cancelWorkflow", status_code=HTTP_200_OK, guards=[may("cancel")]
+    )
     async def cancel(
         self,
         workflows: NamedDependency[Workflows],
@@ -208,7 +225,12 @@ class WorkflowController(Controller):
         command = CancelWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id(), reason=data.reason)
         return await decide(workflows, command, wait)
 
-    @post("/{workflow_id:str}/terminate", operation_id="terminateWorkflow", status_code=HTTP_200_OK)
+    @post(
+        "/{workflow_id:str}/terminate",
+        operation_id="terminateWorkflow",
+        status_code=HTTP_200_OK,
+        guards=[may("terminate")],
+    )
     async def terminate(
         self,
         workflows: NamedDependency[Workflows],
@@ -222,7 +244,9 @@ class WorkflowController(Controller):
         command = TerminateWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id(), reason=data.reason)
         return await decide(workflows, command, wait)
 
-    @post("/{workflow_id:str}/retry", operation_id="retryWorkflow", status_code=HTTP_200_OK)
+    @post(
+        "/{workflow_id:str}/retry", operation_id="retryWorkflow", status_code=HTTP_200_OK, guards=[may("retry")]
+    )
     async def retry(
         self,
         workflows: NamedDependency[Workflows],
@@ -234,7 +258,9 @@ class WorkflowController(Controller):
         command = RetryWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id())
         return await decide(workflows, command, wait)
 
-    @post("/{workflow_id:str}/archive", operation_id="archiveWorkflow", status_code=HTTP_200_OK)
+    @post(
+        "/{workflow_id:str}/archive", operation_id="archiveWorkflow", status_code=HTTP_200_OK, guards=[may("archive")]
+    )
     async def archive(
         self,
         workflows: NamedDependency[Workflows],
@@ -280,26 +306,44 @@ async def client_config(request: Request, state: State) -> ClientConfig:
     return ClientConfig(broadcaster_url=f"{scheme}://{request.url.hostname}:{settings.broadcaster_port}/ws")
 
 
+@get("/me", operation_id="whoAmI", tags=["operations"])
+async def who_am_i(request: Request[TokenHolder, str | None, State]) -> Identity:
+    """The token's holder: the name the log records for their decisions, and their roles."""
+    holder = request.user
+    return Identity(name=holder.name, roles=sorted(holder.roles), authenticated=request.auth is not None)
+
+
 def provide_workflows(state: State) -> Workflows:
     return state.workflows
 
 
 def create_app(settings: ApiSettings | None = None) -> Litestar:
     settings = settings or ApiSettings()
+    tokens = load_tokens(settings)  # first: with no tokens, nothing else starts
     topology = settings.topology
     streams = [topology.events_stream, topology.commands_stream]
     streams += [topology.kv_stream(topology.state_bucket), topology.kv_stream(topology.types_bucket)]
     link = NatsLink(settings, name="api", streams=streams, writes=[topology.commands_subject()])
     metrics, metrics_route = prometheus("api")
-    route_handlers = [WorkflowController, TypeController, healthz, client_config, metrics_route]
-    if settings.web_dir.is_dir():
-        route_handlers.append(create_static_files_router("/", directories=[settings.web_dir], html_mode=True))
+    route_handlers = [WorkflowController, TypeController, healthz, client_config, who_am_i, metrics_route]
+    if settings.web_dir.is_dir():  # open: the page asks for a token, then sends it with every request
+        web_page = create_static_files_router(
+            "/", directories=[settings.web_dir], html_mode=True, opt={OPEN_ROUTE_OPT: True}
+        )
+        route_handlers.append(web_page)
     return Litestar(
         route_handlers=route_handlers,
         dependencies={"workflows": Provide(provide_workflows, sync_to_thread=False)},
         state=State({"settings": settings, "link": link, "workflows": Workflows(link, settings)}),
         lifespan=[link.lifespan],
-        middleware=[metrics.middleware],
+        # In this order: metrics count every answer; a caller is known before its rate is counted.
+        middleware=[metrics.middleware, authentication(tokens), commands_rate_limit(settings.commands_per_second)],
+        request_max_body_size=MAX_COMMAND_BYTES,  # larger bodies answer 413 before they are read further
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=OpenAPIConfig(title="Approval workflows API", version="1.0.0"),
+        openapi_config=OpenAPIConfig(
+            title="Approval workflows API",
+            version="1.0.0",
+            components=Components(security_schemes={"token": SecurityScheme(type="http", scheme="bearer")}),
+            security=[{"token": []}],  # every operation but /healthz, /metrics and /schema (services/api/auth.py)
+        ),
     )

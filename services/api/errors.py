@@ -6,10 +6,13 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import (
+    HTTP_401_UNAUTHORIZED,
+    HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -27,6 +30,14 @@ STATUS_OF_REJECTION: dict[str, int] = {
     "unknown_workflow": HTTP_404_NOT_FOUND,
     "unknown_type": HTTP_422_UNPROCESSABLE_ENTITY,
     "invalid": HTTP_422_UNPROCESSABLE_ENTITY,
+}
+
+# The code of the HTTP errors Litestar raises itself (refusals of the request as such, not of a command).
+CODE_OF_STATUS: dict[int, str] = {
+    HTTP_401_UNAUTHORIZED: "unauthorized",
+    HTTP_403_FORBIDDEN: "forbidden",
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE: "too_large",
+    HTTP_429_TOO_MANY_REQUESTS: "rate_limited",
 }
 
 
@@ -52,11 +63,13 @@ class CommandTooLarge(Exception):
     pass
 
 
-def _error(status_code: int, detail: str, code: str | None = None) -> Response[dict[str, Any]]:
+def _error(
+    status_code: int, detail: str, code: str | None = None, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {"status_code": status_code, "detail": detail}
     if code:
         body["code"] = code
-    return Response(body, status_code=status_code)
+    return Response(body, status_code=status_code, headers=headers)
 
 
 def _validation_detail(error: ValidationException) -> str:
@@ -78,7 +91,13 @@ def validation_failed(_: Request, error: ValidationException) -> Response[dict[s
 
 
 def http_error(_: Request, error: HTTPException) -> Response[dict[str, Any]]:
-    return _error(error.status_code, str(error.detail))
+    headers = dict(error.headers or {})  # WWW-Authenticate of a 401, the rate limit's of a 429
+    detail = str(error.detail)
+    if error.status_code == HTTP_429_TOO_MANY_REQUESTS:
+        # Litestar says when the window resets (RateLimit-Reset); Retry-After is what clients and proxies read.
+        headers["Retry-After"] = str(max(1, int(headers.get("RateLimit-Reset", 1))))
+        detail = f"too many commands: at most {headers.get('RateLimit-Limit', 'a few')} a second per token"
+    return _error(error.status_code, detail, CODE_OF_STATUS.get(error.status_code), headers)
 
 
 def workflow_not_found(_: Request, error: WorkflowNotFound) -> Response[dict[str, Any]]:

@@ -4,6 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from contracts.auth import Role
 from contracts.commands import Actor, CreateWorkflow, Text
 from contracts.ids import WorkflowId
 
@@ -22,12 +23,12 @@ class CreateRequest(RequestBody):
 
 
 class ApproveRequest(RequestBody):
-    approver: Actor = "anonymous"
+    approver: Actor | None = None  # who approves is the token's holder; when given, it must be them
     comment: Text = ""
 
 
 class RejectRequest(RequestBody):
-    approver: Actor = "anonymous"
+    approver: Actor | None = None  # who rejects is the token's holder; when given, it must be them
     reason: Text = ""
 
 
@@ -52,6 +53,14 @@ class CommandResult(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
+
+
+class Identity(BaseModel):
+    """Who the request's token belongs to. `authenticated` is false when the API runs open (WF_AUTH=off)."""
+
+    name: str
+    roles: list[Role]
+    authenticated: bool
 
 
 class ClientConfig(BaseModel):

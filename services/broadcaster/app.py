@@ -5,7 +5,7 @@ for one, else the end of the log. Then `{"sequence": n, "event": {...}}` (contra
 event after that position, in stream order: with `since`, it joins the live feed (live events queue up), replays the
 log up to where the feed took over, then relays the queue, skipping the sequences already sent. No gap, no duplicate.
 When idle it is sent a heartbeat with the position it is up to; reconnecting with `since` = the last sequence it got
-(event or heartbeat) resumes exactly there."""
+(event or heartbeat) resumes exactly there. Every client needs one of the API's tokens (any role: it only reads)."""
 
 import asyncio
 import logging
@@ -23,9 +23,10 @@ from nats.js.api import DeliverPolicy
 from nats.js.client import JetStreamContext
 from pydantic import BaseModel, NonNegativeInt, TypeAdapter, ValidationError
 
+from contracts.auth import Tokens, bearer_token, load_tokens
 from contracts.ids import WorkflowId
 from contracts.http_metrics import prometheus
-from contracts.nats_link import NatsLink, NotConnected
+from contracts.nats_link import NatsLink, NotConnected, cancel_all
 from contracts.topology import Topology
 from services.broadcaster.hub import Follower, Hub
 from services.broadcaster.messages import event_message, heartbeat_message
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 WS_POLICY_VIOLATION = 1008
 WS_TRY_AGAIN_LATER = 1013
-CANCEL_AGAIN_AFTER_S = 0.1
+WS_UNAUTHORIZED = 4401  # an application's code (4000-4999): HTTP's 401, which a browser cannot see on a WebSocket
 
 WORKFLOW_ID = TypeAdapter(WorkflowId)
 SEQUENCE = TypeAdapter(NonNegativeInt)
@@ -141,15 +142,6 @@ class Session:
             log.info("could not close a client's connection cleanly: %r", error)
 
 
-async def cancel_all(tasks: set[asyncio.Task]) -> None:
-    """Cancel the tasks and wait until they have ended. Cancel again any that runs on: on Python 3.11,
-    `asyncio.wait_for` (which nats-py awaits replies with) drops a cancellation that arrives with its result."""
-    while running := {task for task in tasks if not task.done()}:
-        for task in running:
-            task.cancel()
-        await asyncio.wait(running, timeout=CANCEL_AGAIN_AFTER_S)
-
-
 async def refuse(socket: WebSocket, code: int, reason: str) -> None:
     """Accept, then close at once: unlike a refused handshake (a bare 403), a browser sees the code and reason."""
     await socket.accept()
@@ -162,10 +154,19 @@ async def events_socket(
     state: State,
     workflow_id: FromQuery[str | None] = None,
     since: FromQuery[str | None] = None,
+    token: FromQuery[str | None] = None,
 ) -> None:
     """Every event from now on, or after sequence `since` (the last one the client saw), as JSON
     `{"sequence", "event"}`, after a first `{"type": "heartbeat", "sequence"}` that gives the position it starts
-    from; only one workflow's with `?workflow_id=`."""
+    from; only one workflow's with `?workflow_id=`. The token comes as `?token=` (browsers cannot set a WebSocket's
+    headers) or as `Authorization: Bearer`; without a valid one the connection is closed with 4401."""
+    tokens: Tokens | None = state.tokens
+    if tokens is not None:
+        token = token or bearer_token(socket.headers.get("Authorization"))
+        if token is None:
+            return await refuse(socket, WS_UNAUTHORIZED, "a token is needed: ?token=<token> or Authorization: Bearer")
+        if tokens.holder(token) is None:
+            return await refuse(socket, WS_UNAUTHORIZED, "the token is not valid")
     if workflow_id is not None:
         try:
             WORKFLOW_ID.validate_python(workflow_id)
@@ -212,6 +213,7 @@ async def healthz(state: State) -> Response[Health]:
 
 def create_app(settings: BroadcasterSettings | None = None) -> Litestar:
     settings = settings or BroadcasterSettings()
+    tokens = load_tokens(settings)  # first: with no tokens, nothing else starts
     hub = Hub(settings.client_queue_size)
     link = NatsLink(
         settings,
@@ -224,6 +226,6 @@ def create_app(settings: BroadcasterSettings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[events_socket, healthz, metrics_route],
         middleware=[metrics.middleware],
-        state=State({"settings": settings, "link": link, "hub": hub, "replay": replay}),
+        state=State({"settings": settings, "link": link, "hub": hub, "replay": replay, "tokens": tokens}),
         lifespan=[link.lifespan],
     )

@@ -2,10 +2,10 @@
 
 from pydantic import Field
 
-from contracts.settings import ServiceSettings
+from contracts.auth import AuthSettings
 
 
-class BroadcasterSettings(ServiceSettings):
+class BroadcasterSettings(AuthSettings):
     port: int = Field(8001, ge=0, le=65535, validation_alias="WF_BROADCASTER_PORT")
     # Events waiting for one client; a client that falls this far behind is dropped (and may reconnect).
     client_queue_size: int = Field(1000, ge=1, validation_alias="WF_BROADCASTER_QUEUE_SIZE")

@@ -22,9 +22,11 @@ class Reply:
 
 
 class Api:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=HTTP_TIMEOUT_S)
+        # Sent with every request, and to the broadcaster (`wf watch`): the API's tokens are its tokens too.
+        self.auth_headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=HTTP_TIMEOUT_S, headers=self.auth_headers)
 
     def close(self) -> None:
         self._http.close()
@@ -40,6 +42,8 @@ class Api:
             content = response.json() if response.content else None
         except ValueError:
             content = response.text
+        if response.status_code == 401:
+            raise CliError(f"{_refusal(response.status_code, content)}; give a token with --token or WF_TOKEN")
         if response.is_error:
             raise CliError(_refusal(response.status_code, content))
         return Reply(response.status_code, content, response.links.get("next", {}).get("url"))

@@ -1,6 +1,7 @@
 """`wf`: the command line. Every command is one or a few HTTP requests to the API (`--url`, or `WF_API_URL`);
-`watch` also reads the broadcaster's WebSocket. Exit codes: 0 done, 1 refused or failed (the server's reason is
-printed), 2 bad usage, 3 sent but no outcome within the wait (it may still apply)."""
+`watch` also reads the broadcaster's WebSocket. Both with the API token of `--token`, or `WF_TOKEN`. Exit codes: 0
+done, 1 refused or failed (the server's reason is printed), 2 bad usage, 3 sent but no outcome within the wait (it may
+still apply)."""
 
 import argparse
 import json
@@ -116,10 +117,12 @@ def follow(api: Api, args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="wf", description="Drive and watch approval workflows through the HTTP API.")
     root.add_argument("--url", default=os.environ.get("WF_API_URL", DEFAULT_API_URL), help="the API (env WF_API_URL)")
+    root.add_argument("--token", default=os.environ.get("WF_TOKEN"), help="the API token (env WF_TOKEN)")
     root.add_argument("--json", action="store_true", help="print the API's JSON")
     # The same options after the command (`wf show ID --json`); SUPPRESS keeps them from resetting the root's values.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS, help="the API (env WF_API_URL)")
+    common.add_argument("--token", default=argparse.SUPPRESS, help="the API token (env WF_TOKEN)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -141,14 +144,15 @@ def parser() -> argparse.ArgumentParser:
     command.set_defaults(run=create)
 
     add_command("process", on_workflow, help="process it").set_defaults(run=decision("process"))
-    command = add_command("approve", on_workflow, help="approve its output")
-    command.add_argument("--as", dest="approver", default=default_actor(), metavar="NAME", help="who (default $USER)")
+    # Who decides is the token's holder; `--as` names them, and the API refuses any other name.
+    deciding = argparse.ArgumentParser(add_help=False, parents=[on_workflow])
+    deciding.add_argument("--as", dest="approver", metavar="NAME", help="who (default: the token's holder)")
+    command = add_command("approve", deciding, help="approve its output")
     command.add_argument("--comment", default="")
-    command.set_defaults(run=decision("approve", lambda a: {"approver": a.approver, "comment": a.comment}))
-    command = add_command("reject", on_workflow, help="reject its output: it is processed again")
-    command.add_argument("--as", dest="approver", default=default_actor(), metavar="NAME", help="who (default $USER)")
+    command.set_defaults(run=decision("approve", lambda a: as_decider(a, comment=a.comment)))
+    command = add_command("reject", deciding, help="reject its output: it is processed again")
     command.add_argument("--reason", default="")
-    command.set_defaults(run=decision("reject", lambda a: {"approver": a.approver, "reason": a.reason}))
+    command.set_defaults(run=decision("reject", lambda a: as_decider(a, reason=a.reason)))
     for kind, text in (("cancel", "stop it: it ends Cancelled"), ("terminate", "end it at once, as Errored")):
         command = add_command(kind, on_workflow, help=text)
         command.add_argument("--reason", default="")
@@ -198,8 +202,9 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def default_actor() -> str:
-    return os.environ.get("USER") or "anonymous"
+def as_decider(args: argparse.Namespace, **fields: str) -> dict[str, str]:
+    """An approve or reject body: the approver only when `--as` names one."""
+    return fields | ({"approver": args.approver} if args.approver else {})
 
 
 def positive(text: str) -> int:
@@ -211,7 +216,7 @@ def positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    api = Api(args.url)
+    api = Api(args.url, args.token)
     try:
         return args.run(api, args)
     except CliError as error:

@@ -16,6 +16,7 @@ from services.cli.api import Api, CliError
 from services.cli.output import event_line
 
 CANNOT_RESUME = 1008  # the broadcaster refused the request itself (e.g. `since` past the end of the log)
+UNAUTHORIZED = 4401  # no valid token: trying again cannot help
 FIRST_RETRY_S, LAST_RETRY_S = 0.5, 10.0
 OPEN_TIMEOUT_S = 10.0
 
@@ -27,7 +28,8 @@ def watch(api: Api, workflow_id: str | None, since: int | None, count: int | Non
     while True:
         query = urlencode({k: v for k, v in (("workflow_id", workflow_id), ("since", position)) if v is not None})
         try:
-            with connect(f"{url}?{query}" if query else url, open_timeout=OPEN_TIMEOUT_S) as socket:
+            address = f"{url}?{query}" if query else url
+            with connect(address, open_timeout=OPEN_TIMEOUT_S, additional_headers=api.auth_headers) as socket:
                 retry_s = FIRST_RETRY_S
                 for text in socket:
                     message = json.loads(text)
@@ -41,7 +43,7 @@ def watch(api: Api, workflow_id: str | None, since: int | None, count: int | Non
                         return 0
             reason = "the broadcaster closed the connection"
         except ConnectionClosed as closed:
-            if closed.rcvd is not None and closed.rcvd.code == CANNOT_RESUME:
+            if closed.rcvd is not None and closed.rcvd.code in (CANNOT_RESUME, UNAUTHORIZED):
                 raise CliError(f"the broadcaster refused: {closed.rcvd.reason}") from None
             reason = f"connection lost ({closed})"
         except (OSError, InvalidHandshake, TimeoutError) as error:

@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import IO
 
+from services.launcher.api_tokens import api_tokens
 from services.launcher.nats_server import NatsCluster, NatsServer, free_port
 from services.launcher.nats_users import NatsUsers, secrets_file
 from services.launcher.settings import LauncherSettings  # noqa: E402 (after the handler)
@@ -219,7 +220,7 @@ def nats_for_clients(settings: LauncherSettings, nats: NatsServer | NatsCluster 
 
 def print_where_to_go(settings: LauncherSettings, nats_url: str, planned: list[Planned]) -> None:
     api = f"http://127.0.0.1:{settings.api_port}"
-    create = "-H 'content-type: application/json' -d '{\"type\": \"approval\"}'"
+    create = "-H \"Authorization: Bearer $WF_TOKEN\" -H 'content-type: application/json' -d '{\"type\": \"approval\"}'"
     metrics = [
         f"  metrics    {each.name} http://127.0.0.1:{port}/metrics"
         for each in planned
@@ -280,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
             "WF_BROADCASTER_PORT": str(settings.broadcaster_port),
             "PYTHONUNBUFFERED": "1",  # their lines reach the terminal as they are written, not when a buffer fills
         }
+        tokens = api_tokens(settings.api_tokens_file, settings.auth, settings.data_dir)
+        env |= tokens.environment
+        for line in tokens.where_to_sign_in(f"http://127.0.0.1:{settings.api_port}"):
+            say("launcher", line)
         children = [
             start_service(each.name, env | each.env | nats_credentials(nats, each.service), each.service)
             for each in planned

@@ -22,3 +22,6 @@ class LauncherSettings(BaseSettings):
     # Replicas of each stream and bucket. Unset: 1 on the launcher's own server, 3 on its own cluster (--cluster).
     stream_replicas: int | None = Field(None, validation_alias="WF_REPLICAS", ge=1, le=5)
     data_dir: Path = Field(PROJECT_DIR / "data", validation_alias="WF_DATA_DIR")
+    # The API's tokens: unset, a local run makes its own (WF_DATA_DIR/secrets/api-tokens.json). WF_AUTH=off: none.
+    api_tokens_file: str = Field("", validation_alias="WF_API_TOKENS_FILE")
+    auth: str = Field("on", validation_alias="WF_AUTH")

@@ -18,7 +18,7 @@ import pytest
 from contracts.ids import job_id
 from contracts.randomness import Randomness
 from services.launcher.nats_server import NatsServer, free_port
-from tests.conftest import PROJECT, ServiceProcess, eventually
+from tests.conftest import PROJECT, ServiceProcess, bearer, eventually
 
 CHROMIUM_PATH = Path("/usr/bin/chromium")  # Debian's; Playwright's own browser download cannot work here
 # Without the networking switches Chromium keeps calling home, and this machine's closed network refuses it.
@@ -83,14 +83,14 @@ class System:
 
     async def until_state(self, workflow_id: str, business_state: str, attempt: int) -> dict:
         async def reached():
-            async with httpx.AsyncClient(base_url=self.api) as client:
+            async with httpx.AsyncClient(base_url=self.api, headers=bearer()) as client:
                 view = (await client.get(f"/workflows/{workflow_id}")).json()
             return view if (view.get("business_state"), view.get("attempt")) == (business_state, attempt) else None
 
         return await eventually(reached)
 
 
-def system_environment(tmp_path: Path, seed: int) -> tuple[dict[str, str], int, int]:
+def system_environment(tmp_path: Path, seed: int, tokens_file: Path) -> tuple[dict[str, str], int, int]:
     api_port = free_port()
     broadcaster_port = free_port()
     while broadcaster_port == api_port:
@@ -106,6 +106,7 @@ def system_environment(tmp_path: Path, seed: int) -> tuple[dict[str, str], int, 
         "WF_SEED": str(seed),
         "WF_SEND_FAILURE_RATE": "0",
         "WF_WEB_DIR": str(WEB_DIST),
+        "WF_API_TOKENS_FILE": str(tokens_file),  # the test tokens (tests/conftest.py)
     }
     return env, api_port, broadcaster_port
 
@@ -121,9 +122,9 @@ async def wait_until_healthy(system: System, alive, logs: list[Path]) -> None:
 
 
 @asynccontextmanager
-async def launched_system(tmp_path: Path, seed: int) -> AsyncIterator[System]:
+async def launched_system(tmp_path: Path, seed: int, tokens_file: Path) -> AsyncIterator[System]:
     """The system as `make run` starts it: the launcher, its own nats-server and the four services."""
-    env, api_port, broadcaster_port = system_environment(tmp_path, seed)
+    env, api_port, broadcaster_port = system_environment(tmp_path, seed, tokens_file)
     system = System(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{broadcaster_port}")
     log = tmp_path / "launcher.log"
     with log.open("wb") as output:
@@ -140,9 +141,9 @@ async def launched_system(tmp_path: Path, seed: int) -> AsyncIterator[System]:
 
 
 @asynccontextmanager
-async def separately_started_system(tmp_path: Path, seed: int) -> AsyncIterator[System]:
+async def separately_started_system(tmp_path: Path, seed: int, tokens_file: Path) -> AsyncIterator[System]:
     """A nats-server and each service as a process of its own, so that one can be killed and started again."""
-    env, api_port, broadcaster_port = system_environment(tmp_path, seed)
+    env, api_port, broadcaster_port = system_environment(tmp_path, seed, tokens_file)
     server = NatsServer(tmp_path / "nats").start()
     env["NATS_URL"] = server.url
     system = System(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{broadcaster_port}")

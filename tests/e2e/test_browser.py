@@ -14,6 +14,7 @@ from itertools import count
 import httpx
 import pytest
 
+from tests.conftest import TEST_TOKENS, bearer
 from tests.e2e.browser_support import (
     CHROMIUM_ARGS,
     CHROMIUM_PATH,
@@ -81,14 +82,30 @@ class Pages:
     system: System
     errors: list[str] = field(default_factory=list)
 
-    async def open(self, place: str = "#/", approver: str = "ann") -> "Page":
+    async def open(self, holder: str | None = "ann") -> "Page":
+        """A page signed in with the test token of `holder`, by the link `make run` prints (None: not signed in)."""
         context = await self.browser.new_context(viewport={"width": 1280, "height": 900})
         page = await context.new_page()
         page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
-        await page.goto(f"{self.system.api}/{place}")
+        if holder is None:
+            await page.goto(f"{self.system.api}/")
+            return page
+        await page.goto(f"{self.system.api}/#token={TEST_TOKENS[holder]}")
         await expect(page.get_by_test_id("connection")).to_have_text("Connected", timeout=20_000)
-        await page.get_by_test_id("approver").fill(approver)
+        await expect(page.get_by_test_id("identity")).to_have_text(holder)
+        assert page.url.endswith("/#/"), page.url  # the token left the address bar
         return page
+
+
+async def sign_in_as(page: "Page", holder: str) -> None:
+    """Sign out, then in with `holder`'s token pasted into the form; the page stays where it was."""
+    place = page.url
+    await page.get_by_test_id("sign-out").click()
+    await page.get_by_test_id("sign-in-token").fill(TEST_TOKENS[holder])
+    await page.get_by_test_id("sign-in").click()
+    await expect(page.get_by_test_id("identity")).to_have_text(holder)
+    await expect(page.get_by_test_id("connection")).to_have_text("Connected", timeout=20_000)
+    assert page.url == place
 
 
 @asynccontextmanager
@@ -99,8 +116,8 @@ async def pages_of(browser: "Browser", system: System) -> AsyncIterator[Pages]:
 
 
 @pytest.fixture
-async def launched(tmp_path) -> AsyncIterator[System]:
-    async with launched_system(tmp_path, SEED) as system:
+async def launched(tmp_path, tokens_file) -> AsyncIterator[System]:
+    async with launched_system(tmp_path, SEED, tokens_file) as system:
         yield system
 
 
@@ -159,7 +176,7 @@ async def test_a_person_processes_rejects_and_approves_a_workflow_and_sees_every
     launched, browser, screenshots
 ):
     wf = workflow_id("flow", approved_in=(FIRST_PROCESSING, SECOND_PROCESSING))
-    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api) as http:
+    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api, headers=bearer()) as http:
         page = await pages.open()
         await create(http, wf)  # with an id of our choosing, so that its outputs are known
 
@@ -212,11 +229,36 @@ async def test_a_person_processes_rejects_and_approves_a_workflow_and_sees_every
         assert (view["business_state"], view["infra_status"], view["attempt"]) == ("Finished", "Completed", 2)
 
 
+async def test_a_page_without_a_valid_token_asks_for_one_and_says_why_it_refused_one(launched, browser, screenshots):
+    async with pages_of(browser, launched) as pages:
+        page = await pages.open(holder=None)
+        await expect(page.get_by_test_id("sign-in-form")).to_be_visible()
+        await expect(page.get_by_test_id("sign-in-error")).to_have_count(0)  # nothing was refused yet
+        await expect(page.get_by_test_id("create")).to_have_count(0)  # nothing else is shown
+
+        await page.get_by_test_id("sign-in-token").fill("not-a-token")
+        await page.get_by_test_id("sign-in").click()
+        await expect(page.get_by_test_id("sign-in-error")).to_have_text("the token is not valid")
+        await screenshots.take(page, "sign-in-refused")
+
+        await page.get_by_test_id("sign-in-token").fill(TEST_TOKENS["approver"])
+        await page.get_by_test_id("sign-in").click()
+        await expect(page.get_by_test_id("identity")).to_have_text("approver")
+        await expect(page.get_by_test_id("connection")).to_have_text("Connected", timeout=20_000)
+
+        # An approver may not create: the server's reason is shown.
+        await page.get_by_test_id("create").click()
+        await expect(page.get_by_test_id("list-error")).to_have_text(
+            "Could not create a workflow: approver may not create: it takes the role requester"
+        )
+        await screenshots.take(page, "signed-in-as-an-approver")
+
+
 async def test_two_pages_open_at_once_both_see_every_change(launched, browser, screenshots):
     wf = workflow_id("two-pages", approved_in=(FIRST_PROCESSING,))
-    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api) as http:
-        ann = await pages.open(approver="ann")
-        bob = await pages.open(approver="bob")
+    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api, headers=bearer()) as http:
+        ann = await pages.open("ann")
+        bob = await pages.open("bob")
 
         # Ann creates one with the button, which says so while the request is on its way; Bob sees it appear.
         button = ann.get_by_test_id("create")
@@ -259,16 +301,16 @@ async def test_two_pages_open_at_once_both_see_every_change(launched, browser, s
 
 
 async def test_a_page_catches_up_with_every_event_it_missed_while_the_broadcaster_was_down(
-    tmp_path, browser, screenshots
+    tmp_path, tokens_file, browser, screenshots
 ):
     wf = workflow_id("outage", approved_in=(FIRST_PROCESSING, SECOND_PROCESSING))
     other = workflow_id("outage-other", approved_in=(FIRST_PROCESSING,))
     # The launcher stops everything when one service dies: here each service runs on its own, so that only the
     # broadcaster can be killed and started again.
     async with (
-        separately_started_system(tmp_path, SEED) as system,
+        separately_started_system(tmp_path, SEED, tokens_file) as system,
         pages_of(browser, system) as pages,
-        httpx.AsyncClient(base_url=system.api) as http,
+        httpx.AsyncClient(base_url=system.api, headers=bearer()) as http,
     ):
         page = await pages.open()
         sockets = []
@@ -285,7 +327,7 @@ async def test_a_page_catches_up_with_every_event_it_missed_while_the_broadcaste
         assert last_seen >= seen[-1]
 
         # While it is down: a reject and a new round of processing, another workflow created and processed.
-        rejected = await http.post(f"/workflows/{wf}/reject", json={"approver": "carol", "reason": "again"})
+        rejected = await http.post(f"/workflows/{wf}/reject", json={"reason": "again"}, headers=bearer("carol"))
         assert rejected.status_code == 200, rejected.text
         await create(http, other)
         assert (await http.post(f"/workflows/{other}/process")).status_code == 200
@@ -309,7 +351,7 @@ async def test_a_page_catches_up_with_every_event_it_missed_while_the_broadcaste
         await page.goto(f"{system.api}/#/workflows/{wf}")
         system.services["broadcaster"].stop(kill=True)
         await expect(page.get_by_test_id("connection")).to_have_text("Disconnected")
-        approved = await http.post(f"/workflows/{wf}/approve", json={"approver": "carol"})
+        approved = await http.post(f"/workflows/{wf}/approve", headers=bearer("carol"))
         assert approved.status_code == 200, approved.text
         await page.get_by_test_id("action-approve").click()
         await expect(page.get_by_test_id("command-error")).to_have_text(
@@ -327,8 +369,8 @@ async def test_an_expense_escalates_to_the_director_and_needs_two_distinct_finan
     launched, browser, screenshots
 ):
     wf = expense_id("expense")
-    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api) as http:
-        page = await pages.open(approver="ann")
+    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api, headers=bearer()) as http:
+        page = await pages.open("ann")
 
         # Create it with the form. The UI lets the server choose ids; this test adds one of its own to the request the
         # form sends, so that the outputs of its steps are known.
@@ -376,20 +418,20 @@ async def test_an_expense_escalates_to_the_director_and_needs_two_distinct_finan
         refusal = page.get_by_test_id("command-error")
         await expect(refusal).to_have_text("ann may not approve here (only director)")
         await screenshots.take(page, "director-approval-refused")
-        await page.get_by_test_id("approver").fill("director")
+        await sign_in_as(page, "director")
         await page.get_by_test_id("action-approve").click()
         await expect(business).to_have_text("Finance Approval")
         await expect(refusal).to_have_count(0)
 
         # Finance: two distinct approvers. fin-ann's approval is recorded; a second one from her counts once.
-        await page.get_by_test_id("approver").fill("fin-ann")
+        await sign_in_as(page, "fin-ann")
         await page.get_by_test_id("action-approve").click()
         await expect(page.get_by_test_id("command-notice")).to_have_text("fin-ann's approve is recorded: 1 of 2")
         await expect(business).to_have_text("Finance Approval")
         await page.get_by_test_id("action-approve").click()
         await expect(refusal).to_have_text("fin-ann has already sent approve; it counts once")
         await screenshots.take(page, "finance-quorum-refused")
-        await page.get_by_test_id("approver").fill("fin-bob")
+        await sign_in_as(page, "fin-bob")
         await page.get_by_test_id("action-approve").click()
         await expect(business).to_have_text("Paid")
         await expect(page.get_by_test_id("detail-infra")).to_have_text("Completed")
@@ -406,7 +448,7 @@ async def test_an_expense_escalates_to_the_director_and_needs_two_distinct_finan
 
         # Who you are is kept in the browser.
         await page.reload()
-        await expect(page.get_by_test_id("approver")).to_have_value("fin-bob")
+        await expect(page.get_by_test_id("identity")).to_have_text("fin-bob")
         view = (await http.get(f"/workflows/{wf}")).json()
         assert (view["business_state"], view["infra_status"]) == ("Paid", "Completed")
 
@@ -418,14 +460,14 @@ async def test_buttons_follow_each_state_and_clear_all_archives_or_cancels_every
     errored = failing_workflow_id("clear-error")
     expense = expense_id("clear-expense")
     terminated = "clear-terminated"
-    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api) as http:
+    async with pages_of(browser, launched) as pages, httpx.AsyncClient(base_url=launched.api, headers=bearer()) as http:
         await create(http, unprocessed)
         await create(http, terminated)
         for workflow in (waiting, finished, errored):
             await create(http, workflow, process=True)
         await create(http, expense, "expense", process=True)
         await launched.until_state(finished, "Waiting For Approval", attempt=1)
-        assert (await http.post(f"/workflows/{finished}/approve", json={"approver": "ann"})).status_code == 200
+        assert (await http.post(f"/workflows/{finished}/approve")).status_code == 200
         await launched.until_state(waiting, "Waiting For Approval", attempt=1)
         await launched.until_state(errored, "Error", attempt=1)
         await launched.until_state(expense, "Manager Approval", attempt=1)

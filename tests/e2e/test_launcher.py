@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.auth import Tokens
 from services.launcher.nats_server import free_port
 
 pytestmark = pytest.mark.e2e
@@ -111,3 +112,16 @@ def test_launcher_runs_a_cluster_of_three_and_two_replicas_of_the_workers(tmp_pa
     assert [pid for pid in map(int, started.values()) if is_running(pid)] == [], log
     assert all((tmp_path / "data" / "cluster" / node).is_dir() for node in ("n1", "n2", "n3"))
     assert_nats_ran_with_its_users(tmp_path / "data", list((tmp_path / "data" / "cluster").glob("n?.log")))
+
+
+def test_the_first_run_makes_api_tokens_shows_them_once_and_keeps_only_their_digests(tmp_path: Path) -> None:
+    first = run_launcher_until_ready_then_ctrl_c(tmp_path)
+    again = run_launcher_until_ready_then_ctrl_c(tmp_path)
+
+    tokens_file = tmp_path / "data" / "secrets" / "api-tokens.json"
+    dev_token = re.search(r"sign in +http://127\.0\.0\.1:\d+/#token=(\S+)", first).group(1)
+    assert f"export WF_TOKEN={dev_token}" in first
+    assert Tokens.from_file(tokens_file).holder(dev_token).name == "dev"
+    assert dev_token not in tokens_file.read_text()
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+    assert dev_token not in again and f"the ones shown when {tokens_file} was made" in again

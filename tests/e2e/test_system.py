@@ -16,7 +16,7 @@ import websockets
 from contracts.ids import job_id
 from contracts.randomness import Randomness
 from services.launcher.nats_server import free_port
-from tests.conftest import PROJECT, eventually
+from tests.conftest import PROJECT, TEST_TOKENS, bearer, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ chance = Randomness(SEED)
 
 
 @pytest.fixture
-def system(tmp_path):
+def system(tmp_path, tokens_file):
     api_port, broadcaster_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
     env |= {
@@ -36,10 +36,12 @@ def system(tmp_path):
         "WF_BROADCASTER_PORT": str(broadcaster_port),
         "WF_SEED": str(SEED),
         "WF_SEND_FAILURE_RATE": "0",
+        "WF_API_TOKENS_FILE": str(tokens_file),
     }
     log = open(tmp_path / "launcher.log", "wb")
     launcher = subprocess.Popen([sys.executable, "-m", "services.launcher"], env=env, cwd=PROJECT, stdout=log, stderr=log)
     yield {
+        "log": tmp_path / "launcher.log",
         "api": f"http://127.0.0.1:{api_port}",
         "broadcaster": f"http://127.0.0.1:{broadcaster_port}",
         "ws": f"ws://127.0.0.1:{broadcaster_port}/ws",
@@ -63,7 +65,9 @@ async def test_a_person_drives_a_workflow_to_finished_over_http_and_watches_it_l
     # Unprocessed is visit 1, so the step's first job runs in visit 2 (sends never fail here).
     wf = next(f"e2e-{i}" for i in count() if chance.draw("output", job_id(f"e2e-{i}", 2, 1)) > 0.25)
 
-    async with websockets.connect(f"{system['ws']}?workflow_id={wf}") as socket, httpx.AsyncClient(base_url=api) as http:
+    # Ann's token: she creates, processes and approves. The WebSocket takes it in its URL, as a browser sends it.
+    watching = f"{system['ws']}?workflow_id={wf}&token={TEST_TOKENS['ann']}"
+    async with websockets.connect(watching) as socket, httpx.AsyncClient(base_url=api, headers=bearer("ann")) as http:
         created = await http.post("/workflows", json={"type": "approval", "workflow_id": wf})
         assert created.status_code == 201, created.text
         assert created.json()["workflow"]["business_state"] == "Unprocessed"
@@ -77,12 +81,12 @@ async def test_a_person_drives_a_workflow_to_finished_over_http_and_watches_it_l
         view = await eventually(waiting_for_approval)
         assert view["infra_status"] == "Waiting For Event" and view["output"] > 0.25 and view["attempt"] == 1
 
-        approved = await http.post(f"/workflows/{wf}/approve", json={"approver": "ann"})
+        approved = await http.post(f"/workflows/{wf}/approve")
         assert approved.status_code == 200, approved.text
         assert approved.json()["workflow"]["business_state"] == "Finished"
         assert approved.json()["workflow"]["infra_status"] == "Completed"
 
-        refused = await http.post(f"/workflows/{wf}/approve", json={"approver": "ann"})
+        refused = await http.post(f"/workflows/{wf}/approve")
         assert refused.status_code == 409 and "Finished" in refused.text
 
         history = (await http.get(f"/workflows/{wf}/events")).json()
@@ -107,3 +111,7 @@ async def test_a_person_drives_a_workflow_to_finished_over_http_and_watches_it_l
         assert any(line.startswith("wf_api_requests_total") and line.endswith(refused) for line in api_metrics.splitlines())
         broadcaster_metrics = (await http.get(f"{system['broadcaster']}/metrics")).text
         assert "wf_websocket_clients 1.0" in broadcaster_metrics.splitlines()
+
+    # The WebSocket's URL is logged, but never the token in it.
+    assert "WebSocket /ws?workflow_id=" in system["log"].read_text()
+    assert TEST_TOKENS["ann"] not in system["log"].read_text()

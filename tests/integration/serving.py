@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 import uvicorn
 
+from contracts.observability import SERVER_LIMITS
 from tests.conftest import eventually
 
 
@@ -15,7 +16,7 @@ from tests.conftest import eventually
 async def served(app, port: int = 0, ready: bool = True) -> AsyncIterator[str]:
     """Run the app on 127.0.0.1 (on `port`, or a free one); yields its `host:port` once it listens and, when `ready`,
     once its /healthz answers 200. Leaving stops it as SIGTERM would: its clients are closed."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **SERVER_LIMITS))
     serve = asyncio.create_task(server.serve())
 
     def started() -> bool:

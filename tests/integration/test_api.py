@@ -26,6 +26,7 @@ from services.api.settings import ApiSettings
 from services.launcher.nats_server import free_port
 from services.orchestrator.domain.engine import Context, decide
 from services.orchestrator.store import ConcurrencyConflict, JetStreamEventStore
+from tests.conftest import bearer
 from tests.integration.fake_orchestrator import FakeOrchestrator
 
 pytestmark = pytest.mark.integration
@@ -63,11 +64,15 @@ async def running(app: Litestar) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def api_client(settings: ApiSettings, wait_ready: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+async def api_client(
+    settings: ApiSettings, wait_ready: bool = True, holder: str | None = "admin"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app, with the test token of `holder` (None: no token)."""
     app = create_app(settings)
+    headers = bearer(holder) if holder else {}
     async with (
         running(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=headers) as client,
     ):
         if wait_ready:
 
@@ -78,12 +83,18 @@ async def api_client(settings: ApiSettings, wait_ready: bool = True) -> AsyncIte
         yield client
 
 
-def settings_for(nats_url: str, topology: Topology, **env: str) -> ApiSettings:
-    return ApiSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, **env)
+@pytest.fixture
+def settings_for(tokens_file):
+    """The API's settings for a server and prefix, accepting the test tokens."""
+
+    def settings(nats_url: str, topology: Topology, **env: str) -> ApiSettings:
+        return ApiSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=str(tokens_file), **env)
+
+    return settings
 
 
 @pytest.fixture
-async def api(nats_url: str, topology: Topology, js: JetStreamContext) -> AsyncIterator[httpx.AsyncClient]:
+async def api(nats_url: str, topology: Topology, js: JetStreamContext, settings_for) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(settings_for(nats_url, topology)) as client:
         yield client
 
@@ -171,7 +182,9 @@ async def test_process_answers_200_with_the_view_that_shows_it(api, orchestrator
 async def test_a_rejected_command_answers_409_with_the_reason(api, orchestrator):
     workflow_id = (await api.post("/workflows", json={"type": "approval"})).json()["workflow_id"]
 
-    response = await api.post(f"/workflows/{workflow_id}/approve", json={"approver": "ada", "comment": "fine"})
+    response = await api.post(
+        f"/workflows/{workflow_id}/approve", json={"approver": "ada", "comment": "fine"}, headers=bearer("ada")
+    )
 
     assert response.status_code == 409, response.text
     assert response.json() == {
@@ -198,7 +211,7 @@ async def test_an_unknown_type_answers_422_with_the_reason(api, orchestrator):
     assert response.json() == {"status_code": 422, "detail": "no workflow type 'mystery'", "code": "unknown_type"}
 
 
-async def test_no_outcome_within_the_timeout_answers_202_pending(nats_url, topology, js):
+async def test_no_outcome_within_the_timeout_answers_202_pending(nats_url, topology, js, settings_for):
     async with api_client(settings_for(nats_url, topology, WF_COMMAND_TIMEOUT_S="0.2")) as api:
         response = await api.post("/workflows", json={"type": "approval", "workflow_id": "nobody-listens"})
 
@@ -611,7 +624,7 @@ async def test_healthz_answers_200_once_connected(api):
     assert response.json() == {"status": "ok"}
 
 
-async def test_without_nats_healthz_and_reads_answer_503(topology):
+async def test_without_nats_healthz_and_reads_answer_503(topology, settings_for):
     settings = settings_for(f"nats://127.0.0.1:{free_port()}", topology)
     async with api_client(settings, wait_ready=False) as api:
         health = await api.get("/healthz")
@@ -622,7 +635,7 @@ async def test_without_nats_healthz_and_reads_answer_503(topology):
     assert listing.json()["code"] == "unavailable"
 
 
-async def test_serves_the_web_page_and_its_config(nats_url, topology, js):
+async def test_serves_the_web_page_and_its_config(nats_url, topology, js, settings_for):
     async with api_client(settings_for(nats_url, topology)) as api:
         page = await api.get("/")
         config = await api.get("/config")

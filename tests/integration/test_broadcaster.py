@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 from nats.js.client import JetStreamContext
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as open_socket
 from websockets.exceptions import ConnectionClosed
 
 from contracts.events import WorkflowCreated, WorkflowStarted
@@ -21,6 +22,7 @@ from contracts.topology import Topology
 from services.broadcaster.app import create_app
 from services.broadcaster.settings import BroadcasterSettings
 from services.launcher.nats_server import free_port
+from tests.conftest import bearer
 from tests.integration.serving import served
 
 pytestmark = pytest.mark.integration
@@ -45,12 +47,25 @@ async def health(address: str) -> httpx.Response:
         return await client.get(f"http://{address}/healthz")
 
 
-def settings_for(nats_url: str, topology: Topology, **env: str) -> BroadcasterSettings:
-    return BroadcasterSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, **env)
+def connect(uri: str, **options):
+    """A WebSocket client with a test token (in its Authorization header)."""
+    return open_socket(uri, additional_headers=bearer(), **options)
 
 
 @pytest.fixture
-async def broadcaster(nats_url: str, topology: Topology, js: JetStreamContext) -> AsyncIterator[str]:
+def settings_for(tokens_file):
+    """The broadcaster's settings for a server and prefix, accepting the test tokens."""
+
+    def settings(nats_url: str, topology: Topology, **env: str) -> BroadcasterSettings:
+        return BroadcasterSettings(
+            NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=str(tokens_file), **env
+        )
+
+    return settings
+
+
+@pytest.fixture
+async def broadcaster(nats_url: str, topology: Topology, js: JetStreamContext, settings_for) -> AsyncIterator[str]:
     async with serving(settings_for(nats_url, topology)) as address:
         yield address
 
@@ -120,7 +135,7 @@ async def slow_reader(address: str) -> socket.socket:
     return sock
 
 
-async def test_drops_a_client_that_falls_behind_while_another_keeps_receiving(nats_url, topology, js):
+async def test_drops_a_client_that_falls_behind_while_another_keeps_receiving(nats_url, topology, js, settings_for):
     settings = settings_for(nats_url, topology, WF_BROADCASTER_QUEUE_SIZE="4")
     async with serving(settings) as address:
         # The slow client buffers at most one message and reads nothing until the end.
@@ -171,7 +186,7 @@ async def test_healthz_reports_ready_and_the_number_of_clients(broadcaster):
     assert response.json() == {"status": "ok", "clients": 1}
 
 
-async def test_without_nats_healthz_answers_503_and_clients_are_told_to_come_back(topology):
+async def test_without_nats_healthz_answers_503_and_clients_are_told_to_come_back(topology, settings_for):
     settings = settings_for(f"nats://127.0.0.1:{free_port()}", topology)
     async with serving(settings, wait_ready=False) as address:
         response = await health(address)
@@ -213,7 +228,7 @@ async def test_since_zero_with_a_workflow_id_replays_that_workflows_whole_log(br
 
 @pytest.mark.parametrize("workflow_id", [None, "w1"])
 async def test_a_client_that_keeps_reconnecting_with_since_gets_the_whole_log_once_in_order(
-    nats_url, topology, js, workflow_id
+    nats_url, topology, js, workflow_id, settings_for
 ):
     """1 000 events are appended while the client disconnects at random points and resumes from the last sequence
     it saw; the pages are small, so resuming crosses page boundaries and the seam with the live feed."""
@@ -262,7 +277,7 @@ async def test_a_client_that_keeps_reconnecting_with_since_gets_the_whole_log_on
     assert connections > 10
 
 
-async def test_an_idle_client_gets_heartbeats_with_the_sequence_it_is_up_to(nats_url, topology, js):
+async def test_an_idle_client_gets_heartbeats_with_the_sequence_it_is_up_to(nats_url, topology, js, settings_for):
     async with serving(settings_for(nats_url, topology, WF_BROADCASTER_HEARTBEAT_S="0.1")) as address:
         first = await append(js, topology, "w1")
         async with (

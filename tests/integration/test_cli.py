@@ -21,7 +21,7 @@ from services.broadcaster.app import create_app as create_broadcaster
 from services.broadcaster.settings import BroadcasterSettings
 from services.cli.main import main
 from services.launcher.nats_server import free_port
-from tests.conftest import eventually
+from tests.conftest import TEST_TOKENS, bearer, eventually
 from tests.integration.fake_orchestrator import FakeOrchestrator
 from tests.integration.serving import served
 
@@ -36,13 +36,16 @@ class Run:
 
 
 class Terminal:
-    """Runs `wf` against one API; what it prints is captured by pytest's capsys."""
+    """Runs `wf` against one API, with the admin test token; what it prints is captured by pytest's capsys."""
 
     def __init__(self, api_url: str, capsys: pytest.CaptureFixture[str]) -> None:
         self.api_url, self.capsys = api_url, capsys
 
+    def argv(self, *argv: str) -> list[str]:
+        return ["--url", self.api_url, "--token", TEST_TOKENS["admin"], *argv]
+
     async def run(self, *argv: str) -> Run:
-        code = await asyncio.to_thread(main, ["--url", self.api_url, *argv])
+        code = await asyncio.to_thread(main, self.argv(*argv))
         captured = self.capsys.readouterr()
         return Run(code, captured.out, captured.err)
 
@@ -53,14 +56,17 @@ def broadcaster_port() -> int:
 
 
 @pytest.fixture
-def broadcaster_settings(nats_url: str, topology: Topology) -> BroadcasterSettings:
-    return BroadcasterSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix)
+def broadcaster_settings(nats_url: str, topology: Topology, tokens_file) -> BroadcasterSettings:
+    return BroadcasterSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=str(tokens_file))
 
 
 @pytest.fixture
-async def api_url(nats_url, topology, js, broadcaster_port) -> AsyncIterator[str]:
+async def api_url(nats_url, topology, js, broadcaster_port, tokens_file) -> AsyncIterator[str]:
     settings = ApiSettings(
-        NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_PUBLIC_BROADCASTER_URL=f"ws://127.0.0.1:{broadcaster_port}/ws"
+        NATS_URL=nats_url,
+        WF_PREFIX=topology.prefix,
+        WF_PUBLIC_BROADCASTER_URL=f"ws://127.0.0.1:{broadcaster_port}/ws",
+        WF_API_TOKENS_FILE=str(tokens_file),
     )
     async with served(create_api(settings)) as address:
         yield f"http://{address}"
@@ -114,8 +120,9 @@ async def test_json_prints_the_apis_answer(wf):
 async def test_a_refused_command_prints_the_servers_reason_and_exits_1(wf, orchestrator):
     workflow_id = await created(wf)
 
-    approve = await wf.run("approve", workflow_id, "--as", "ada", "--comment", "looks fine")
-    reject = await wf.run("reject", workflow_id, "--as", "bob", "--reason", "not yet")
+    ada = ("--token", TEST_TOKENS["ada"])
+    approve = await wf.run("approve", workflow_id, *ada, "--as", "ada", "--comment", "looks fine")
+    reject = await wf.run("reject", workflow_id, "--token", TEST_TOKENS["bob"], "--reason", "not yet")
     retry = await wf.run("retry", workflow_id)
 
     assert approve.code == reject.code == retry.code == 1
@@ -162,6 +169,34 @@ async def test_an_unreachable_api_is_said_plainly(capsys):
 
     assert run.code == 1
     assert run.err.startswith("wf: cannot reach the API at http://127.0.0.1:")
+
+
+async def test_the_token_comes_from_the_option_or_wf_token_and_without_one_it_says_how_to_give_one(
+    wf, orchestrator, monkeypatch, capsys
+):
+    workflow_id = await created(wf)
+    without = await asyncio.to_thread(main, ["--url", wf.api_url, "process", workflow_id])
+    refusal = capsys.readouterr().err
+    monkeypatch.setenv("WF_TOKEN", TEST_TOKENS["requester"])
+    from_env = await asyncio.to_thread(main, ["--url", wf.api_url, "process", workflow_id])
+
+    assert without == 1
+    assert refusal == (
+        "wf: a token is needed: send the header 'Authorization: Bearer <token>' (HTTP 401, unauthorized); "
+        "give a token with --token or WF_TOKEN\n"
+    )
+    assert from_env == 0
+    assert [command.kind for command in orchestrator.received] == ["create", "process"]
+
+
+async def test_deciding_as_someone_other_than_the_tokens_holder_is_refused(wf, orchestrator):
+    workflow_id = await created(wf)
+
+    run = await wf.run("approve", workflow_id, "--token", TEST_TOKENS["bob"], "--as", "director")
+
+    assert run.code == 1
+    assert run.err == "wf: this token is bob's: it cannot decide as director (HTTP 403, forbidden)\n"
+    assert [command.kind for command in orchestrator.received] == ["create"]
 
 
 # reading
@@ -242,10 +277,10 @@ async def test_watch_tails_events_and_resumes_where_it_left_off_after_the_broadc
         complaints.extend(captured.err.splitlines())
         return printed
 
-    async with httpx.AsyncClient(base_url=api_url) as http:
+    async with httpx.AsyncClient(base_url=api_url, headers=bearer()) as http:
         async with served(create_broadcaster(broadcaster_settings), port=broadcaster_port):
             watching = asyncio.create_task(
-                asyncio.to_thread(main, ["--url", api_url, "watch", workflow_id, "--since", "0", "--count", "4"])
+                asyncio.to_thread(main, wf.argv("watch", workflow_id, "--since", "0", "--count", "4"))
             )
             await eventually(lambda: len(lines_printed()) == 1)
         # While the broadcaster is down, two events are appended; the tail gets them once it is back.

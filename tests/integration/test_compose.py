@@ -83,3 +83,10 @@ def test_the_cluster_profile_runs_three_nats_nodes_and_two_replicas_of_the_worke
         environment = services[name]["environment"]
         assert environment["NATS_URL"].split(",") == [f"nats://{node}:4222" for node in nodes]
         assert environment["WF_REPLICAS"] == "3"
+
+
+def test_the_api_and_the_broadcaster_read_the_api_tokens_from_a_secret() -> None:
+    services = resolved()
+    for name in ("api", "broadcaster"):
+        assert services[name]["environment"]["WF_API_TOKENS_FILE"] == "/run/secrets/api-tokens"
+        assert services[name]["secrets"] == [{"source": "api-tokens"}]

@@ -1,5 +1,7 @@
-// The HTTP API, same origin. Errors carry the server's own words: `detail` of its JSON error body.
+// The HTTP API, same origin, with this page's token. Errors carry the server's own words: `detail` of its JSON error
+// body. A 401 means the token is not (or no longer) good: the page signs out and asks for another.
 
+import { type Identity, signOut, token } from "./auth";
 import type { CommandKind, CommandResult, RecordedEvent, WorkflowTypeInfo, WorkflowView } from "./model";
 
 export class ApiError extends Error {
@@ -21,17 +23,16 @@ interface Answer<T> {
 async function request<T>(method: string, path: string, body?: unknown): Promise<Answer<T>> {
   let response: Response;
   try {
-    response = await fetch(path, {
-      method,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    const headers: Record<string, string> = token.value ? { authorization: `Bearer ${token.value}` } : {};
+    if (body !== undefined) headers["content-type"] = "application/json";
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch {
     throw new ApiError(0, "the API cannot be reached");
   }
   const data = await response.json().catch(() => null);
   if (!response.ok) {
     const detail = typeof data?.detail === "string" ? data.detail : `${response.status} ${response.statusText}`;
+    if (response.status === 401) signOut(token.value ? detail : "");
     throw new ApiError(response.status, detail, data?.code);
   }
   return { status: response.status, data: data as T, headers: response.headers };
@@ -46,6 +47,11 @@ export interface ListFilters {
 }
 
 export const api = {
+  /** Who the token belongs to. */
+  async me(): Promise<Identity> {
+    return (await request<Identity>("GET", "/me")).data;
+  },
+
   async config(): Promise<{ broadcaster_url: string }> {
     return (await request<{ broadcaster_url: string }>("GET", "/config")).data;
   },

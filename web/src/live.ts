@@ -1,9 +1,11 @@
 // One WebSocket to the broadcaster. It remembers the highest stream sequence it has passed on; after a disconnect it
 // reconnects by itself, with backoff, asking for `?since=<that sequence>` so the broadcaster replays what was missed.
-// A message at or below that sequence was already passed on and is dropped: nothing is applied twice.
+// A message at or below that sequence was already passed on and is dropped: nothing is applied twice. It carries the
+// page's token as `?token=`; a connection closed for want of a valid one (4401) signs the page out.
 
 import { ref } from "vue";
 import { api } from "./api";
+import { signOut, token } from "./auth";
 import type { RecordedEvent } from "./model";
 
 // "connecting" only before the first connection; while it reconnects the feed is "disconnected".
@@ -18,6 +20,7 @@ interface Heartbeat {
 const FIRST_RETRY_MS = 500;
 const LONGEST_RETRY_MS = 5000;
 const CANNOT_RESUME = 1008; // `since` is past the end of the log: the log was reset, what this page shows is void
+const UNAUTHORIZED = 4401;
 
 export class LiveFeed {
   readonly state = ref<ConnectionState>("connecting");
@@ -52,6 +55,7 @@ export class LiveFeed {
     }
     const url = new URL(this.url);
     if (this.lastSequence.value > 0) url.searchParams.set("since", String(this.lastSequence.value));
+    if (token.value) url.searchParams.set("token", token.value);
     return url.toString();
   }
 
@@ -71,7 +75,10 @@ export class LiveFeed {
     socket.addEventListener("message", (message) => this.receive(message.data));
     socket.addEventListener("close", (closed) => {
       if (closed.code === CANNOT_RESUME && this.lastSequence.value > 0) location.reload();
-      else this.retryLater();
+      else if (closed.code === UNAUTHORIZED) {
+        this.state.value = "disconnected";
+        signOut(closed.reason);
+      } else this.retryLater();
     });
   }
 

@@ -1,18 +1,45 @@
 import { createApp } from "vue";
 import App from "./App.vue";
+import { ApiError, api } from "./api";
+import { identity, takeTokenFromAddress } from "./auth";
 import { live } from "./live";
 import { loadWorkflows, refreshWorkflow } from "./store";
 import "./style.css";
 import { loadTypes } from "./workflowTypes";
 
-// Each event names a workflow whose view is behind: fetch it until it has folded that event in.
-live.onEvent(({ sequence, event }) => refreshWorkflow(event.workflow_id, sequence));
-// On every (re)connection: the types may have changed, and a fresh list costs one request.
-live.onOpen(() => {
+const API_RETRY_MS = 1000;
+
+// A sign-in link opened on this page (`#token=…`): start again as that person.
+takeTokenFromAddress();
+window.addEventListener("hashchange", () => takeTokenFromAddress() && location.reload());
+
+/** Who the token is (the API answers even without one when it runs open); null when it is refused (401), and the
+ * page then shows the sign-in form. While the API cannot be reached, it asks again. */
+async function whoAmI(): Promise<void> {
+  for (;;) {
+    try {
+      identity.value = await api.me();
+      return;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) return;
+      await new Promise((resolve) => setTimeout(resolve, API_RETRY_MS));
+    }
+  }
+}
+
+async function start(): Promise<void> {
+  await whoAmI();
+  if (!identity.value) return;
+  // Each event names a workflow whose view is behind: fetch it until it has folded that event in.
+  live.onEvent(({ sequence, event }) => refreshWorkflow(event.workflow_id, sequence));
+  // On every (re)connection: the types may have changed, and a fresh list costs one request.
+  live.onOpen(() => {
+    void loadTypes();
+    loadWorkflows().catch(() => undefined);
+  });
   void loadTypes();
-  loadWorkflows().catch(() => undefined);
-});
-void loadTypes();
-live.start();
+  live.start();
+}
 
 createApp(App).mount("#app");
+void start();

@@ -1,8 +1,9 @@
 // The UI's copy of the read model: workflows by id, kept fresh by the live feed. The read model is the truth, so an
 // event only says which workflow to fetch again, and from which sequence on its view is current.
 
-import { reactive, ref, watch } from "vue";
+import { reactive, ref } from "vue";
 import { ApiError, api, type ListFilters } from "./api";
+import { identity } from "./auth";
 import type { CommandKind, CommandResult, WorkflowView } from "./model";
 
 export const workflows = reactive(new Map<string, WorkflowView>());
@@ -51,16 +52,12 @@ export function refreshWorkflow(id: string, sequence = 0): void {
   })();
 }
 
-/** Who the person says they are: the approver of their approvals and rejections, kept in this browser. */
-export const approver = ref(localStorage.getItem("approver") ?? "ann");
-watch(approver, (name) => localStorage.setItem("approver", name));
-
-/** Send a command and show its outcome: the new view, or the server's reason for refusing it. */
+/** Send a command and show its outcome: the new view, or the server's reason for refusing it. Who approves or
+ * rejects is the token's holder: the server records them, so the body names nobody. */
 export async function sendCommand(id: string, kind: CommandKind, text = ""): Promise<boolean> {
-  const who = approver.value.trim() || "anonymous";
+  const who = identity.value?.name ?? "";
   const body: Partial<Record<CommandKind, Record<string, string>>> = {
-    approve: { approver: who },
-    reject: { approver: who, reason: text },
+    reject: { reason: text },
     cancel: { reason: text },
     terminate: { reason: text },
   };
