@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
+import nats
 import pytest
 from nats.js.client import JetStreamContext
 from websockets.asyncio.client import ClientConnection
@@ -18,16 +19,17 @@ from websockets.asyncio.client import connect as open_socket
 from websockets.exceptions import ConnectionClosed
 
 from contracts.events import WorkflowCreated, WorkflowStarted
-from contracts.topology import Topology
+from contracts.topology import UNAVAILABLE, Topology
 from services.broadcaster.app import create_app
 from services.broadcaster.settings import BroadcasterSettings
-from services.launcher.nats_server import free_port
+from services.launcher.nats_server import NatsServer, free_port
 from tests.conftest import bearer
 from tests.integration.serving import served
 
 pytestmark = pytest.mark.integration
 
 RECEIVE_TIMEOUT_S = 5.0
+RESUMED_WITHIN_S = 5.0  # after a nats-server restart
 
 
 async def eventually(condition: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
@@ -78,8 +80,8 @@ async def append(js: JetStreamContext, topology: Topology, workflow_id: str, blo
     return ack.seq
 
 
-async def receive(client: ClientConnection) -> dict:
-    return json.loads(await asyncio.wait_for(client.recv(), RECEIVE_TIMEOUT_S))
+async def receive(client: ClientConnection, timeout_s: float = RECEIVE_TIMEOUT_S) -> dict:
+    return json.loads(await asyncio.wait_for(client.recv(), timeout_s))
 
 
 async def receive_event(client: ClientConnection) -> dict:
@@ -377,3 +379,34 @@ async def append_many(js: JetStreamContext, topology: Topology, count: int) -> l
         for number in range(count)
     ]
     return [(await future).seq for future in futures]
+
+
+async def test_events_appended_after_nats_server_restarts_reach_a_connected_client_promptly(
+    tmp_path, topology, settings_for
+):
+    server = NatsServer(tmp_path / "nats").start()
+    try:
+        nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+        js = nc.jetstream()
+        await topology.ensure(js)
+        async with serving(settings_for(server.url, topology)) as address, connect(f"ws://{address}/ws") as client:
+            await receive(client)  # the starting position
+            await asyncio.to_thread(server.restart, True)  # kill -9, same port and store
+            appended = await eventually_appended(js, topology, "after-restart")
+            # The broadcaster's consumer notices the restart by missed heartbeats, then resumes where it was.
+            relayed = await receive(client, timeout_s=RESUMED_WITHIN_S)
+            assert relayed["sequence"] == appended
+        await nc.close()
+    finally:
+        server.stop()
+
+
+async def eventually_appended(js: JetStreamContext, topology: Topology, workflow_id: str) -> int:
+    """Append once the restarted server takes publishes again; the event's sequence."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return await append(js, topology, workflow_id)
+        except UNAVAILABLE:
+            assert time.monotonic() < deadline, "the restarted server never took the append"
+            await asyncio.sleep(0.1)
