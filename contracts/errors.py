@@ -11,3 +11,9 @@ def describe(error: ValidationError) -> str:
         location = [str(part) for part in item["loc"] if not str(part).startswith(("function-", "tagged-union"))]
         problems.append(f"{'.'.join(location) or 'message'}: {item['msg']}")
     return "; ".join(problems)
+
+
+def printable(text: str) -> str:
+    """`text` with every character that prints as nothing, or breaks the line, written as its escape (`\\x07`): for
+    what a client chose (a subject, a field) quoted in an error or a header."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)

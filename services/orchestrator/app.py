@@ -15,8 +15,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.commands import COMMAND
 from contracts.draining import GRACEFUL_TIMEOUT_S, drain_on_shutdown
-from contracts.errors import describe
-from contracts.ids import MessageId, WorkflowId
+from contracts.errors import describe, printable
+from contracts.ids import CommandId, WorkflowId
+from contracts.nats_protocol import read_control_lines_as_the_server_writes_them
 from contracts.observability import correlation_id, report_consumer_lag
 from contracts.randomness import Randomness
 from contracts.settings import pull_inbox_prefix
@@ -28,10 +29,11 @@ from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.store import JetStreamEventStore
 
 log = logging.getLogger("orchestrator")
-WORKFLOW_ID, MESSAGE_ID = TypeAdapter(WorkflowId), TypeAdapter(MessageId)
+WORKFLOW_ID, COMMAND_ID = TypeAdapter(WorkflowId), TypeAdapter(CommandId)
 
 
 def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
+    read_control_lines_as_the_server_writes_them()  # any client chooses the command subjects' last token
     topology = settings.topology
     registry = CollectorRegistry()
     metrics = OrchestratorMetrics(registry)
@@ -49,6 +51,7 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
     )
     wiring: dict[str, CommandHandler] = {}
     background: set[asyncio.Task] = set()
+    max_deliver = topology.orchestrator_consumer().max_deliver
 
     @app.on_startup
     async def connect() -> None:
@@ -79,7 +82,9 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
             task.cancel()
 
     commands_subscriber = broker.subscriber(
-        topology.commands_subject(),
+        # `>`, not `*` (the same subjects: the stream keeps one token there). With `*`, nats-server 2.15 never delivered
+        # a message published to the literal subject `<prefix>.commands.>` once a timer was in the stream.
+        topology.commands_subject(">"),
         stream=JStream(name=topology.commands_stream, declare=False),
         durable="orchestrator",
         inbox_prefix=pull_inbox_prefix("orchestrator"),
@@ -87,6 +92,9 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         # A batch is fetched until full or for 20 ms: that window is latency a lone command pays.
         pull_sub=PullSub(batch_size=64, timeout=0.02, batch=True),
         ack_policy=AckPolicy.MANUAL,
+        # The handler reads each message itself. FastStream's own decoding of a batch raised on a body it could not
+        # parse (nested too deep; not JSON under a JSON content type) and failed every command fetched with it.
+        decoder=_not_decoded,
     )
     drain_on_shutdown(app, commands_subscriber, topology.orchestrator_consumer().ack_wait, "orchestrator")
 
@@ -117,36 +125,67 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
             if command.workflow_id != topology.workflow_id_of(subject):
                 raise ValueError(f"workflow_id {command.workflow_id} does not match the subject {subject}")
         except ValidationError as error:
-            await dead_letter(message.data, subject, describe(error))
-            await message.ack()
-            return True
+            return await dead_letter(message, describe(error))
         except ValueError as error:
-            await dead_letter(message.data, subject, str(error))
-            await message.ack()
-            return True
+            return await dead_letter(message, str(error))
         try:
             await wiring["handler"].handle(command)
-        except Exception:
-            # Transient (broker unreachable, too many conflicts): redeliver after a pause.
-            log.exception("command %s failed; it will be redelivered", command.message_id)
-            return False
+        except Exception as error:
+            if not delivered_for_the_last_time(message):
+                # Transient (broker unreachable, too many conflicts): redeliver after a pause.
+                log.exception("command %s failed; it will be redelivered", command.message_id)
+                return False
+            # Poison: the consumer delivers it no more, so keep it where an operator sees it.
+            log.exception("command %s failed on its last delivery", command.message_id)
+            return await dead_letter(message, f"not applied after {max_deliver} deliveries: {_explain(error)}")
         await message.ack()
         return True
 
-    async def dead_letter(body: bytes, subject: str, reason: str) -> None:
+    def delivered_for_the_last_time(message: Msg) -> bool:
+        return message.metadata.num_delivered >= max_deliver
+
+    async def dead_letter(message: Msg, reason: str) -> bool:
         """Never drop a bad command silently: keep it, with the error, in the dead-letter stream, and when the
-        workflow is known, record the rejection in its log so whoever sent it learns why."""
-        reason = reason[:2000]
-        metrics.dead_letters.inc()
+        workflow is known, record the rejection in its log so whoever sent it learns why. Then ack it; False when
+        it could not be kept (it is to be redelivered)."""
+        subject, reason = message.subject, printable(reason.replace("\n", " | "))[:2000]
         log.warning("dead-lettering a message on %s: %s", subject, reason)
-        headers = {"Wf-Error": reason.replace("\n", " | ")[:1000], "Wf-Subject": subject}
+        headers = {
+            "Wf-Error": reason[:1000],
+            "Wf-Subject": printable(subject),  # a header is one line of text: a subject may hold anything
+            # A redelivery (the rejection below failed) keeps one copy.
+            "Nats-Msg-Id": f"{topology.commands_stream}-{message.metadata.sequence.stream}",
+        }
         js = broker.connection.jetstream()
-        await js.publish(topology.dead_subject("commands"), body, headers=headers)
-        workflow_id, command_id, kind = _salvage(topology.workflow_id_of(subject), body)
+        try:
+            kept = await js.publish(topology.dead_subject("commands"), message.data, headers=headers)
+        except Exception:
+            log.exception("could not dead-letter a message on %s; it will be redelivered", subject)
+            return False
+        if not kept.duplicate:
+            metrics.dead_letters.inc()
+        workflow_id, command_id, kind = _salvage(topology.workflow_id_of(subject), message.data)
         if workflow_id:
-            await wiring["handler"].reject_unreadable(workflow_id, command_id, kind, f"invalid command: {reason}")
+            try:
+                await wiring["handler"].reject_unreadable(workflow_id, command_id, kind, f"invalid command: {reason}")
+            except Exception:
+                if not delivered_for_the_last_time(message):
+                    log.exception("could not record the rejection of a message on %s; it will be redelivered", subject)
+                    return False
+                log.exception("could not record the rejection of a message on %s; its dead letter stays", subject)
+        await message.ack()
+        return True
 
     return app
+
+
+async def _not_decoded(_message: object) -> None:
+    return None
+
+
+def _explain(error: Exception) -> str:
+    """An exception as a dead letter's reason: its type and what it says."""
+    return f"{type(error).__name__}: {describe(error) if isinstance(error, ValidationError) else error}"
 
 
 def _salvage(subject_workflow_id: str, body: bytes) -> tuple[str | None, str | None, str]:
@@ -158,12 +197,12 @@ def _salvage(subject_workflow_id: str, body: bytes) -> tuple[str | None, str | N
         workflow_id = None
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested deeper than Python's parser goes)
         data = None
     if not isinstance(data, dict):
         return workflow_id, None, "unknown"
     try:
-        command_id = MESSAGE_ID.validate_python(data.get("message_id"))
+        command_id = COMMAND_ID.validate_python(data.get("message_id"))
     except ValidationError:
         command_id = None
     kind = data.get("kind")

@@ -1,6 +1,7 @@
 """The language a workflow type is declared in: a `transitions` machine, and for each state a step the engine runs on
 entry, a wait for clients' commands, or an end. The engine (engine.py) knows nothing of any particular type."""
 
+import reprlib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,9 +19,30 @@ class IllegalTransition(Exception):
 Seconds = float | Callable[[Mapping[str, Any]], float] | None  # fixed, or read off the context of an instance
 
 
-def from_input(key: str, default: float) -> Callable[[Mapping[str, Any]], float]:
+# The longest duration an input may set: a deadline this far ahead still fits a datetime (ten years).
+MAX_INPUT_SECONDS = 10 * 365 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class FromInput:
     """A duration each instance may set in its input (e.g. a tighter deadline), else `default`."""
-    return lambda context: float(context["input"].get(key, default))
+
+    key: str
+    default: float
+
+    def __call__(self, context: Mapping[str, Any]) -> float:
+        return float(context["input"].get(self.key, self.default))
+
+    def problem(self, given: Mapping[str, Any]) -> str | None:
+        """Why this input cannot set the duration (None when it can, or leaves it to the default)."""
+        value = given.get(self.key, self.default)
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_INPUT_SECONDS:
+            return None
+        return f"input.{self.key}: seconds from 0 to {MAX_INPUT_SECONDS} are needed, not {reprlib.repr(value)}"
+
+
+def from_input(key: str, default: float) -> FromInput:
+    return FromInput(key, default)
 
 
 def seconds(value: Seconds, context: Mapping[str, Any]) -> float | None:
@@ -213,6 +235,13 @@ class WorkflowType:
         if not found:
             raise IllegalTransition(f"{self.name}: '{trigger}' cannot happen in state '{state}'")
         return found[0].dest
+
+    def input_problems(self, given: Mapping[str, Any]) -> list[str]:
+        """What in an instance's input this type cannot use: a duration it reads from there that is not one."""
+        durations = [spec.timeout_s if isinstance(spec, Step) else spec.deadline_s
+                     for spec in self.states.values() if isinstance(spec, Step | Wait)]
+        problems = (duration.problem(given) for duration in durations if isinstance(duration, FromInput))
+        return list(dict.fromkeys(problem for problem in problems if problem))
 
     def accepted_commands(self, state: str) -> list[str]:
         spec = self.states[state]

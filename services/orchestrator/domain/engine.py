@@ -326,6 +326,8 @@ class _Decision:
             known = ", ".join(sorted(WORKFLOW_TYPES))
             return self.reject("unknown_type", f"unknown workflow type '{command.workflow_type}' (known: {known})")
         declared = WORKFLOW_TYPES[command.workflow_type]
+        if problems := declared.input_problems(command.input):
+            return self.reject("invalid", "; ".join(problems))
         if command.start and "process" not in declared.accepted_commands(declared.initial):
             return self.reject("not_allowed", f"a {declared.name} workflow cannot be processed on creation")
         self.emit(WorkflowCreated, workflow_type=command.workflow_type, input=command.input)
