@@ -1,26 +1,26 @@
-"""Wiring: a FastStream JetStream pull consumer on the commands stream, feeding the command handler."""
+"""Wiring: the pull consumer on the commands stream (consumer.py) feeding the command handler, served by FastStream's
+ASGI app (/metrics, /healthz) on its broker's connection."""
 
 import asyncio
 import json
 import logging
-from typing import Annotated
+from typing import Any
 
-from faststream import AckPolicy, Context
 from faststream.asgi import AsgiFastStream, make_ping_asgi
-from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, make_asgi_app
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.commands import COMMAND
-from contracts.draining import GRACEFUL_TIMEOUT_S, drain_on_shutdown
+from contracts.draining import GRACEFUL_TIMEOUT_S
 from contracts.errors import describe, printable
 from contracts.ids import CommandId, WorkflowId
 from contracts.nats_protocol import read_control_lines_as_the_server_writes_them
 from contracts.observability import correlation_id, report_consumer_lag
 from contracts.randomness import Randomness
 from contracts.settings import pull_inbox_prefix
+from services.orchestrator.consumer import CommandConsumer
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 from services.orchestrator.handler import CommandHandler
 from services.orchestrator.metrics import OrchestratorMetrics
@@ -49,7 +49,7 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         broker,
         asgi_routes=[("/metrics", make_asgi_app(registry)), ("/healthz", make_ping_asgi(broker, timeout=2.0))],
     )
-    wiring: dict[str, CommandHandler] = {}
+    wiring: dict[str, Any] = {}  # made once connected: the handler and the consumer
     background: set[asyncio.Task] = set()
     max_deliver = topology.orchestrator_consumer().max_deliver
 
@@ -81,30 +81,31 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         for task in background:
             task.cancel()
 
-    commands_subscriber = broker.subscriber(
-        # `>`, not `*` (the same subjects: the stream keeps one token there). With `*`, nats-server 2.15 never delivered
-        # a message published to the literal subject `<prefix>.commands.>` once a timer was in the stream.
-        topology.commands_subject(">"),
-        stream=JStream(name=topology.commands_stream, declare=False),
-        durable="orchestrator",
-        inbox_prefix=pull_inbox_prefix("orchestrator"),
-        config=topology.orchestrator_consumer(),
-        # A batch is fetched until full or for 20 ms: that window is latency a lone command pays.
-        pull_sub=PullSub(batch_size=64, timeout=0.02, batch=True),
-        ack_policy=AckPolicy.MANUAL,
-        # The handler reads each message itself. FastStream's own decoding of a batch raised on a body it could not
-        # parse (nested too deep; not JSON under a JSON content type) and failed every command fetched with it.
-        decoder=_not_decoded,
-    )
-    drain_on_shutdown(app, commands_subscriber, topology.orchestrator_consumer().ack_wait, "orchestrator")
+    @app.after_startup
+    async def consume() -> None:
+        subscription = await broker.connection.jetstream().pull_subscribe(
+            # `>`, not `*` (the same subjects: the stream keeps one token there). With `*`, nats-server 2.15 never
+            # delivered a message published to the literal subject `<prefix>.commands.>` once a timer was in the stream.
+            topology.commands_subject(">"),
+            durable="orchestrator",
+            stream=topology.commands_stream,
+            config=topology.orchestrator_consumer(),
+            inbox_prefix=pull_inbox_prefix("orchestrator"),
+        )
+        consumer = wiring["consumer"] = CommandConsumer(subscription, on_commands)
+        consumer.start()
 
-    @commands_subscriber
-    async def on_commands(batch: Annotated[NatsBatchMessage, Context("message")]) -> None:
+    @app.on_shutdown
+    async def drain() -> None:
+        given_back = await wiring["consumer"].stop()
+        log.info("orchestrator stopped consuming; gave back %d fetched command(s) it had not applied", given_back)
+
+    async def on_commands(batch: list[Msg]) -> None:
         # The fetched batch in stream order. One workflow's commands are applied one after another, in the order they
         # arrived; different workflows' at once. (Handing each message to a task of its own, as FastStream does
         # otherwise, let a Process overtake the Create before it now and then.)
         by_workflow: dict[str, list[Msg]] = {}
-        for message in batch.raw_message:
+        for message in batch:
             by_workflow.setdefault(topology.workflow_id_of(message.subject), []).append(message)
         await asyncio.gather(*(apply_in_order(messages) for messages in by_workflow.values()))
 
@@ -177,10 +178,6 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         return True
 
     return app
-
-
-async def _not_decoded(_message: object) -> None:
-    return None
 
 
 def _explain(error: Exception) -> str:
