@@ -31,6 +31,11 @@ class PendingTimer(BaseModel):
     command: FireTimer
 
 
+# A command delivered again is recognised among its workflow's last this-many commands. Redeliveries come within
+# seconds (ack wait 1 s, at most 20 deliveries) and resends within JetStream's 2-minute duplicate window; keeping
+# every id would let a long-lived workflow's snapshot outgrow the broker's 1 MB message limit (~30 000 commands).
+APPLIED_COMMANDS_KEPT = 1000
+
 class WorkflowState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -56,7 +61,7 @@ class WorkflowState(BaseModel):
     rounds: dict[str, int] = {}  # times each state was entered
     inputs: list[dict[str, Any]] = []  # commands the current waiting state took without moving (toward a quorum)
     last_step_state: str | None = None  # where a retry from Error goes back to
-    applied_commands: tuple[str, ...] = ()  # ids of every command the log records, for idempotency
+    applied_commands: tuple[str, ...] = ()  # the last APPLIED_COMMANDS_KEPT commands' ids, for idempotency
     # The outbox: messages this state still owes. Sending them is idempotent (fixed message ids), so after a crash
     # they are simply sent again.
     pending_job: ProcessJob | None = None

@@ -16,7 +16,7 @@ from contracts.events import (
     WorkflowRetried,
     WorkflowStarted,
 )
-from contracts.state import WorkflowState
+from contracts.state import APPLIED_COMMANDS_KEPT, WorkflowState
 from services.orchestrator.domain.declaration import IllegalTransition
 from services.orchestrator.domain.engine import fold
 from workflow_history import (
@@ -143,6 +143,14 @@ def test_applied_commands_lists_each_recorded_command_once_in_order():
     assert history.state.applied_commands == ("c-create", "c-process", "c-complete", "c-approve", "c-approve-again")
 
 
+
+
+def test_applied_commands_keeps_only_the_latest_so_a_long_lived_snapshot_stays_small():
+    too_early = [approve(message_id=f"c-{n}") for n in range(APPLIED_COMMANDS_KEPT + 5)]  # each rejected: Unprocessed
+    history = given(create(message_id="c-create"), *too_early)
+
+    assert sum(recorded.event.type == "CommandRejected" for recorded in history.recorded) == len(too_early)
+    assert history.state.applied_commands == tuple(f"c-{n}" for n in range(5, APPLIED_COMMANDS_KEPT + 5))
 
 def test_the_fold_refuses_anything_but_archiving_after_a_workflow_was_cancelled():
     log = given(create(), process(), complete(0.5)).events

@@ -42,7 +42,7 @@ from contracts.events import (
 )
 from contracts.ids import job_id
 from contracts.jobs import ProcessJob
-from contracts.state import InfraStatus, PendingTimer, WorkflowState
+from contracts.state import APPLIED_COMMANDS_KEPT, InfraStatus, PendingTimer, WorkflowState
 from services.orchestrator.domain.declaration import (
     IllegalTransition,
     Input,
@@ -99,7 +99,7 @@ def evolve(state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
     event = recorded.event
     changes: dict[str, Any] = {"last_sequence": recorded.sequence, "updated_at": event.occurred_at}
     if event.causation_id and event.causation_id not in state.applied_commands:
-        changes["applied_commands"] = (*state.applied_commands, event.causation_id)
+        changes["applied_commands"] = (*state.applied_commands, event.causation_id)[-APPLIED_COMMANDS_KEPT:]
     if not state.exists and not isinstance(event, WorkflowCreated | CommandRejected):
         raise IllegalTransition(f"{event.type} before WorkflowCreated in workflow {state.id}")
     _check_engine_rules(state, event)
