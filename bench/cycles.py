@@ -24,6 +24,7 @@ from bench.system import (
     System,
     connected,
     drop_topology,
+    http_get,
     new_topology,
     say,
     start_workers,
@@ -32,6 +33,8 @@ from bench.system import (
 )
 from contracts.commands import ApproveWorkflow, CreateWorkflow, ProcessWorkflow
 from contracts.topology import Topology
+
+BATCH_COMMITS = "wf_event_batch_commits_total"
 
 DRAIN_TIMEOUT_S = 30.0
 BENCH_INBOX = "_BENCH"  # the load generator's own replies, told apart from the services' when counting the wire
@@ -55,7 +58,7 @@ class CycleDriver:
         self.launching = True
         self.launched = self.finished = self.errored_output = self.errored_other = self.waiting = 0
         self.rejections: Counter[str] = Counter()
-        self.decisions: set[str] = set()  # commands that appended events: one atomic commit each
+        self.decisions: set[str] = set()  # commands that appended events
         self.client_commands = 0
         self.publish_failures = 0
         self.cycle_seconds: list[float] = []
@@ -178,7 +181,8 @@ class PerCycle:
     jobs: float
     kv_puts: float
     timers_left: float  # step-timeout timers still scheduled at the end: each will fire later as a no-op command
-    atomic_commits: float  # decisions appended (each an atomic batch, one disk sync)
+    decisions: float  # commands that appended events
+    atomic_commits: float  # atomic batches committed (one disk sync each; decisions append together in one)
 
     @property
     def stored(self) -> float:
@@ -215,7 +219,9 @@ async def settled_counts(js: JetStreamContext, topology: Topology) -> StreamCoun
         counts = again
 
 
-def per_cycle(before: StreamCounts, after: StreamCounts, driver: CycleDriver, timers_left: int) -> PerCycle:
+def per_cycle(
+    before: StreamCounts, after: StreamCounts, driver: CycleDriver, timers_left: int, batch_commits: int
+) -> PerCycle:
     cycles = driver.ended
     jobs = after.jobs - before.jobs
     commands = after.commands - before.commands
@@ -227,8 +233,18 @@ def per_cycle(before: StreamCounts, after: StreamCounts, driver: CycleDriver, ti
         jobs=jobs / cycles,
         kv_puts=(after.kv_puts - before.kv_puts) / cycles,
         timers_left=timers_left / cycles,
-        atomic_commits=len(driver.decisions) / cycles,
+        decisions=len(driver.decisions) / cycles,
+        atomic_commits=batch_commits / cycles,
     )
+
+
+def batch_commits(orchestrators) -> int:
+    """The atomic batches the orchestrators committed since they started, from their /metrics."""
+    total = 0
+    for orchestrator in orchestrators:
+        page = http_get(f"http://127.0.0.1:{orchestrator.port}/metrics") or ""
+        total += sum(int(float(line.split()[1])) for line in page.splitlines() if line.startswith(BATCH_COMMITS + " "))
+    return total
 
 
 class WireCounter:
@@ -326,7 +342,7 @@ async def run_scenario(
                 cycle_p95_ms=percentile(window, 0.95) * 1000,
                 total_cycles=driver.ended,
                 rejections=dict(driver.rejections),
-                per_cycle=per_cycle(before, after, driver, timers_left),
+                per_cycle=per_cycle(before, after, driver, timers_left, batch_commits(orchestrators)),
                 cpu=cpu_shares,
                 wire={kind: count / driver.ended for kind, count in sorted(wire.counts.items())},
             )

@@ -63,7 +63,8 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         writes += [topology.dead_subject("commands"), topology.kv_subjects(topology.state_bucket)]
         writes += [topology.kv_subjects(topology.types_bucket)]
         await topology.ensure(js, writes)
-        store = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
+        state_bucket = await js.key_value(topology.state_bucket)
+        store = JetStreamEventStore(nc, js, state_bucket, topology, on_batch_commit=metrics.batch_commits.inc)
         outbox = JetStreamOutbox(js, topology)
         types = await js.key_value(topology.types_bucket)
         for declared in WORKFLOW_TYPES.values():  # what clients draw the machines and offer commands from

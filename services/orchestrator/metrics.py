@@ -18,6 +18,11 @@ class OrchestratorMetrics:
             "wf_step_tries_total", "Step tries, by step and outcome", ["step", "outcome"], registry=registry
         )
         self.dead_letters = Counter("wf_dead_letters_total", "Unreadable commands dead-lettered", registry=registry)
+        self.batch_commits = Counter(
+            "wf_event_batch_commits_total",
+            "Atomic batches committed to the events stream: one disk sync each, shared by the decisions in it",
+            registry=registry,
+        )
         self.seconds = Histogram(
             "wf_command_seconds",
             "Time from a command's delivery to its events being appended and sent on",

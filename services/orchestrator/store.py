@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Protocol
 
 from nats.aio.client import Client
@@ -36,9 +37,16 @@ class EventStore(Protocol):
 
 
 class JetStreamEventStore:
-    def __init__(self, nc: Client, js: JetStreamContext, kv: KeyValue, topology: Topology) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        kv: KeyValue,
+        topology: Topology,
+        on_batch_commit: Callable[[], None] = lambda: None,
+    ) -> None:
         self.nc, self.js, self.kv, self.topology = nc, js, kv, topology
-        self.batches = SharedBatches(nc, js)
+        self.batches = SharedBatches(nc, js, on_batch_commit)
         self.snapshots = RecentSnapshots()
 
     async def load(self, workflow_id: str) -> WorkflowState:
@@ -144,8 +152,8 @@ class SharedBatches:
 
     MAX_MESSAGES = 500  # of a batch; the broker allows 1 000
 
-    def __init__(self, nc: Client, js: JetStreamContext) -> None:
-        self.nc, self.js = nc, js
+    def __init__(self, nc: Client, js: JetStreamContext, on_commit: Callable[[], None] = lambda: None) -> None:
+        self.nc, self.js, self.on_commit = nc, js, on_commit
         self.waiting: list[_Append] = []
         self.committer: asyncio.Task | None = None
         self.commits = 0  # batches sent to be committed
@@ -189,6 +197,7 @@ class SharedBatches:
     async def _publish_batch(self, group: list[_Append]) -> int:
         batch_id = uuid.uuid4().hex
         self.commits += 1
+        self.on_commit()
         messages = [
             (pending.subject, payload, _guard(pending.after) if index == 0 else {})
             for pending in group
