@@ -54,8 +54,8 @@ FULL = Plan(
     latency_window=64,
     latency_s=5.0,
     history_lengths=(10, 1_000, 100_000),
-    waiting_target=20_000,
-    waiting_time_box_s=90.0,
+    waiting_target=100_000,  # the figure
+    waiting_time_box_s=300.0,
     websocket_clients=1_000,
 )
 QUICK = Plan(
