@@ -265,7 +265,7 @@ class WireCounter:
             return "delivery to a consumer" if SERVICE_CONSUMERS & set(tokens[2:7]) else None
         if head[0] == self.prefix or head[0] == "$KV":
             return "publish to a stream"
-        if head[0] == "_INBOX":
+        if head[0].startswith("_INBOX"):  # _INBOX, or a service's own _INBOX_<service>
             return "reply"
         if subject.startswith("$JS.API.DIRECT.GET."):
             return "direct get (last event)"
