@@ -4,6 +4,10 @@ answers to commands), plus what the service registers itself in prometheus_clien
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 
+class MetricsController(PrometheusController):
+    include_in_schema = False  # Prometheus' text format, for scrapers: not part of the JSON API the schema describes
+
+
 def prometheus(service: str) -> tuple[PrometheusConfig, type[PrometheusController]]:
     config = PrometheusConfig(app_name=service, prefix=f"wf_{service}", group_path=True, exclude=["/metrics"])
-    return config, PrometheusController
+    return config, MetricsController

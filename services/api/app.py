@@ -5,7 +5,7 @@ from typing import Annotated
 from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.static_files import create_static_files_router
@@ -31,7 +31,7 @@ from contracts.state import STATE_VIEW_EXCLUDE, InfraStatus, WorkflowState
 from contracts.topology import MAX_COMMAND_BYTES
 from contracts.types import WorkflowTypeInfo
 from services.api.auth import OPEN_ROUTE_OPT, acting_as, authentication, commands_rate_limit, may
-from services.api.errors import EXCEPTION_HANDLERS
+from services.api.errors import EXCEPTION_HANDLERS, error_answers
 from services.api.pagination import NEXT_PAGE_HEADERS, ListCursor, next_page_headers
 from services.api.schemas import (
     ApproveRequest,
@@ -47,6 +47,8 @@ from services.api.schemas import (
 from services.api.settings import MAX_WAIT_S, ApiSettings
 from services.api.workflows import Outcome, WorkflowFilter, Workflows
 
+# Litestar leaves a bound of 0 out of the OpenAPI document (it tests the bound for truth): say it again there.
+NOT_NEGATIVE = {"minimum": 0}
 # Path ids and idempotency keys become NATS subject tokens and message ids: they must have the contracts' shapes.
 WorkflowIdPath = Annotated[str, PathParameter(pattern=WorkflowId.__metadata__[0].pattern, description="a workflow id")]
 TypeNamePath = Annotated[
@@ -57,7 +59,7 @@ IdempotencyKey = Annotated[
     HeaderParameter(
         name="Idempotency-Key",
         pattern=CommandId.__metadata__[0].pattern,
-        description="becomes the command's id: a repeat within the dedup window is applied once",
+        description="becomes the command's id: a repeat for the same workflow within the dedup window is applied once",
         required=False,
     ),
 ]
@@ -68,9 +70,17 @@ Wait = Annotated[
         le=MAX_WAIT_S,
         description="seconds to wait for the command's outcome (default WF_COMMAND_TIMEOUT_S); 0 answers 202 at once",
         required=False,
+        schema_extra=NOT_NEGATIVE,
     ),
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="at most this many items")]
+
+# What a route may answer besides its success, for the OpenAPI document (services/api/errors.py says what each means).
+READ_ERRORS = error_answers(401, 422, 503)
+LOOKUP_ERRORS = error_answers(401, 404, 422, 503)
+PENDING = {HTTP_202_ACCEPTED: ResponseSpec(CommandResult, description="no outcome within the wait: `pending`")}
+CREATE_ANSWERS = PENDING | error_answers(401, 403, 409, 413, 422, 429, 503)
+COMMAND_ANSWERS = PENDING | error_answers(401, 403, 404, 409, 413, 422, 429, 503)
 
 
 def view(state: WorkflowState) -> WorkflowView:
@@ -102,7 +112,7 @@ class WorkflowController(Controller):
     path = "/workflows"
     tags = ["workflows"]
 
-    @post(operation_id="createWorkflow", status_code=HTTP_201_CREATED, guards=[may("create")])
+    @post(operation_id="createWorkflow", status_code=HTTP_201_CREATED, guards=[may("create")], responses=CREATE_ANSWERS)
     async def create(
         self, workflows: NamedDependency[Workflows], data: JSONBody[CreateRequest | None] = None, wait: Wait = None
     ) -> Response[CommandResult]:
@@ -115,7 +125,7 @@ class WorkflowController(Controller):
         command = CreateWorkflow(workflow_id=workflow_id, workflow_type=data.type, input=data.input, start=data.start)
         return command_response(workflow_id, await workflows.send([command], wait), created=True)
 
-    @get(operation_id="listWorkflows", response_headers=NEXT_PAGE_HEADERS)
+    @get(operation_id="listWorkflows", response_headers=NEXT_PAGE_HEADERS, responses=READ_ERRORS)
     async def list_workflows(
         self,
         request: Request,
@@ -133,18 +143,25 @@ class WorkflowController(Controller):
         page = await workflows.matching(admitted, limit, ListCursor.decode(cursor) if cursor else None)
         return Response([view(state) for state in page.items], headers=next_page_headers(request, page, "cursor"))
 
-    @get("/{workflow_id:str}", operation_id="getWorkflow")
+    @get("/{workflow_id:str}", operation_id="getWorkflow", responses=LOOKUP_ERRORS)
     async def get_workflow(self, workflows: NamedDependency[Workflows], workflow_id: WorkflowIdPath) -> WorkflowView:
         """One workflow from the read model."""
         return view(await workflows.get(workflow_id))
 
-    @get("/{workflow_id:str}/events", operation_id="listWorkflowEvents", response_headers=NEXT_PAGE_HEADERS)
+    @get(
+        "/{workflow_id:str}/events",
+        operation_id="listWorkflowEvents",
+        response_headers=NEXT_PAGE_HEADERS,
+        responses=LOOKUP_ERRORS,
+    )
     async def list_events(
         self,
         request: Request,
         workflows: NamedDependency[Workflows],
         workflow_id: WorkflowIdPath,
-        after: Annotated[int, QueryParameter(ge=0, description="only events with a higher sequence")] = 0,
+        after: Annotated[
+            int, QueryParameter(ge=0, description="only events with a higher sequence", schema_extra=NOT_NEGATIVE)
+        ] = 0,
         limit: Limit = 1000,
     ) -> Response[list[RecordedEvent]]:
         """The workflow's log, oldest first, each event with its stream sequence. A page of `limit`; headers point
@@ -153,7 +170,11 @@ class WorkflowController(Controller):
         return Response(page.items, headers=next_page_headers(request, page, "after"))
 
     @post(
-        "/{workflow_id:str}/process", operation_id="processWorkflow", status_code=HTTP_200_OK, guards=[may("process")]
+        "/{workflow_id:str}/process",
+        operation_id="processWorkflow",
+        status_code=HTTP_200_OK,
+        guards=[may("process")],
+        responses=COMMAND_ANSWERS,
     )
     async def process(
         self,
@@ -167,7 +188,11 @@ class WorkflowController(Controller):
         return await decide(workflows, command, wait)
 
     @post(
-        "/{workflow_id:str}/approve", operation_id="approveWorkflow", status_code=HTTP_200_OK, guards=[may("approve")]
+        "/{workflow_id:str}/approve",
+        operation_id="approveWorkflow",
+        status_code=HTTP_200_OK,
+        guards=[may("approve")],
+        responses=COMMAND_ANSWERS,
     )
     async def approve(
         self,
@@ -189,7 +214,11 @@ class WorkflowController(Controller):
         return await decide(workflows, command, wait)
 
     @post(
-        "/{workflow_id:str}/reject", operation_id="rejectWorkflow", status_code=HTTP_200_OK, guards=[may("reject")]
+        "/{workflow_id:str}/reject",
+        operation_id="rejectWorkflow",
+        status_code=HTTP_200_OK,
+        guards=[may("reject")],
+        responses=COMMAND_ANSWERS,
     )
     async def reject(
         self,
@@ -210,7 +239,11 @@ class WorkflowController(Controller):
         return await decide(workflows, command, wait)
 
     @post(
-        "/{workflow_id:str}/cancel", operation_id="cancelWorkflow", status_code=HTTP_200_OK, guards=[may("cancel")]
+        "/{workflow_id:str}/cancel",
+        operation_id="cancelWorkflow",
+        status_code=HTTP_200_OK,
+        guards=[may("cancel")],
+        responses=COMMAND_ANSWERS,
     )
     async def cancel(
         self,
@@ -230,6 +263,7 @@ class WorkflowController(Controller):
         operation_id="terminateWorkflow",
         status_code=HTTP_200_OK,
         guards=[may("terminate")],
+        responses=COMMAND_ANSWERS,
     )
     async def terminate(
         self,
@@ -245,7 +279,11 @@ class WorkflowController(Controller):
         return await decide(workflows, command, wait)
 
     @post(
-        "/{workflow_id:str}/retry", operation_id="retryWorkflow", status_code=HTTP_200_OK, guards=[may("retry")]
+        "/{workflow_id:str}/retry",
+        operation_id="retryWorkflow",
+        status_code=HTTP_200_OK,
+        guards=[may("retry")],
+        responses=COMMAND_ANSWERS,
     )
     async def retry(
         self,
@@ -259,7 +297,11 @@ class WorkflowController(Controller):
         return await decide(workflows, command, wait)
 
     @post(
-        "/{workflow_id:str}/archive", operation_id="archiveWorkflow", status_code=HTTP_200_OK, guards=[may("archive")]
+        "/{workflow_id:str}/archive",
+        operation_id="archiveWorkflow",
+        status_code=HTTP_200_OK,
+        guards=[may("archive")],
+        responses=COMMAND_ANSWERS,
     )
     async def archive(
         self,
@@ -277,18 +319,24 @@ class TypeController(Controller):
     path = "/types"
     tags = ["types"]
 
-    @get(operation_id="listTypes")
+    @get(operation_id="listTypes", responses=error_answers(401, 503))
     async def list_types(self, workflows: NamedDependency[Workflows]) -> list[WorkflowTypeInfo]:
         """Every workflow type, by name: its machine, and the commands each state accepts."""
         return await workflows.types()
 
-    @get("/{name:str}", operation_id="getType")
+    @get("/{name:str}", operation_id="getType", responses=LOOKUP_ERRORS)
     async def get_type(self, workflows: NamedDependency[Workflows], name: TypeNamePath) -> WorkflowTypeInfo:
         """One workflow type."""
         return await workflows.type_info(name)
 
 
-@get("/healthz", operation_id="health", tags=["operations"])
+@get(
+    "/healthz",
+    operation_id="health",
+    tags=["operations"],
+    responses={HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(Health, description="not connected to NATS yet")},
+    security=[{}],  # open: no token needed (services/api/auth.py)
+)
 async def healthz(state: State) -> Response[Health]:
     """200 once connected to NATS with the streams ensured; 503 otherwise."""
     if state.link.ready:
@@ -296,7 +344,7 @@ async def healthz(state: State) -> Response[Health]:
     return Response(Health(status="unavailable"), status_code=HTTP_503_SERVICE_UNAVAILABLE)
 
 
-@get("/config", operation_id="clientConfig", tags=["operations"])
+@get("/config", operation_id="clientConfig", tags=["operations"], responses=error_answers(401))
 async def client_config(request: Request, state: State) -> ClientConfig:
     """Where the web page finds the broadcaster's WebSocket."""
     settings: ApiSettings = state.settings
@@ -306,7 +354,7 @@ async def client_config(request: Request, state: State) -> ClientConfig:
     return ClientConfig(broadcaster_url=f"{scheme}://{request.url.hostname}:{settings.broadcaster_port}/ws")
 
 
-@get("/me", operation_id="whoAmI", tags=["operations"])
+@get("/me", operation_id="whoAmI", tags=["operations"], responses=error_answers(401))
 async def who_am_i(request: Request[TokenHolder, str | None, State]) -> Identity:
     """The token's holder: the name the log records for their decisions, and their roles."""
     holder = request.user

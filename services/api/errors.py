@@ -5,6 +5,7 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import (
     HTTP_401_UNAUTHORIZED,
     HTTP_403_FORBIDDEN,
@@ -17,6 +18,7 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from nats.errors import Error as NatsError
+from pydantic import BaseModel
 
 from contracts.events import RejectionCode
 from contracts.nats_link import NotConnected
@@ -137,3 +139,32 @@ EXCEPTION_HANDLERS = {
     NatsError: nats_unavailable,
     Exception: unexpected,
 }
+
+
+# What the OpenAPI document says of the errors (every one has the body _error writes).
+
+
+class ErrorBody(BaseModel):
+    status_code: int
+    detail: str
+    code: str | None = None
+
+
+ERROR_MEANINGS: dict[int, str] = {
+    HTTP_401_UNAUTHORIZED: "no token, or one that is not valid (code `unauthorized`)",
+    HTTP_403_FORBIDDEN: "the token's holder has no role the command takes (code `forbidden`)",
+    HTTP_404_NOT_FOUND: "no such workflow (code `unknown_workflow`) or type (code `unknown_type`)",
+    HTTP_409_CONFLICT: "the workflow's state refused the command, or it exists already (the rejection's code)",
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE: "the body is larger than a command may be",
+    HTTP_422_UNPROCESSABLE_ENTITY: "the request is not valid, or the orchestrator found the command not valid",
+    HTTP_429_TOO_MANY_REQUESTS: "more commands a second than the token may send: retry after `Retry-After`",
+    HTTP_503_SERVICE_UNAVAILABLE: "the message broker is unavailable (code `unavailable`)",
+}
+
+
+def error_answers(*status_codes: int) -> dict[int, ResponseSpec]:
+    """The errors a route may answer, for its OpenAPI document."""
+    return {
+        status: ResponseSpec(data_container=ErrorBody, description=ERROR_MEANINGS[status], generate_examples=False)
+        for status in status_codes
+    }

@@ -180,7 +180,9 @@ class Workflows:
                     self._topology.commands_subject(workflow_id),
                     payload,
                     stream=self._topology.commands_stream,
-                    headers={"Nats-Msg-Id": command.message_id},
+                    # The broker's dedup is one window for the whole stream; a command's id is the workflow's own
+                    # (a client may send one Idempotency-Key for two workflows): repeats are of the same workflow only.
+                    headers={"Nats-Msg-Id": f"{workflow_id}/{command.message_id}"},
                 )
                 if ack.duplicate:
                     duplicates.append(command.message_id)
