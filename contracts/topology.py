@@ -34,6 +34,8 @@ UNAVAILABLE = (
 )
 UNAVAILABLE_RETRY_S = 0.2
 JOB_ACK_WAIT_S = 5.0
+ORCHESTRATOR_CONSUMER = "orchestrator"
+RESULT_KINDS, FIRED_KINDS = {"complete_job", "fail_job"}, {"fire_timer"}
 JOB_HEARTBEAT_S = 1.5
 KV_STREAM_PREFIX = "KV_"  # nats-py stores a bucket `b` in the stream `KV_b`
 PROBE_TOKEN = "_probe"
@@ -81,7 +83,31 @@ class Topology:
         return f"{self.prefix}.events.{workflow_id}"
 
     def commands_subject(self, workflow_id: str = "*") -> str:
+        """Where anyone (the api, `wf`, any NATS client) sends a workflow the commands a person gives."""
         return f"{self.prefix}.commands.{workflow_id}"
+
+    def results_subject(self, workflow_id: str = "*") -> str:
+        """Where the processors send a job's result: only they may publish here (deploy/nats/auth.conf)."""
+        return f"{self.prefix}.results.{workflow_id}"
+
+    def fired_subject(self, workflow_id: str = "*") -> str:
+        """Where the broker publishes a timer when it is due: only the orchestrator may aim a timer here."""
+        return f"{self.prefix}.fired.{workflow_id}"
+
+    def subject_for(self, kind: str, workflow_id: str) -> str:
+        """The one subject a command of this kind is accepted on: a client cannot pass off a job's result or a
+        timer as its own, since its user may publish on the commands subjects only."""
+        if kind in RESULT_KINDS:
+            return self.results_subject(workflow_id)
+        if kind in FIRED_KINDS:
+            return self.fired_subject(workflow_id)
+        return self.commands_subject(workflow_id)
+
+    def inbound_subjects(self) -> list[str]:
+        """Every subject the orchestrator takes commands from. `>`, not `*` (the same subjects: the stream keeps one
+        token there): with `*`, nats-server 2.15 never delivered a message published to the literal subject
+        `<prefix>.commands.>` once a timer was in the stream."""
+        return [f"{self.prefix}.{kind}.>" for kind in ("commands", "results", "fired")]
 
     def timer_subject(self, workflow_id: str, timer_id: str) -> str:
         return f"{self.prefix}.timers.{workflow_id}.{timer_id}"
@@ -111,7 +137,7 @@ class Topology:
             ),
             StreamConfig(
                 name=self.commands_stream,
-                subjects=[f"{p}.commands.*", f"{p}.timers.*.*"],
+                subjects=[f"{p}.commands.*", f"{p}.results.*", f"{p}.fired.*", f"{p}.timers.*.*"],
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
                 num_replicas=self.replicas,
@@ -138,6 +164,9 @@ class Topology:
 
     def orchestrator_consumer(self) -> ConsumerConfig:
         return ConsumerConfig(
+            name=ORCHESTRATOR_CONSUMER,
+            durable_name=ORCHESTRATOR_CONSUMER,
+            filter_subjects=self.inbound_subjects(),
             ack_policy=AckPolicy.EXPLICIT,
             # Not acked by then (its orchestrator died, or a fetched batch was dropped): delivered again. Not 0.1 s, the
             # first value of the backoff list it had (NATS waits that instead): a command still being decided went to

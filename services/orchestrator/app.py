@@ -84,14 +84,12 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
 
     @app.after_startup
     async def consume() -> None:
-        subscription = await broker.connection.jetstream().pull_subscribe(
-            # `>`, not `*` (the same subjects: the stream keeps one token there). With `*`, nats-server 2.15 never
-            # delivered a message published to the literal subject `<prefix>.commands.>` once a timer was in the stream.
-            topology.commands_subject(">"),
-            durable="orchestrator",
-            stream=topology.commands_stream,
-            config=topology.orchestrator_consumer(),
-            inbox_prefix=pull_inbox_prefix("orchestrator"),
+        js = broker.connection.jetstream()
+        # Created here, or an existing one brought to this config (its subjects, its ack wait).
+        consumer_config = topology.orchestrator_consumer()
+        await js.add_consumer(topology.commands_stream, consumer_config)
+        subscription = await js.pull_subscribe_bind(
+            consumer_config.durable_name, topology.commands_stream, inbox_prefix=pull_inbox_prefix("orchestrator")
         )
         consumer = wiring["consumer"] = CommandConsumer(subscription, on_commands)
         consumer.start()
@@ -126,6 +124,9 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
             correlation_id.set(command.correlation_id)
             if command.workflow_id != topology.workflow_id_of(subject):
                 raise ValueError(f"workflow_id {command.workflow_id} does not match the subject {subject}")
+            if subject != (own := topology.subject_for(command.kind, command.workflow_id)):
+                # Only the processors may publish results, and only the broker (a timer) fires timers.
+                raise ValueError(f"a {command.kind} command is taken only on {own}, not on {subject}")
         except ValidationError as error:
             return await dead_letter(message, describe(error))
         except ValueError as error:

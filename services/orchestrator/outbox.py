@@ -28,7 +28,7 @@ class JetStreamOutbox:
         headers = {
             "Nats-Msg-Id": command.message_id,
             "Nats-Schedule": f"@at {due_at}",
-            "Nats-Schedule-Target": self.topology.commands_subject(command.workflow_id),
+            "Nats-Schedule-Target": self.topology.subject_for(command.kind, command.workflow_id),
         }
         subject = self.topology.timer_subject(command.workflow_id, command.timer_id)
         await self.js.publish(subject, command.model_dump_json().encode(), headers=headers)

@@ -55,7 +55,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         await broker.connect()
         # Its NATS user may not create streams: the orchestrator does.
         streams = [topology.jobs_stream, topology.commands_stream, topology.dead_stream]
-        writes = [topology.commands_subject(), topology.dead_subject("jobs")]
+        writes = [topology.results_subject(), topology.dead_subject("jobs")]
         await topology.wait_until_created(broker.connection.jetstream(), streams, writes)
 
     @app.after_startup
@@ -87,7 +87,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         else:
             result = CompleteJob(**envelope, output=randomness.draw("output", job.job_id))
 
-        subject = topology.commands_subject(job.workflow_id)
+        subject = topology.subject_for(result.kind, job.workflow_id)
         await js.publish(subject, result.model_dump_json().encode(), headers={"Nats-Msg-Id": result.message_id})
         outcome = result.error_type if isinstance(result, FailJob) else "completed"
         log.info("job %s of %s: %s", job.job_id, job.workflow_id, outcome)

@@ -183,7 +183,7 @@ async def test_the_processor_answers_jobs_but_cannot_append_an_event(admin, conn
     processor = await connect_as("processor")
     js = processor.nc.jetstream()
     result = CompleteJob(workflow_id="wf-1", job_id="wf-1-2-1", output=0.5)
-    assert (await js.publish(TOPOLOGY.commands_subject("wf-1"), result.model_dump_json().encode())).seq == 1
+    assert (await js.publish(TOPOLOGY.results_subject("wf-1"), result.model_dump_json().encode())).seq == 1
 
     finished = TransitionTaken(workflow_id="wf-1", trigger="approve", source="Waiting For Approval", dest="Finished")
     forged = finished.model_dump_json().encode()
@@ -208,6 +208,11 @@ async def test_a_client_publishes_commands_and_nothing_else(admin, connect_as):
                         try_number=1)
     await client.refused("Publish", job, lambda: js.publish(job, forged.model_dump_json().encode()))
     assert await stored(admin, TOPOLOGY.events_stream) == await stored(admin, TOPOLOGY.jobs_stream) == 0
+    # Nor a job's result or a timer: those subjects are the processor's and the broker's.
+    result = CompleteJob(workflow_id="wf-1", job_id="wf-1-2-1", output=0.99).model_dump_json().encode()
+    for subject in (TOPOLOGY.results_subject("wf-1"), TOPOLOGY.fired_subject("wf-1")):
+        await client.refused("Publish", subject, lambda: js.publish(subject, result))
+    assert await stored(admin, TOPOLOGY.commands_stream) == 1  # the create only
 
     # The read model: neither through JetStream's API, nor on its subjects, nor from the api's replies.
     bucket_stream = TOPOLOGY.kv_stream(TOPOLOGY.state_bucket)

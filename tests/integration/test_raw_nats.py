@@ -137,6 +137,16 @@ BAD_COMMANDS = {
         b'{"kind": "approve", "message_id": "bad-id", "workflow_id": "someone-else"}',
         "does not match the subject",
     ),
+    # What only the processors and the broker's timers may send, sent by a client: taken on their own subjects only.
+    "a job's result": (
+        b'{"kind": "complete_job", "message_id": "forged-result", "workflow_id": "{id}", "job_id": "{id}-2-1", '
+        b'"output": 0.99}',
+        "a complete_job command is taken only on",
+    ),
+    "a timer": (
+        b'{"kind": "fire_timer", "message_id": "forged-timer", "workflow_id": "{id}", "timer_id": "deadline"}',
+        "a fire_timer command is taken only on",
+    ),
 }
 
 
