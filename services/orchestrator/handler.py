@@ -1,10 +1,10 @@
 """The orchestrator's one use case: load a workflow, decide on a command, append the events, send what is owed."""
 
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
-from contracts.commands import Command
+from contracts.commands import Command, FireTimer
 from contracts.events import CommandRejected
 from contracts.ids import new_id
 from contracts.randomness import Randomness
@@ -15,9 +15,15 @@ from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.store import ConcurrencyConflict, EventStore
 
 log = logging.getLogger("orchestrator")
-
-Outbox = Callable[[list[ProcessJob | PendingTimer]], Awaitable[None]]
 MAX_CONFLICT_RETRIES = 8
+
+
+class Outbox(Protocol):
+    async def __call__(self, messages: list[ProcessJob | PendingTimer]) -> None:
+        """Send what a state owes (idempotent: fixed message ids)."""
+
+    async def cancel(self, timers: list[PendingTimer]) -> None:
+        """Withdraw timers no longer owed, so they do not fire later as commands that change nothing."""
 
 
 class CommandHandler:
@@ -67,6 +73,8 @@ class CommandHandler:
             owed_before = outbox(state)
             if new_messages := [message for message in outbox(new_state) if message not in owed_before]:
                 await self.send_outbox(new_messages)
+            if settled := _settled_timers(state, new_state, command):
+                await self.send_outbox.cancel(settled)
             await self.store.save(new_state)
             return new_state
         raise ConcurrencyConflict(f"gave up on {command.message_id} after {MAX_CONFLICT_RETRIES} conflicts")
@@ -93,3 +101,10 @@ class CommandHandler:
                 return
             except ConcurrencyConflict:
                 continue
+
+
+def _settled_timers(before: WorkflowState, after: WorkflowState, command: Command) -> list[PendingTimer]:
+    """Timers the decision no longer owes (a step done before its timeout, a wait answered before its deadline), but
+    not the one that has just fired: the broker has already let go of that one."""
+    fired = command.timer_id if isinstance(command, FireTimer) else None
+    return [timer for timer_id, timer in before.timers.items() if timer_id not in after.timers and timer_id != fired]

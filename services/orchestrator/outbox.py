@@ -32,3 +32,10 @@ class JetStreamOutbox:
         }
         subject = self.topology.timer_subject(command.workflow_id, command.timer_id)
         await self.js.publish(subject, command.model_dump_json().encode(), headers=headers)
+
+    async def cancel(self, timers: list[PendingTimer]) -> None:
+        """Remove the schedules of timers no longer owed. One that fires meanwhile changes nothing: the workflow no
+        longer owes it."""
+        for timer in timers:
+            subject = self.topology.timer_subject(timer.command.workflow_id, timer.command.timer_id)
+            await self.js.purge_stream(self.topology.commands_stream, subject=subject)

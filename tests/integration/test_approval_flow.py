@@ -18,6 +18,12 @@ STEP = APPROVAL.states["Sending To Queue"]
 MAX_TRIES = STEP.retry.max_tries
 
 
+async def timers_scheduled(js, topology, workflow_id: str) -> int:
+    """The workflow's timers the broker holds (each a schedule on its own subject in the commands stream)."""
+    info = await js.stream_info(topology.commands_stream, subjects_filter=topology.timer_subject(workflow_id, "*"))
+    return sum((info.state.subjects or {}).values())
+
+
 def sending_visit(attempt: int) -> int:
     """Unprocessed is visit 1; each attempt enters Sending To Queue, then Waiting For Approval."""
     return 2 * attempt
@@ -46,7 +52,7 @@ def driver(js, topology, system) -> Driver:
     return Driver(js, topology)
 
 
-async def test_an_approved_workflow_finishes(driver):
+async def test_an_approved_workflow_finishes(driver, js, topology):
     wf = first_id(approvable)
     await driver.send(CreateWorkflow(workflow_id=wf))
     created = await driver.reaches(wf, "Unprocessed")
@@ -57,6 +63,8 @@ async def test_an_approved_workflow_finishes(driver):
     assert waiting.infra_status == "Waiting For Event"
     assert waiting.output == output(wf, 1) > 0.25
     assert waiting.context["process"] == {"output": waiting.output}  # the step's recorded result
+    # The job answered in time: its timeout is withdrawn rather than left to fire later as a command doing nothing.
+    assert await timers_scheduled(js, topology, wf) == 0
 
     await driver.send(ApproveWorkflow(workflow_id=wf, approver="ann"))
     finished = await driver.reaches(wf, "Finished")
