@@ -5,9 +5,9 @@ all of its events at once (an atomic batch), or not at all."""
 
 import asyncio
 import uuid
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from nats.aio.client import Client
@@ -153,10 +153,9 @@ class SharedBatches:
     MAX_MESSAGES = 500  # of a batch; the broker allows 1 000
 
     def __init__(self, nc: Client, js: JetStreamContext, on_commit: Callable[[], None] = lambda: None) -> None:
-        self.nc, self.js, self.on_commit = nc, js, on_commit
-        self.waiting: list[_Append] = []
+        self.nc, self.js, self.on_commit = nc, js, on_commit  # on_commit: once per batch sent to be committed
+        self.waiting: deque[_Append] = deque()
         self.committer: asyncio.Task | None = None
-        self.commits = 0  # batches sent to be committed
 
     async def append(self, subject: str, after: int, payloads: list[bytes]) -> int:
         """Stores the payloads contiguously, after `after` on their subject; returns the first one's sequence."""
@@ -168,11 +167,11 @@ class SharedBatches:
 
     async def _commit_while_waiting(self) -> None:
         while self.waiting:
-            group = [self.waiting.pop(0)]
+            group = [self.waiting.popleft()]
             size = len(group[0].payloads)
             while self.waiting and size + len(self.waiting[0].payloads) <= self.MAX_MESSAGES:
                 size += len(self.waiting[0].payloads)
-                group.append(self.waiting.pop(0))
+                group.append(self.waiting.popleft())
             await self._commit(group)
 
     async def _commit(self, group: list[_Append]) -> None:
@@ -196,7 +195,6 @@ class SharedBatches:
 
     async def _publish_batch(self, group: list[_Append]) -> int:
         batch_id = uuid.uuid4().hex
-        self.commits += 1
         self.on_commit()
         messages = [
             (pending.subject, payload, _guard(pending.after) if index == 0 else {})

@@ -13,8 +13,8 @@ from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.prometheus import NatsPrometheusMiddleware
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
 from nats.js.client import JetStreamContext
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
 from pydantic import ValidationError
 
 from contracts.commands import CompleteJob, FailJob
