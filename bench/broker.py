@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from bench.system import drop_topology, new_topology, say
+from bench.system import cpu_seconds, drop_topology, new_topology, say
 from contracts.events import TransitionTaken
 
 WORKFLOWS = 1000  # the messages go round-robin to this many subjects, as the events of that many workflows would
@@ -28,6 +28,7 @@ class BrokerLimit:
     atomic_per_s: float  # atomic batches of two events, one at a time
     atomic_concurrent_per_s: float  # the same from CONCURRENT_WRITERS writers at once
     payload_bytes: int
+    server_cpu_us_per_msg: float  # nats-server's CPU per message stored at the limit (in flight)
 
 
 def sample_event_payload() -> bytes:
@@ -86,7 +87,7 @@ async def atomic_batches(nc: Client, subjects: list[str], payload: bytes, second
     return committed / (time.perf_counter() - start)
 
 
-async def measure(nc: Client, seconds: float) -> BrokerLimit:
+async def measure(nc: Client, seconds: float, server_pid: int) -> BrokerLimit:
     js, topology = nc.jetstream(), new_topology("broker")
     await topology.ensure(js)
     subjects = [topology.events_subject(f"w{n}") for n in range(WORKFLOWS)]
@@ -95,12 +96,14 @@ async def measure(nc: Client, seconds: float) -> BrokerLimit:
         await awaited(js, subjects, payload, 0.3)  # warm-up: connection, stream files, subject index
         one = await awaited(js, subjects, payload, seconds)
         say(f"broker: awaited publish {one:,.0f} msg/s ({len(payload)} B messages)")
+        server_cpu_before, started = cpu_seconds(server_pid), time.perf_counter()
         many = await in_flight(js, subjects, payload, seconds)
-        say(f"broker: publish_async    {many:,.0f} msg/s")
+        server_cpu_us = 1e6 * (cpu_seconds(server_pid) - server_cpu_before) / (many * (time.perf_counter() - started))
+        say(f"broker: publish_async    {many:,.0f} msg/s (nats-server CPU {server_cpu_us:.1f} µs per message)")
         atomic = await atomic_batches(nc, subjects, payload, seconds)
         say(f"broker: atomic batch of 2, one at a time  {atomic:,.0f} batches/s")
         atomic_concurrent = await atomic_batches(nc, subjects, payload, seconds, CONCURRENT_WRITERS)
         say(f"broker: atomic batch of 2, {CONCURRENT_WRITERS} writers    {atomic_concurrent:,.0f} batches/s")
-        return BrokerLimit(one, many, atomic, atomic_concurrent, len(payload))
+        return BrokerLimit(one, many, atomic, atomic_concurrent, len(payload), server_cpu_us)
     finally:
         await drop_topology(js, topology)

@@ -46,6 +46,29 @@ def _percent(share: float) -> str:
     return f"{100 * share:.1f} % of limit"
 
 
+def cpu_rows(results: Results) -> list[Row]:
+    """Where the cores go: each group's CPU per cycle, and the cycles/s the machine's cores would allow if everything
+    but nats-server cost nothing (the broker's own work per cycle is the floor the services add to)."""
+    cores, table = int(results.machine.get("cpus", "1")), []
+    for cycle in results.cycles:
+        per_cycle_ms = {name: 10 * share / cycle.cycles_per_s for name, share in cycle.cpu.items()}  # % of a core
+        total = sum(per_cycle_ms.values())
+        value = ", ".join(f"{name} {ms:.2f}" for name, ms in per_cycle_ms.items()) + f"; total {total:.2f} ms"
+        name = f"×{cycle.replicas}, send failures {cycle.send_failure_rate:g}"
+        table.append(Row("CPU/cycle", name, value, f"{cores} cores ÷ total = {1000 * cores / total:,.0f} cycles/s"))
+    if results.cycles and results.broker and (server_ms := results.cycles[0].cpu.get("nats-server")):
+        first, broker = results.cycles[0], results.broker
+        server_ms = 10 * server_ms / first.cycles_per_s
+        per_message_us = 1000 * server_ms / first.per_cycle.stored
+        table.append(Row("CPU/cycle", "nats-server per stored message: in the cycles (first scenario) / at the limit",
+                         f"{per_message_us:.1f} / {broker.server_cpu_us_per_msg:.1f} µs", ""))
+        ceiling = 1000 * cores / server_ms
+        table.append(Row("CPU/cycle", "ceiling if only nats-server used the cores (first scenario)",
+                         f"{ceiling:,.0f} cycles/s",
+                         _percent(ceiling / (broker.in_flight_per_s / first.per_cycle.stored))))
+    return table
+
+
 def rows(results: Results) -> list[Row]:
     """Every figure, with how it compares to the broker: a rate as the share of the broker's limit it uses, a
     duration as a multiple of one awaited publish round trip."""
@@ -75,6 +98,7 @@ def rows(results: Results) -> list[Row]:
             ratio += f"; {100 * commits:.0f} % of atomic"
         value = f"{cycle.cycles_per_s:,.1f} ({cycle.finished} finished, {errored} errored)"
         table.append(Row("cycles/s", name, value, ratio))
+    table += cpu_rows(results)
     for cycle in results.cycles:
         ceiling = f"limit ÷ msgs = {limit / cycle.per_cycle.stored:,.0f} cycles/s" if limit else "—"
         name = f"stored, ×{cycle.replicas}, failures {cycle.send_failure_rate:g}"

@@ -119,7 +119,7 @@ async def measure(system: System, plan: Plan, results: Results) -> None:
 
     async def broker_limit() -> None:
         async with connected(system.url) as client:
-            results.broker = await broker.measure(client, plan.broker_s)
+            results.broker = await broker.measure(client, plan.broker_s, system.server.process.pid)
 
     async def approval_cycles() -> None:
         for rate in plan.failure_rates:

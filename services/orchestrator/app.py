@@ -91,30 +91,13 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         subscription = await js.pull_subscribe_bind(
             consumer_config.durable_name, topology.commands_stream, inbox_prefix=pull_inbox_prefix("orchestrator")
         )
-        consumer = wiring["consumer"] = CommandConsumer(subscription, on_commands)
+        consumer = wiring["consumer"] = CommandConsumer(subscription, apply, topology.workflow_id_of)
         consumer.start()
 
     @app.on_shutdown
     async def drain() -> None:
         given_back = await wiring["consumer"].stop()
         log.info("orchestrator stopped consuming; gave back %d fetched command(s) it had not applied", given_back)
-
-    async def on_commands(batch: list[Msg]) -> None:
-        # The fetched batch in stream order. One workflow's commands are applied one after another, in the order they
-        # arrived; different workflows' at once. (Handing each message to a task of its own, as FastStream does
-        # otherwise, let a Process overtake the Create before it now and then.)
-        by_workflow: dict[str, list[Msg]] = {}
-        for message in batch:
-            by_workflow.setdefault(topology.workflow_id_of(message.subject), []).append(message)
-        await asyncio.gather(*(apply_in_order(messages) for messages in by_workflow.values()))
-
-    async def apply_in_order(messages: list[Msg]) -> None:
-        for position, message in enumerate(messages):
-            if not await apply(message):
-                # Redeliver it and every later command of its workflow, so they still come in order.
-                for later in messages[position:]:
-                    await later.nak(delay=1.0)
-                return
 
     async def apply(message: Msg) -> bool:
         """Apply one command and ack it; False when it failed for now (it is to be redelivered)."""

@@ -4,7 +4,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Protocol
 
-from contracts.commands import Command, FireTimer
+from contracts.commands import Command, CreateWorkflow, FireTimer
 from contracts.events import CommandRejected
 from contracts.ids import new_id
 from contracts.randomness import Randomness
@@ -52,8 +52,12 @@ class CommandHandler:
 
     async def _apply(self, command: Command) -> WorkflowState:
         # A conflict means another replica appended first: reload and decide again.
+        # A create is for a new workflow, so it is first decided on an empty state without reading anything: its
+        # append's guard (the workflow's log is still empty) refuses it if the workflow exists after all.
+        assume_new = isinstance(command, CreateWorkflow)
         for _ in range(MAX_CONFLICT_RETRIES):
-            state = await self.store.load(command.workflow_id)
+            state = WorkflowState(id=command.workflow_id) if assume_new else await self.store.load(command.workflow_id)
+            assume_new = False
             if command.message_id in state.applied_commands:
                 # Delivered again: the log has it. A crash may have come between append and send, so send what the
                 # state owes once more (idempotent) and make sure the read model caught up.

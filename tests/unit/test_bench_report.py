@@ -1,0 +1,36 @@
+"""The benchmark's CPU rows: each group's CPU per cycle, and the ceiling the broker's own CPU per cycle sets."""
+
+from bench.broker import BrokerLimit
+from bench.cycles import CycleResult, PerCycle
+from bench.report import Results, cpu_rows
+
+# 10 stored messages per cycle
+PER_CYCLE = PerCycle(
+    client_commands=3, results=1, timer_messages=1, events=3, jobs=1, kv_puts=1, timers_left=0, decisions=3,
+    atomic_commits=0.1,
+)
+
+
+def results(cpu: dict[str, float]) -> Results:
+    cycle = CycleResult(
+        replicas=1, send_failure_rate=0.0, in_flight=200, measured_s=8.0, cycles_per_s=500.0, finished=3000,
+        errored_output=1000, errored_other=0, cycle_p50_ms=1.0, cycle_p95_ms=2.0, total_cycles=4000, rejections={},
+        per_cycle=PER_CYCLE, cpu=cpu,
+    )
+    broker = BrokerLimit(awaited_per_s=5000, in_flight_per_s=40_000, atomic_per_s=400, atomic_concurrent_per_s=450,
+                         payload_bytes=400, server_cpu_us_per_msg=12.5)
+    return Results(mode="full", date="today", machine={"cpus": "2"}, plan={}, broker=broker, cycles=[cycle])
+
+
+def test_cpu_per_cycle_and_what_the_cores_allow():
+    # At 500 cycles/s, 50 % of a core is 1 ms per cycle.
+    per_group, per_message, ceiling = cpu_rows(results({"orchestrator": 100.0, "nats-server": 50.0}))
+    assert per_group.value == "orchestrator 2.00, nats-server 1.00; total 3.00 ms"
+    assert per_group.vs_broker == "2 cores ÷ total = 667 cycles/s"
+    assert per_message.value == "100.0 / 12.5 µs"  # 1 ms over 10 stored messages
+    # nats-server alone: 2 cores ÷ 1 ms = 2 000 cycles/s, against the limit's 40 000 ÷ 10 = 4 000.
+    assert (ceiling.value, ceiling.vs_broker) == ("2,000 cycles/s", "50.0 % of limit")
+
+
+def test_no_ceiling_without_the_servers_cpu():
+    assert len(cpu_rows(results({"orchestrator": 100.0}))) == 1
