@@ -6,6 +6,7 @@ way the orchestrator appends a decision: an atomic batch (two events, the commit
 several writers at once, since a file-backed stream syncs its file to disk at every atomic commit."""
 
 import asyncio
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ class BrokerLimit:
     atomic_concurrent_per_s: float  # the same from CONCURRENT_WRITERS writers at once
     payload_bytes: int
     server_cpu_us_per_msg: float  # nats-server's CPU per message stored at the limit (in flight)
+    client_cpu_us_per_msg: float  # the Python client's (this process's) CPU per message published at the limit
 
 
 def sample_event_payload() -> bytes:
@@ -96,14 +98,17 @@ async def measure(nc: Client, seconds: float, server_pid: int) -> BrokerLimit:
         await awaited(js, subjects, payload, 0.3)  # warm-up: connection, stream files, subject index
         one = await awaited(js, subjects, payload, seconds)
         say(f"broker: awaited publish {one:,.0f} msg/s ({len(payload)} B messages)")
-        server_cpu_before, started = cpu_seconds(server_pid), time.perf_counter()
+        server_before, client_before, started = cpu_seconds(server_pid), cpu_seconds(os.getpid()), time.perf_counter()
         many = await in_flight(js, subjects, payload, seconds)
-        server_cpu_us = 1e6 * (cpu_seconds(server_pid) - server_cpu_before) / (many * (time.perf_counter() - started))
-        say(f"broker: publish_async    {many:,.0f} msg/s (nats-server CPU {server_cpu_us:.1f} µs per message)")
+        sent = many * (time.perf_counter() - started)
+        server_cpu_us = 1e6 * (cpu_seconds(server_pid) - server_before) / sent
+        client_cpu_us = 1e6 * (cpu_seconds(os.getpid()) - client_before) / sent
+        say(f"broker: publish_async    {many:,.0f} msg/s (CPU per message: nats-server {server_cpu_us:.1f} µs, "
+            f"client {client_cpu_us:.1f} µs)")
         atomic = await atomic_batches(nc, subjects, payload, seconds)
         say(f"broker: atomic batch of 2, one at a time  {atomic:,.0f} batches/s")
         atomic_concurrent = await atomic_batches(nc, subjects, payload, seconds, CONCURRENT_WRITERS)
         say(f"broker: atomic batch of 2, {CONCURRENT_WRITERS} writers    {atomic_concurrent:,.0f} batches/s")
-        return BrokerLimit(one, many, atomic, atomic_concurrent, len(payload), server_cpu_us)
+        return BrokerLimit(one, many, atomic, atomic_concurrent, len(payload), server_cpu_us, client_cpu_us)
     finally:
         await drop_topology(js, topology)

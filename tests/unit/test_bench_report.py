@@ -1,5 +1,7 @@
 """The benchmark's CPU rows: each group's CPU per cycle, and the ceiling the broker's own CPU per cycle sets."""
 
+from dataclasses import replace
+
 from bench.broker import BrokerLimit
 from bench.cycles import CycleResult, PerCycle
 from bench.report import Results, cpu_rows
@@ -11,15 +13,17 @@ PER_CYCLE = PerCycle(
 )
 
 
-def results(cpu: dict[str, float]) -> Results:
+def results(cpu: dict[str, float], wire: dict[str, float] | None = None) -> Results:
     cycle = CycleResult(
         replicas=1, send_failure_rate=0.0, in_flight=200, measured_s=8.0, cycles_per_s=500.0, finished=3000,
         errored_output=1000, errored_other=0, cycle_p50_ms=1.0, cycle_p95_ms=2.0, total_cycles=4000, rejections={},
         per_cycle=PER_CYCLE, cpu=cpu,
     )
     broker = BrokerLimit(awaited_per_s=5000, in_flight_per_s=40_000, atomic_per_s=400, atomic_concurrent_per_s=450,
-                         payload_bytes=400, server_cpu_us_per_msg=12.5)
-    return Results(mode="full", date="today", machine={"cpus": "2"}, plan={}, broker=broker, cycles=[cycle])
+                         payload_bytes=400, server_cpu_us_per_msg=12.5, client_cpu_us_per_msg=20.0)
+    counted = replace(cycle, wire=wire) if wire else None
+    return Results(mode="full", date="today", machine={"cpus": "2"}, plan={}, broker=broker, cycles=[cycle],
+                   wire=counted)
 
 
 def test_cpu_per_cycle_and_what_the_cores_allow():
@@ -34,3 +38,10 @@ def test_cpu_per_cycle_and_what_the_cores_allow():
 
 def test_no_ceiling_without_the_servers_cpu():
     assert len(cpu_rows(results({"orchestrator": 100.0}))) == 1
+
+
+def test_the_ceiling_with_the_services_own_nats_io():
+    # 40 wire messages a cycle at 10 µs each (20 µs per publish and its ack): 0.4 ms on top of nats-server's 1 ms.
+    *_, ceiling = cpu_rows(results({"nats-server": 50.0}, wire={"publish": 30.0, "reply": 10.0}))
+    assert ceiling.figure == "ceiling if the services did only their NATS I/O (0.40 ms)"
+    assert (ceiling.value, ceiling.vs_broker) == ("1,429 cycles/s", "35.7 % of limit")
