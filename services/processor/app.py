@@ -11,8 +11,7 @@ import time
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.annotations import NatsMessage
-from faststream.nats.prometheus import NatsPrometheusMiddleware
+from faststream.nats.message import NatsMessage
 from nats.js.client import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
 from pydantic import ValidationError
@@ -37,12 +36,22 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
     jobs = Counter("wf_jobs_total", "Jobs run, by step and outcome", ["step", "outcome"], registry=registry)
     job_seconds = Histogram("wf_job_seconds", "Time to run a job, by step", ["step"], registry=registry)
     lag = Gauge("wf_consumer_pending", "Jobs waiting for the processors", ["consumer"], registry=registry)
+    dead_letters = Counter("wf_dead_letters_total", "Unreadable jobs dead-lettered", registry=registry)
+    errors = Counter(
+        "wf_job_errors_total",
+        "Runs that raised, so sent no result (the job is delivered again), by step and error",
+        ["step", "error"],
+        registry=registry,
+    )
     broker = NatsBroker(
         **settings.nats_connection("processor"),
         max_reconnect_attempts=-1,
-        log_level=logging.DEBUG,
         graceful_timeout=GRACEFUL_TIMEOUT_S,
-        middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="processor")],
+        # Per job, FastStream's machinery cost more CPU than the job itself (docs/decisions/0013). Its own lines go to
+        # our JSON log: "Received"/"Processed" at DEBUG (not written), a handler's error at ERROR with its traceback.
+        logger=log,
+        log_level=logging.DEBUG,
+        apply_types=False,  # no dependency injection: the handler takes the raw body and the message from the context
     )
     app = AsgiFastStream(
         broker,
@@ -68,6 +77,11 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         for task in background:
             task.cancel()
 
+    def happens(failure: str, job: ProcessJob, rate: float) -> bool:
+        # Not drawn at a rate of 0 (the default): a seeded draw seeds a generator from a string, and skipping one
+        # changes no other draw (each depends on its key only).
+        return rate > 0 and randomness.draw(failure, job.job_id) < rate
+
     async def run(js: JetStreamContext, job: ProcessJob) -> None:
         started = time.monotonic()
         envelope = {
@@ -77,12 +91,12 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
             "correlation_id": job.correlation_id,
             "job_id": job.job_id,
         }
-        if randomness.draw("slow", job.job_id) < settings.slow_rate:
+        if happens("slow", job, settings.slow_rate):
             log.info("job %s: a slow run of %.1f s", job.job_id, settings.slow_s)
             await asyncio.sleep(settings.slow_s)
-        if randomness.draw("transient", job.job_id) < settings.transient_error_rate:
+        if happens("transient", job, settings.transient_error_rate):
             result = FailJob(**envelope, error="transient error", error_type="TransientError", retryable=True)
-        elif randomness.draw("fatal", job.job_id) < settings.fatal_error_rate:
+        elif happens("fatal", job, settings.fatal_error_rate):
             result = FailJob(**envelope, error="non-retryable error", error_type="FatalError", retryable=False)
         else:
             result = CompleteJob(**envelope, output=randomness.draw("output", job.job_id))
@@ -103,19 +117,22 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         pull_sub=PullSub(batch_size=16, timeout=1.0),
         max_workers=settings.concurrency,
         ack_policy=AckPolicy.MANUAL,
+        decoder=_undecoded,
     )
     drain_on_shutdown(app, jobs_subscriber, topology.processor_consumer().ack_wait, "processor")
 
     @jobs_subscriber
-    async def on_job(message: NatsMessage) -> None:
+    async def on_job(body: bytes) -> None:
+        message: NatsMessage = broker.context.get_local("message")
         js = broker.connection.jetstream()
         try:
-            job = ProcessJob.model_validate_json(message.body)
+            job = ProcessJob.model_validate_json(body)
         except ValidationError as error:
             log.warning("dead-lettering an unreadable job: %s", error)
             headers = {"Wf-Error": describe(error)[:1000], "Wf-Subject": message.raw_message.subject}
-            await js.publish(topology.dead_subject("jobs"), message.body, headers=headers)
+            await js.publish(topology.dead_subject("jobs"), body, headers=headers)
             await message.ack()
+            dead_letters.inc()
             return
 
         correlation_id.set(job.correlation_id)
@@ -125,11 +142,21 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         except asyncio.CancelledError:
             await message.nack()  # stopped before it finished: another processor runs it now
             raise
+        except Exception as error:
+            errors.labels(step=job.step, error=type(error).__name__).inc()
+            raise  # FastStream logs it; the job is delivered again once its ack wait is over
         finally:
             heartbeat.cancel()
         await message.ack()
 
     return app
+
+
+async def _undecoded(message: NatsMessage) -> bytes:
+    """The body as it came: the handler reads the job itself, and dead-letters a body FastStream's JSON decoding
+    would have raised on (nested too deep; not JSON under a JSON content type), as the orchestrator does
+    (docs/decisions/0011)."""
+    return message.body
 
 
 async def _keep_in_progress(message: NatsMessage) -> None:

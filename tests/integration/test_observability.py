@@ -6,9 +6,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from nats.js.errors import NotFoundError
 
 from contracts.commands import ApproveWorkflow, CreateWorkflow, ProcessWorkflow
 from contracts.ids import job_id
+from contracts.jobs import ProcessJob
 from services.launcher.nats_server import free_port
 from tests.conftest import eventually
 from tests.integration.driving import SEED, Driver, Luck, first_id
@@ -60,6 +62,63 @@ async def test_services_count_their_work_and_log_it_with_the_workflows_correlati
         lines = [json.loads(line) for line in service.log_path.read_text().splitlines() if line.startswith("{")]
         traced = {line["message"].split(" ")[0] for line in lines if line["correlation_id"] == process.message_id}
         assert traced == expected, (service.name, traced)
+
+
+@pytest.fixture
+async def lone_processor(nats_url, topology, start_service, js) -> int:
+    """A processor pulling jobs and serving its metrics, with no orchestrator: its HTTP port."""
+    port = free_port()
+    start_service("processor", nats_url, topology, WF_PROCESSOR_PORT=str(port))
+
+    async def pulling() -> bool:
+        try:
+            return bool((await js.consumer_info(topology.jobs_stream, "processor")).num_waiting)
+        except NotFoundError:
+            return False
+
+    def serving() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 204
+        except httpx.TransportError:
+            return False
+
+    await eventually(pulling)
+    await eventually(serving)
+    return port
+
+
+async def test_the_processor_dead_letters_a_job_it_cannot_read_and_counts_it(lone_processor, topology, js):
+    # Nested deeper than a JSON parser goes, under a JSON content type: FastStream's own decoding raised on it.
+    body = b"[" * 10_000 + b"]" * 10_000
+    subject = topology.jobs_subject("approval", "process")
+    await js.publish(subject, body, headers={"content-type": "application/json"})
+
+    async def dead_letter():
+        try:
+            return await js.get_last_msg(topology.dead_stream, topology.dead_subject("jobs"))
+        except NotFoundError:
+            return None
+
+    dead = await eventually(dead_letter)
+    assert dead.data == body and dead.headers["Wf-Subject"] == subject and "recursion" in dead.headers["Wf-Error"]
+    assert await eventually(lambda: scrape(lone_processor).get("wf_dead_letters_total")) == 1
+
+    async def settled() -> bool:  # acked: not delivered again
+        info = await js.consumer_info(topology.jobs_stream, "processor")
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    await eventually(settled)
+
+
+async def test_the_processor_counts_a_run_that_could_not_send_its_result(lone_processor, topology, js):
+    await js.delete_stream(topology.commands_stream)  # where results go: now nothing answers their publish
+    job = ProcessJob(
+        workflow_id="wf-1", job_id="wf-1-2-1", workflow_type="approval", step="process", attempt=1, try_number=1
+    )
+    await js.publish(topology.jobs_subject("approval", "process"), job.model_dump_json().encode())
+
+    counted = 'wf_job_errors_total{error="NoStreamResponseError",step="process"}'
+    assert await eventually(lambda: scrape(lone_processor).get(counted)) >= 1
 
 
 def catches_sigterm(pid: int) -> bool:
