@@ -4,6 +4,7 @@ ASGI app (/metrics, /healthz) on its broker's connection."""
 import asyncio
 import json
 import logging
+from functools import partial
 from typing import Any
 
 from faststream.asgi import AsgiFastStream, make_ping_asgi
@@ -20,6 +21,7 @@ from contracts.nats_protocol import read_control_lines_as_the_server_writes_them
 from contracts.observability import correlation_id, report_consumer_lag
 from contracts.randomness import Randomness
 from contracts.settings import pull_inbox_prefix
+from contracts.topology import patiently
 from services.orchestrator.consumer import CommandConsumer
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 from services.orchestrator.handler import CommandHandler
@@ -85,9 +87,10 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
     @app.after_startup
     async def consume() -> None:
         js = broker.connection.jetstream()
-        # Created here, or an existing one brought to this config (its subjects, its ack wait).
+        # Created here, or an existing one brought to this config (its subjects, its ack wait). Patiently: on a
+        # cluster just formed, a new consumer's raft group may take longer than one request's timeout.
         consumer_config = topology.orchestrator_consumer()
-        await js.add_consumer(topology.commands_stream, consumer_config)
+        await patiently(partial(js.add_consumer, topology.commands_stream, consumer_config))
         subscription = await js.pull_subscribe_bind(
             consumer_config.durable_name, topology.commands_stream, inbox_prefix=pull_inbox_prefix("orchestrator")
         )

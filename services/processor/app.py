@@ -7,6 +7,7 @@ the orchestrator: the processor only reports it."""
 import asyncio
 import logging
 import time
+from functools import partial
 
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, make_ping_asgi
@@ -23,10 +24,11 @@ from contracts.jobs import ProcessJob
 from contracts.observability import correlation_id, report_consumer_lag
 from contracts.randomness import Randomness
 from contracts.settings import pull_inbox_prefix
-from contracts.topology import JOB_HEARTBEAT_S
+from contracts.topology import JOB_HEARTBEAT_S, patiently
 from services.processor.settings import ProcessorSettings
 
 log = logging.getLogger("processor")
+JOBS_CONSUMER = "processor"  # the durable consumer every processor pulls from
 
 
 def create_app(settings: ProcessorSettings) -> AsgiFastStream:
@@ -65,12 +67,20 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         # Its NATS user may not create streams: the orchestrator does.
         streams = [topology.jobs_stream, topology.commands_stream, topology.dead_stream]
         writes = [topology.results_subject(), topology.dead_subject("jobs")]
-        await topology.wait_until_created(broker.connection.jetstream(), streams, writes)
+        js = broker.connection.jetstream()
+        await topology.wait_until_created(js, streams, writes)
+        # Its consumer, created (or brought to this config) before FastStream's subscriber looks it up. Patiently: on
+        # a cluster just formed, a new consumer's raft group may take longer than one request's timeout, and a
+        # processor whose subscriber failed to start would stop there.
+        config = topology.processor_consumer()
+        config.name = config.durable_name = JOBS_CONSUMER
+        config.filter_subject = topology.jobs_subject()
+        await patiently(partial(js.add_consumer, topology.jobs_stream, config))
 
     @app.after_startup
     async def watch_lag() -> None:
         js = broker.connection.jetstream()
-        background.add(asyncio.create_task(report_consumer_lag(js, topology.jobs_stream, "processor", lag)))
+        background.add(asyncio.create_task(report_consumer_lag(js, topology.jobs_stream, JOBS_CONSUMER, lag)))
 
     @app.on_shutdown
     async def stop_watching() -> None:
@@ -111,7 +121,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
     jobs_subscriber = broker.subscriber(
         topology.jobs_subject(),
         stream=JStream(name=topology.jobs_stream, declare=False),
-        durable="processor",
+        durable=JOBS_CONSUMER,
         inbox_prefix=pull_inbox_prefix("processor"),
         config=topology.processor_consumer(),
         pull_sub=PullSub(batch_size=16, timeout=1.0),
