@@ -35,6 +35,7 @@ UNAVAILABLE = (
 UNAVAILABLE_RETRY_S = 0.2
 JOB_ACK_WAIT_S = 5.0
 ORCHESTRATOR_CONSUMER = "orchestrator"
+PROCESSOR_CONSUMER = "processor"
 RESULT_KINDS, FIRED_KINDS = {"complete_job", "fail_job"}, {"fire_timer"}
 JOB_HEARTBEAT_S = 1.5
 KV_STREAM_PREFIX = "KV_"  # nats-py stores a bucket `b` in the stream `KV_b`
@@ -179,6 +180,9 @@ class Topology:
 
     def processor_consumer(self) -> ConsumerConfig:
         return ConsumerConfig(
+            name=PROCESSOR_CONSUMER,
+            durable_name=PROCESSOR_CONSUMER,
+            filter_subject=self.jobs_subject(),
             ack_policy=AckPolicy.EXPLICIT,
             # A processor that died holding a job gives it back after ack_wait; one still working says so every
             # JOB_HEARTBEAT_S, so a slow run is never handed to another (no backoff: its first value would act as the

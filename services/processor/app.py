@@ -24,11 +24,10 @@ from contracts.jobs import ProcessJob
 from contracts.observability import correlation_id, report_consumer_lag
 from contracts.randomness import Randomness
 from contracts.settings import pull_inbox_prefix
-from contracts.topology import JOB_HEARTBEAT_S, patiently
+from contracts.topology import JOB_HEARTBEAT_S, PROCESSOR_CONSUMER, patiently
 from services.processor.settings import ProcessorSettings
 
 log = logging.getLogger("processor")
-JOBS_CONSUMER = "processor"  # the durable consumer every processor pulls from
 
 
 def create_app(settings: ProcessorSettings) -> AsgiFastStream:
@@ -72,15 +71,12 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         # Its consumer, created (or brought to this config) before FastStream's subscriber looks it up. Patiently: on
         # a cluster just formed, a new consumer's raft group may take longer than one request's timeout, and a
         # processor whose subscriber failed to start would stop there.
-        config = topology.processor_consumer()
-        config.name = config.durable_name = JOBS_CONSUMER
-        config.filter_subject = topology.jobs_subject()
-        await patiently(partial(js.add_consumer, topology.jobs_stream, config))
+        await patiently(partial(js.add_consumer, topology.jobs_stream, topology.processor_consumer()))
 
     @app.after_startup
     async def watch_lag() -> None:
         js = broker.connection.jetstream()
-        background.add(asyncio.create_task(report_consumer_lag(js, topology.jobs_stream, JOBS_CONSUMER, lag)))
+        background.add(asyncio.create_task(report_consumer_lag(js, topology.jobs_stream, PROCESSOR_CONSUMER, lag)))
 
     @app.on_shutdown
     async def stop_watching() -> None:
@@ -121,7 +117,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
     jobs_subscriber = broker.subscriber(
         topology.jobs_subject(),
         stream=JStream(name=topology.jobs_stream, declare=False),
-        durable=JOBS_CONSUMER,
+        durable=PROCESSOR_CONSUMER,
         inbox_prefix=pull_inbox_prefix("processor"),
         config=topology.processor_consumer(),
         pull_sub=PullSub(batch_size=16, timeout=1.0),
