@@ -37,6 +37,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
     jobs = Counter("wf_jobs_total", "Jobs run, by step and outcome", ["step", "outcome"], registry=registry)
     job_seconds = Histogram("wf_job_seconds", "Time to run a job, by step", ["step"], registry=registry)
     lag = Gauge("wf_consumer_pending", "Jobs waiting for the processors", ["consumer"], registry=registry)
+    consumer_config = topology.processor_consumer()
     dead_letters = Counter("wf_dead_letters_total", "Unreadable jobs dead-lettered", registry=registry)
     errors = Counter(
         "wf_job_errors_total",
@@ -71,7 +72,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         # Its consumer, created (or brought to this config) before FastStream's subscriber looks it up. Patiently: on
         # a cluster just formed, a new consumer's raft group may take longer than one request's timeout, and a
         # processor whose subscriber failed to start would stop there.
-        await patiently(partial(js.add_consumer, topology.jobs_stream, topology.processor_consumer()))
+        await patiently(partial(js.add_consumer, topology.jobs_stream, consumer_config))
 
     @app.after_startup
     async def watch_lag() -> None:
@@ -119,13 +120,13 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         stream=JStream(name=topology.jobs_stream, declare=False),
         durable=PROCESSOR_CONSUMER,
         inbox_prefix=pull_inbox_prefix("processor"),
-        config=topology.processor_consumer(),
+        config=consumer_config,
         pull_sub=PullSub(batch_size=16, timeout=1.0),
         max_workers=settings.concurrency,
         ack_policy=AckPolicy.MANUAL,
         decoder=_undecoded,
     )
-    drain_on_shutdown(app, jobs_subscriber, topology.processor_consumer().ack_wait, "processor")
+    drain_on_shutdown(app, jobs_subscriber, consumer_config.ack_wait, "processor")
 
     @jobs_subscriber
     async def on_job(body: bytes) -> None:
