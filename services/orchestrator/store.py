@@ -4,10 +4,11 @@ Appends are optimistic: a decision is appended only if the log still ends where 
 all of its events at once (an atomic batch), or not at all."""
 
 import asyncio
+import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from nats.aio.client import Client
@@ -22,6 +23,8 @@ from contracts.topology import Topology
 from services.orchestrator.domain.engine import fold
 
 WRONG_LAST_SEQUENCE = 10071
+# Another writer shows itself by a conflict: after one, loads read the log's end again for this long.
+CHECK_THE_LOG_AFTER_CONFLICT_S = 60.0
 
 
 class ConcurrencyConflict(Exception):
@@ -48,10 +51,18 @@ class JetStreamEventStore:
         self.nc, self.js, self.kv, self.topology = nc, js, kv, topology
         self.batches = SharedBatches(nc, js, on_batch_commit)
         self.snapshots = RecentSnapshots()
+        self.conflict_seen_at = float("-inf")  # (monotonic)
 
     async def load(self, workflow_id: str) -> WorkflowState:
-        """The snapshot (this process's last one if it has it), then only the events after it."""
-        state = await self._snapshot(workflow_id)
+        """The snapshot (this process's last one if it has it), then only the events after it.
+
+        A state this process saved is the log's end unless another writer appended since. While no other writer has
+        shown itself, it is taken as is, and nothing is read: were it stale after all, the append's guard refuses
+        the decision (a conflict), and loads check the log's end again for a while."""
+        remembered = self.snapshots.get(workflow_id)
+        if remembered and remembered.is_log_end and not self._other_writer_seen_lately():
+            return remembered.state
+        state = remembered.state if remembered else await self._stored_state(workflow_id)
         return fold(state, await read_events(self.js, self.topology, workflow_id, after=state.last_sequence))
 
     async def append(self, state: WorkflowState, events: list[Event]) -> WorkflowState:
@@ -59,15 +70,21 @@ class JetStreamEventStore:
             return state
         subject = self.topology.events_subject(state.id)
         payloads = [event.model_dump_json().encode() for event in events]
-        if len(payloads) == 1:
-            # One event is atomic by itself, and a plain publish costs no disk sync.
-            first = await self._publish(subject, payloads[0], _guard(state.last_sequence))
-        else:
-            first = await self.batches.append(subject, state.last_sequence, payloads)
+        try:
+            if len(payloads) == 1:
+                # One event is atomic by itself, and a plain publish costs no disk sync.
+                first = await self._publish(subject, payloads[0], _guard(state.last_sequence))
+            else:
+                first = await self.batches.append(subject, state.last_sequence, payloads)
+        except ConcurrencyConflict:
+            self.conflict_seen_at = time.monotonic()
+            raise
+        self.snapshots.fell_behind_the_log(state.id)  # until the state appended now is saved
         return fold(state, [RecordedEvent(sequence=first + i, event=e) for i, e in enumerate(events)])
 
     async def save(self, state: WorkflowState) -> None:
-        """Write the read model, never moving it backwards when writers race (compare-and-set on the revision)."""
+        """Write the read model, never moving it backwards when writers race (compare-and-set on the revision). The
+        state saved is the log's end: what the last append or load left."""
         if not state.exists:
             return
         data = state.model_dump_json().encode()
@@ -80,13 +97,16 @@ class JetStreamEventStore:
                     revision = await self.kv.update(state.id, data, last=known.revision)
                 else:
                     return
-                self.snapshots.put(state.id, Snapshot(state, revision))
+                self.snapshots.put(state.id, Snapshot(state, revision, is_log_end=True))
                 return
             except KeyWrongLastSequenceError:
                 known = await self._stored_snapshot(state.id)  # another writer saved meanwhile: compare with theirs
 
-    async def _snapshot(self, workflow_id: str) -> WorkflowState:
-        known = self.snapshots.get(workflow_id) or await self._stored_snapshot(workflow_id)
+    def _other_writer_seen_lately(self) -> bool:
+        return time.monotonic() - self.conflict_seen_at < CHECK_THE_LOG_AFTER_CONFLICT_S
+
+    async def _stored_state(self, workflow_id: str) -> WorkflowState:
+        known = await self._stored_snapshot(workflow_id)
         return known.state if known else WorkflowState(id=workflow_id)
 
     async def _stored_snapshot(self, workflow_id: str) -> "Snapshot | None":
@@ -95,7 +115,7 @@ class JetStreamEventStore:
         except KeyNotFoundError:
             self.snapshots.forget(workflow_id)
             return None
-        snapshot = Snapshot(WorkflowState.model_validate_json(entry.value), entry.revision)
+        snapshot = Snapshot(WorkflowState.model_validate_json(entry.value), entry.revision, is_log_end=False)
         self.snapshots.put(workflow_id, snapshot)
         return snapshot
 
@@ -110,6 +130,7 @@ class JetStreamEventStore:
 class Snapshot:
     state: WorkflowState
     revision: int  # of its read-model entry: the next save compares and sets against it
+    is_log_end: bool  # saved here after an append or a read of the log; else read from the read model, which may lag
 
 
 class RecentSnapshots:
@@ -131,6 +152,10 @@ class RecentSnapshots:
         self.entries.move_to_end(workflow_id)
         while len(self.entries) > self.size:
             self.entries.popitem(last=False)
+
+    def fell_behind_the_log(self, workflow_id: str) -> None:
+        if (snapshot := self.entries.get(workflow_id)) is not None and snapshot.is_log_end:
+            self.entries[workflow_id] = replace(snapshot, is_log_end=False)
 
     def forget(self, workflow_id: str) -> None:
         self.entries.pop(workflow_id, None)

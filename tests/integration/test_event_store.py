@@ -127,8 +127,28 @@ async def test_replicas_saving_in_turn_move_the_read_model_forward_only(topology
     await one.save(first)
     second = await two.append(await two.load("w1"), decide(first, ProcessWorkflow(workflow_id="w1"), SEND_OK))
     await two.save(second)  # `one` still remembers the revision of its own save
+    with pytest.raises(ConcurrencyConflict):  # it took its own last state for the log's end: the guard refuses it
+        stale = await one.load("w1")
+        await one.append(stale, decide(stale, CancelWorkflow(workflow_id="w1"), SEND_OK))
     third = await one.append(await one.load("w1"), decide(second, CancelWorkflow(workflow_id="w1"), SEND_OK))
     await one.save(third)
     await two.save(second)  # late and older: changes nothing
     stored = JetStreamEventStore(nc, js, bucket, topology)
     assert await stored.load("w1") == third and (await bucket.get("w1")).value == third.model_dump_json().encode()
+
+
+async def test_a_writer_takes_its_own_last_state_as_the_log_end_until_another_writer_shows_itself(topology, nc, js):
+    bucket = await js.key_value(topology.state_bucket)
+    one, two = (JetStreamEventStore(nc, js, bucket, topology) for _ in range(2))
+    first = await created(one)
+    await one.save(first)
+    assert await one.load("w1") == first
+
+    second = await two.append(await two.load("w1"), decide(first, ProcessWorkflow(workflow_id="w1"), SEND_OK))
+    assert await one.load("w1") == first  # nothing was read: it cannot know yet
+    with pytest.raises(ConcurrencyConflict):
+        await one.append(first, decide(first, CancelWorkflow(workflow_id="w1"), SEND_OK))
+    assert await one.load("w1") == second  # from the log, now that another writer has shown itself
+
+    reader = JetStreamEventStore(nc, js, bucket, topology)  # it only reads: the read model may lag the log
+    assert await reader.load("w1") == second
