@@ -199,13 +199,16 @@ class WorkflowType:
     initial: str
     states: Mapping[str, Step | Wait | End]
     transitions: list[dict[str, str]]  # in `transitions`' own format: trigger, source, dest
-    machine: Machine = field(init=False, repr=False, compare=False)
+    next_states: Mapping[tuple[str, str], str] = field(init=False, repr=False, compare=False)  # (state, trigger)
 
     def __post_init__(self) -> None:
-        # The machine is used as a transition table, with no model objects, so folding stays a pure function.
+        # The machine is used as a transition table, with no model objects, so folding stays a pure function. Its
+        # table is read out once: every event folded looks a transition up.
         machine = Machine(model=None, states=list(self.states), transitions=self.transitions, initial=self.initial,
                           auto_transitions=False)
-        object.__setattr__(self, "machine", machine)
+        table = {(source, trigger): found[0].dest
+                 for trigger, event in machine.events.items() for source, found in event.transitions.items() if found}
+        object.__setattr__(self, "next_states", table)
         for name, spec in self.states.items():
             if isinstance(spec, Wait) and (spec.deadline_s is None) != (spec.on_deadline is None):
                 raise IllegalTransition(f"{self.name}: '{name}' needs both a deadline and the trigger it fires")
@@ -230,11 +233,9 @@ class WorkflowType:
                 return StateKind.SUCCEEDED if succeeded else StateKind.FAILED
 
     def next_state(self, state: str | None, trigger: str) -> str:
-        # (`transitions` reads a None trigger as "any trigger": never let one through.)
-        found = self.machine.get_transitions(trigger=trigger, source=state) if state and trigger else []
-        if not found:
+        if (dest := self.next_states.get((state, trigger))) is None:
             raise IllegalTransition(f"{self.name}: '{trigger}' cannot happen in state '{state}'")
-        return found[0].dest
+        return dest
 
     def input_problems(self, given: Mapping[str, Any]) -> list[str]:
         """What in an instance's input this type cannot use: a duration it reads from there that is not one."""
