@@ -37,6 +37,7 @@ JOB_ACK_WAIT_S = 5.0
 ORCHESTRATOR_CONSUMER = "orchestrator"
 PROCESSOR_CONSUMER = "processor"
 RESULT_KINDS, FIRED_KINDS = {"complete_job", "fail_job"}, {"fire_timer"}
+INBOUND_KINDS = ("commands", "results", "fired")  # the subjects' second token
 JOB_HEARTBEAT_S = 1.5
 KV_STREAM_PREFIX = "KV_"  # nats-py stores a bucket `b` in the stream `KV_b`
 PROBE_TOKEN = "_probe"
@@ -108,7 +109,11 @@ class Topology:
         """Every subject the orchestrator takes commands from. `>`, not `*` (the same subjects: the stream keeps one
         token there): with `*`, nats-server 2.15 never delivered a message published to the literal subject
         `<prefix>.commands.>` once a timer was in the stream."""
-        return [f"{self.prefix}.{kind}.>" for kind in ("commands", "results", "fired")]
+        return [f"{self.prefix}.{kind}.>" for kind in INBOUND_KINDS]
+
+    def is_inbound(self, subject: str) -> bool:
+        """One of the subjects the orchestrator takes commands from (the commands stream also holds timers)."""
+        return subject.startswith(tuple(f"{self.prefix}.{kind}." for kind in INBOUND_KINDS))
 
     def timer_subject(self, workflow_id: str, timer_id: str) -> str:
         return f"{self.prefix}.timers.{workflow_id}.{timer_id}"

@@ -17,7 +17,7 @@ from contracts.commands import COMMAND
 from contracts.draining import GRACEFUL_TIMEOUT_S
 from contracts.errors import describe, printable
 from contracts.ids import CommandId, WorkflowId
-from contracts.nats_protocol import read_control_lines_as_the_server_writes_them
+from contracts.nats_protocol import read_every_subject_as_the_server_sends_it
 from contracts.observability import correlation_id, report_consumer_lag
 from contracts.randomness import Randomness
 from contracts.settings import pull_inbox_prefix
@@ -29,13 +29,14 @@ from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.outbox import JetStreamOutbox
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.store import JetStreamEventStore
+from services.orchestrator.sweeper import PassedOverSweeper
 
 log = logging.getLogger("orchestrator")
 WORKFLOW_ID, COMMAND_ID = TypeAdapter(WorkflowId), TypeAdapter(CommandId)
 
 
 def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
-    read_control_lines_as_the_server_writes_them()  # any client chooses the command subjects' last token
+    read_every_subject_as_the_server_sends_it()  # any client chooses the command subjects' last token
     topology = settings.topology
     registry = CollectorRegistry()
     metrics = OrchestratorMetrics(registry)
@@ -96,6 +97,8 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         )
         consumer = wiring["consumer"] = CommandConsumer(subscription, apply, topology.workflow_id_of)
         consumer.start()
+        sweeper = PassedOverSweeper(js, topology, keep_dead_letter)
+        background.add(asyncio.create_task(sweeper.run(settings.sweep_every_s), name="sweeper"))
 
     @app.on_shutdown
     async def drain() -> None:
@@ -138,21 +141,8 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         workflow is known, record the rejection in its log so whoever sent it learns why. Then ack it; False when
         it could not be kept (it is to be redelivered)."""
         subject, reason = message.subject, printable(reason.replace("\n", " | "))[:2000]
-        log.warning("dead-lettering a message on %s: %s", subject, reason)
-        headers = {
-            "Wf-Error": reason[:1000],
-            "Wf-Subject": printable(subject),  # a header is one line of text: a subject may hold anything
-            # A redelivery (the rejection below failed) keeps one copy.
-            "Nats-Msg-Id": f"{topology.commands_stream}-{message.metadata.sequence.stream}",
-        }
-        js = broker.connection.jetstream()
-        try:
-            kept = await js.publish(topology.dead_subject("commands"), message.data, headers=headers)
-        except Exception:
-            log.exception("could not dead-letter a message on %s; it will be redelivered", subject)
+        if not await keep_dead_letter(subject, message.data, message.metadata.sequence.stream, reason):
             return False
-        if not kept.duplicate:
-            metrics.dead_letters.inc()
         workflow_id, command_id, kind = _salvage(topology.workflow_id_of(subject), message.data)
         if workflow_id:
             try:
@@ -163,6 +153,24 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
                     return False
                 log.exception("could not record the rejection of a message on %s; its dead letter stays", subject)
         await message.ack()
+        return True
+
+    async def keep_dead_letter(subject: str, data: bytes, sequence: int, reason: str) -> bool:
+        """Keep a message of the commands stream, with why, in the dead-letter stream; False when it could not."""
+        log.warning("dead-lettering a message on %s: %s", subject, reason)
+        headers = {
+            "Wf-Error": reason[:1000],
+            "Wf-Subject": printable(subject),  # a header is one line of text: a subject may hold anything
+            "Nats-Msg-Id": f"{topology.commands_stream}-{sequence}",  # kept again (a redelivery): still one copy
+        }
+        js = broker.connection.jetstream()
+        try:
+            kept = await js.publish(topology.dead_subject("commands"), data, headers=headers)
+        except Exception:
+            log.exception("could not dead-letter a message on %s; it will be tried again", subject)
+            return False
+        if not kept.duplicate:
+            metrics.dead_letters.inc()
         return True
 
     return app

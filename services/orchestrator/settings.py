@@ -1,9 +1,12 @@
 from pydantic import Field
 
 from contracts.settings import ServiceSettings
+from services.orchestrator.sweeper import SWEEP_EVERY_S
 
 
 class OrchestratorSettings(ServiceSettings):
     seed: int | None = Field(None, validation_alias="WF_SEED")
     send_failure_rate: float = Field(0.25, ge=0.0, le=1.0, validation_alias="WF_SEND_FAILURE_RATE")
     port: int = Field(8002, ge=0, le=65535, validation_alias="WF_ORCHESTRATOR_PORT")  # /metrics and /healthz
+    # How often the commands stream is searched for messages its consumer passed over (services/orchestrator/sweeper.py)
+    sweep_every_s: float = Field(SWEEP_EVERY_S, gt=0, validation_alias="WF_SWEEP_EVERY_S")

@@ -46,8 +46,9 @@ WORKFLOW_ID = TypeAdapter(WorkflowId)
 # A few workflows most commands go to, so that commands find them in many states; and tokens no workflow id has.
 KNOWN_IDS = ["fz-a", "fz-b", "fz-c"]
 ODD_IDS = ["*", ">", "a*", "b>", "\x00", "bell\x07", "tab\x0bfeed\x0c", "ünïcode", "x" * 65, "a.b", "", "%2A", "$JS"]
-# nats-server 2.15 stores a message whose subject ends with DEL (0x7f) in a work-queue stream, and never delivers it
-# to a filtered consumer: it is neither applied nor dead-lettered (docs/decisions/0011). Left out until it is.
+# nats-server 2.15 stores a message whose subject ends with DEL (0x7f) and may never deliver it: the orchestrator's
+# sweeper dead-letters it once a later command is acked (docs/decisions/0011; tests/integration/test_raw_nats.py).
+# Left out here, where each message's outcome is awaited before the next is sent.
 NEVER_DELIVERED = "\x7f"
 KINDS = ["create", "process", "approve", "reject", "cancel", "retry", "archive", "terminate", "complete_job",
          "fail_job", "fire_timer"]

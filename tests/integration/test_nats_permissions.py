@@ -24,6 +24,7 @@ from contracts.settings import inbox_prefix
 from contracts.topology import Topology
 from services.launcher.nats_server import NatsServer, free_port
 from services.launcher.nats_users import SERVICE_USERS, NatsUsers
+from services.orchestrator.sweeper import PASSED_OVER
 from tests.conftest import bearer, eventually
 from tests.integration.driving import SEED, Driver, Luck, first_id
 
@@ -133,7 +134,7 @@ async def test_every_service_runs_as_its_own_user_and_a_workflow_finishes_with_n
     secured_nats, users, connect_as, start_service
 ):
     api_port, broadcaster_port = free_port(), free_port()
-    settings = {"WF_SEED": str(SEED), "WF_SEND_FAILURE_RATE": "0.25"}
+    settings = {"WF_SEED": str(SEED), "WF_SEND_FAILURE_RATE": "0.25", "WF_SWEEP_EVERY_S": "0.5"}
     settings |= {"WF_API_PORT": str(api_port), "WF_BROADCASTER_PORT": str(broadcaster_port)}
     for service in SERVICE_USERS:
         start_service(service, secured_nats.url, TOPOLOGY, **users.service_environment(service), **settings)
@@ -144,6 +145,9 @@ async def test_every_service_runs_as_its_own_user_and_a_workflow_finishes_with_n
     driver = Driver(observer.nc.jetstream(), TOPOLOGY)
     workflow_id = first_id(retried_then_approvable)
 
+    # A command the broker's consumer passes over (the stream empty, the orchestrator's pull waiting): its sweeper
+    # dead-letters it below.
+    await client.nc.jetstream().publish(TOPOLOGY.commands_subject("\x7f"), b"passed over")
     # Any NATS client starts it; the orchestrator, a durable timer and the processor take it to the approval.
     await Driver(client.nc.jetstream(), TOPOLOGY).send(CreateWorkflow(workflow_id=workflow_id, start=True))
     await driver.reaches(workflow_id, "Waiting For Approval", timeout_s=30)
@@ -165,14 +169,17 @@ async def test_every_service_runs_as_its_own_user_and_a_workflow_finishes_with_n
         replayed = [json.loads(await socket.recv()) for _ in range(len(logged) + 1)]
     assert [message["sequence"] for message in replayed[1:]] == [item["sequence"] for item in logged]
 
-    # What cannot be read is kept in the dead letters, by the orchestrator (a command) and the processor (a job).
+    # What cannot be read is kept in the dead letters, by the orchestrator (a command, and the one passed over) and
+    # the processor (a job).
     await client.nc.jetstream().publish(TOPOLOGY.commands_subject(workflow_id), b"not json")
     await observer.nc.jetstream().publish(TOPOLOGY.jobs_subject("approval", "process"), b"not json")
 
-    async def both_dead_lettered() -> bool:
-        return await stored(observer, TOPOLOGY.dead_stream) == 2
+    async def all_dead_lettered() -> bool:
+        return await stored(observer, TOPOLOGY.dead_stream) == 3
 
-    await eventually(both_dead_lettered)
+    await eventually(all_dead_lettered)
+    dead = [await observer.nc.jetstream().get_msg(TOPOLOGY.dead_stream, seq=seq) for seq in (1, 2, 3)]
+    assert [letter.data for letter in dead if letter.headers["Wf-Error"] == PASSED_OVER] == [b"passed over"]
     await eventually(lambda: driver.has(workflow_id, "CommandRejected"))  # and the sender learns why
 
     await driver.assert_consistent(workflow_id)

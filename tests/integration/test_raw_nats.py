@@ -4,6 +4,7 @@ It drives a workflow through the real orchestrator, learns each command's outcom
 ends in a clear error: a `CommandRejected` with code `invalid` in the workflow's log, and a dead letter that says why.
 The README's section "Driving it from any NATS client" describes what this test does."""
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -75,7 +76,7 @@ def command(kind: str, workflow_id: str, **fields: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def client(nats_url, nc, topology, start_service) -> RawClient:
-    start_service("orchestrator", nats_url, topology, WF_SEND_FAILURE_RATE="0")
+    start_service("orchestrator", nats_url, topology, WF_SEND_FAILURE_RATE="0", WF_SWEEP_EVERY_S="0.5")
     raw = RawClient(nc, topology.prefix)  # the prefix is all this client takes from the project
 
     async def streams_ready() -> bool:  # the orchestrator creates them as it starts
@@ -181,3 +182,48 @@ async def test_a_command_over_64_kib_is_refused_by_the_broker(client):
         await client.send(workflow_id, huge)
 
     assert "exceeds maximum" in refused.value.description, refused.value
+
+
+async def publish_by_hand(nats_url: str, subject: bytes, body: bytes) -> None:
+    """What only a client writing the protocol itself can send: a subject that is not UTF-8."""
+    host, port = nats_url.removeprefix("nats://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    await reader.readline()  # INFO
+    writer.write(b'CONNECT {"verbose":false}\r\nPUB ' + subject + b" %d\r\n" % len(body) + body + b"\r\nPING\r\n")
+    await writer.drain()
+    assert await reader.readline() == b"PONG\r\n"
+    writer.close()
+
+
+async def test_a_subject_that_is_not_utf8_is_dead_lettered_and_the_orchestrator_goes_on(client, nats_url):
+    workflow_id = f"raw-{uuid.uuid4().hex[:8]}"
+    await client.follow(workflow_id)
+    body = json.dumps(command("create", "anything")).encode()
+
+    await publish_by_hand(nats_url, f"{client.prefix}.commands.".encode() + b"\xff\xfe", body)
+
+    [(_, headers)] = await eventually(lambda: [dead for dead in client.dead_letters if dead[0] == body], WAIT_S)
+    assert headers["Wf-Subject"] == f"{client.prefix}.commands.\ufffd\ufffd", headers
+    create = command("create", workflow_id)
+    await client.send(workflow_id, create)
+    assert [event["type"] for event in await client.outcome(create["message_id"])][0] == "WorkflowCreated"
+
+
+async def test_a_command_the_broker_passes_over_is_swept_into_the_dead_letters(client):
+    workflow_id = f"raw-{uuid.uuid4().hex[:8]}"
+    await client.follow(workflow_id)
+    body = json.dumps(command("create", "anything")).encode()
+
+    await client.send_bytes("\x7f", body)  # the stream empty, the orchestrator's pull waiting: passed over
+    create = command("create", workflow_id)
+    await client.send(workflow_id, create)  # applied and acked: the consumer's ack floor moves past the first
+    await client.outcome(create["message_id"])
+
+    [(_, headers)] = await eventually(lambda: [dead for dead in client.dead_letters if dead[0] == body], WAIT_S)
+    assert headers["Wf-Subject"] == f"{client.prefix}.commands.\\x7f"
+    assert headers["Wf-Error"].startswith("never delivered to the orchestrator"), headers
+
+    async def stream_empty() -> bool:
+        return (await client.js.stream_info(f"{client.prefix.upper()}_COMMANDS")).state.messages == 0
+
+    await eventually(stream_empty, WAIT_S)
