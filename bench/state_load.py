@@ -16,7 +16,7 @@ from contracts.eventlog import read_events
 from contracts.events import CommandRejected, RecordedEvent, WorkflowCreated, WorkflowStarted
 from contracts.state import WorkflowState
 from contracts.topology import Topology
-from services.orchestrator.domain.engine import fold
+from services.orchestrator.domain.engine import Decision, fold
 from services.orchestrator.store import JetStreamEventStore
 
 SNAPSHOT_LOADS = 20
@@ -41,7 +41,7 @@ async def build_history(client: Client, store: JetStreamEventStore, topology: To
         ),
         WorkflowStarted(message_id=f"{origin}-2", workflow_id=workflow_id, causation_id=origin),
     ]
-    state = await store.append(WorkflowState(id=workflow_id), opening)
+    state = await store.append(Decision.of(WorkflowState(id=workflow_id), opening))
     # All rejections are of one command delivered again and again: the log grows, the state's list of applied
     # commands does not (a distinct command per event would grow the snapshot too: see the README).
     rejected = CommandRejected(

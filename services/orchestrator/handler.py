@@ -10,7 +10,7 @@ from contracts.ids import new_id
 from contracts.randomness import Randomness
 from contracts.jobs import ProcessJob
 from contracts.state import PendingTimer, WorkflowState
-from services.orchestrator.domain.engine import Context, decide, outbox
+from services.orchestrator.domain.engine import Context, Decision, decide, outbox
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.store import ConcurrencyConflict, EventStore
 
@@ -65,9 +65,10 @@ class CommandHandler:
                 await self.store.save(state)
                 self.metrics.commands.labels(kind=command.kind, outcome="duplicate").inc()
                 return state
-            events = decide(state, command, self.context())
+            decision = decide(state, command, self.context())
+            events = decision.events
             try:
-                new_state = await self.store.append(state, events)
+                new_state = await self.store.append(decision)
             except ConcurrencyConflict:
                 log.info("conflict on %s, deciding %s again", command.workflow_id, command.message_id)
                 self.metrics.conflicts.inc()
@@ -101,7 +102,7 @@ class CommandHandler:
                 reason=reason,
             )
             try:
-                await self.store.save(await self.store.append(state, [rejected]))
+                await self.store.save(await self.store.append(Decision.of(state, [rejected])))
                 return
             except ConcurrencyConflict:
                 continue

@@ -17,10 +17,10 @@ from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequen
 from nats.js.kv import KeyValue
 
 from contracts.eventlog import read_events
-from contracts.events import Event, RecordedEvent
+from contracts.events import RecordedEvent
 from contracts.state import WorkflowState
 from contracts.topology import Topology
-from services.orchestrator.domain.engine import fold
+from services.orchestrator.domain.engine import Decision, fold
 
 WRONG_LAST_SEQUENCE = 10071
 # Another writer shows itself by a conflict: after one, loads read the log's end again for this long.
@@ -34,7 +34,7 @@ class ConcurrencyConflict(Exception):
 class EventStore(Protocol):
     async def load(self, workflow_id: str) -> WorkflowState: ...
 
-    async def append(self, state: WorkflowState, events: list[Event]) -> WorkflowState: ...
+    async def append(self, decision: Decision) -> WorkflowState: ...
 
     async def save(self, state: WorkflowState) -> None: ...
 
@@ -65,7 +65,9 @@ class JetStreamEventStore:
         state = remembered.state if remembered else await self._stored_state(workflow_id)
         return fold(state, await read_events(self.js, self.topology, workflow_id, after=state.last_sequence))
 
-    async def append(self, state: WorkflowState, events: list[Event]) -> WorkflowState:
+    async def append(self, decision: Decision) -> WorkflowState:
+        """The decision's events, after the sequence it was based on, all or none; the state they make."""
+        state, events = decision.state, decision.events
         if not events:
             return state
         subject = self.topology.events_subject(state.id)
@@ -80,7 +82,7 @@ class JetStreamEventStore:
             self.conflict_seen_at = time.monotonic()
             raise
         self.snapshots.fell_behind_the_log(state.id)  # until the state appended now is saved
-        return fold(state, [RecordedEvent(sequence=first + i, event=e) for i, e in enumerate(events)])
+        return decision.recorded(first + len(events) - 1)  # stored contiguously
 
     async def save(self, state: WorkflowState) -> None:
         """Write the read model, never moving it backwards when writers race (compare-and-set on the revision). The
@@ -268,16 +270,17 @@ class InMemoryEventStore:
         state = self.snapshots.get(workflow_id, WorkflowState(id=workflow_id))
         return fold(state, [r for r in self.logs.get(workflow_id, []) if r.sequence > state.last_sequence])
 
-    async def append(self, state: WorkflowState, events: list[Event]) -> WorkflowState:
+    async def append(self, decision: Decision) -> WorkflowState:
+        state = decision.state
         log = self.logs.setdefault(state.id, [])
         if (log[-1].sequence if log else 0) != state.last_sequence:
             raise ConcurrencyConflict(f"wrong last sequence: {log[-1].sequence}")
-        recorded = []
-        for event in events:
+        if not decision.events:
+            return state
+        for event in decision.events:
             self.sequence += 1
-            recorded.append(RecordedEvent(sequence=self.sequence, event=event))
-        log.extend(recorded)
-        return fold(state, recorded)
+            log.append(RecordedEvent(sequence=self.sequence, event=event))
+        return decision.recorded(self.sequence)
 
     async def save(self, state: WorkflowState) -> None:
         current = self.snapshots.get(state.id)

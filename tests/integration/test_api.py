@@ -664,7 +664,7 @@ async def test_the_outcome_is_the_committed_decision_not_one_the_stream_refused(
     store = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
     context = Context(now=datetime.now(UTC), send_fails=lambda *_: False)
     state = await store.load("raced")
-    state = await store.append(state, decide(state, CreateWorkflow(workflow_id="raced"), context))
+    state = await store.append(decide(state, CreateWorkflow(workflow_id="raced"), context))
     await store.save(state)
 
     request = asyncio.create_task(api.post("/workflows/raced/process"))
@@ -676,9 +676,9 @@ async def test_the_outcome_is_the_committed_decision_not_one_the_stream_refused(
     # The losing decision: a rejection based on a stale state, refused by the stream.
     stale = state.model_copy(update={"business_state": "Waiting For Approval", "last_sequence": state.last_sequence - 1})
     with pytest.raises(ConcurrencyConflict):
-        await store.append(stale, decide(stale, command, context))
+        await store.append(decide(stale, command, context))
     # The winning decision, on the true state.
-    await store.save(await store.append(state, decide(state, command, context)))
+    await store.save(await store.append(decide(state, command, context)))
 
     response = await request
     assert response.status_code == 200, response.text

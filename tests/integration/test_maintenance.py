@@ -14,7 +14,7 @@ from contracts.commands import (
 )
 from contracts.events import CommandRejected, TransitionTaken
 from contracts.state import WorkflowState
-from services.orchestrator.domain.engine import Context, decide
+from services.orchestrator.domain.engine import Context, Decision, decide
 from services.orchestrator.maintenance import check, rebuild
 from services.orchestrator.store import JetStreamEventStore
 
@@ -30,7 +30,7 @@ async def store(nc, js, topology):
 
 async def apply(store, command) -> WorkflowState:
     state = await store.load(command.workflow_id)
-    state = await store.append(state, decide(state, command, CONTEXT))
+    state = await store.append(decide(state, command, CONTEXT))
     await store.save(state)
     return state
 
@@ -77,7 +77,7 @@ async def test_a_command_applied_twice_is_found(js, topology, store):
         code="not_allowed",
         reason="decided a second time",
     )
-    await store.append(state, [again])
+    await store.append(Decision.of(state, [again]))
     report = await check(js, topology)
     assert report.applied_twice == [f"dup: {process.message_id}"]
 

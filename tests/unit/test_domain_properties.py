@@ -4,7 +4,8 @@ Hypothesis (bounded and derandomized, so every run checks the same cases).
 - Deciding never raises: a command either causes events or is answered by one CommandRejected; only a timer the
   workflow no longer owes causes nothing. Every event names the command that caused it.
 - The log it writes is legal (folding it raises otherwise), and the state is the fold of the log, also when the fold
-  starts from a snapshot taken anywhere along it (what the store does).
+  starts from a snapshot taken anywhere along it (what the store does). The state a decision makes, once its events
+  are numbered, is that fold too (what an append returns, without folding them again).
 - A rejection changes nothing but the bookkeeping of the log."""
 
 from hypothesis import HealthCheck, given, settings
@@ -76,7 +77,10 @@ def test_any_commands_are_each_answered_and_write_a_legal_log_whose_fold_is_the_
     # Each in turn as the orchestrator applies it: decided against the fold of the log so far.
     for command in sequence:
         before = history.state
+        decision = history.decide(command)
         events = history.record(command)
+        assert decision.events == events
+        assert decision.recorded(history.state.last_sequence) == history.state  # what an append returns, unfolded
 
         assert all(event.causation_id == command.message_id for event in events)
         if not events:

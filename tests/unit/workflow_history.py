@@ -29,7 +29,7 @@ from contracts.commands import (
 )
 from contracts.events import CommandRejected, Event, RecordedEvent
 from contracts.state import WorkflowState
-from services.orchestrator.domain.engine import Context, decide, evolve, fold
+from services.orchestrator.domain.engine import Context, Decision, decide, evolve, fold
 
 WORKFLOW_ID = "wf-1"
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -146,9 +146,13 @@ class History:
         """The state after each recorded event, in order."""
         return list(accumulate(self.recorded, evolve, initial=WorkflowState(id=WORKFLOW_ID)))[1:]
 
+    def decide(self, command: Command) -> Decision:
+        """The decision on `command` now; nothing is recorded."""
+        return decide(self.state, command, Context(now=self.now, send_fails=self.send_fails))
+
     def when(self, command: Command) -> list[Event]:
         """What `command` causes now; nothing is recorded."""
-        return decide(self.state, command, Context(now=self.now, send_fails=self.send_fails))
+        return self.decide(command).events
 
     def record(self, *commands: Command) -> list[Event]:
         """Decide each command in turn and append what it causes; returns the events of the last one."""

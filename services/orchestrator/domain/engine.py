@@ -242,15 +242,34 @@ def outbox(state: WorkflowState) -> list[ProcessJob | PendingTimer]:
 # ---------------------------------------------------------------------------------------------------------- decide
 
 
-def decide(state: WorkflowState, command: Command, context: Context) -> list[Event]:
-    """The events a command causes in this state: a single `CommandRejected` when it cannot apply, none for a timer
-    the workflow no longer owes."""
-    decision = _Decision(state, command, context)
+@dataclass(frozen=True)
+class Decision:
+    """The events a command causes, and the state they make of the state decided on. That state's `last_sequence` is
+    still the one the decision was based on, which its append is guarded by: the log numbers the events."""
+
+    events: list[Event]
+    state: WorkflowState
+
+    @classmethod
+    def of(cls, state: WorkflowState, events: list[Event]) -> "Decision":
+        """Events written by hand (not by `decide`), with the state they make of `state`."""
+        folded = fold(state, [RecordedEvent(sequence=state.last_sequence, event=event) for event in events])
+        return cls(events, folded)
+
+    def recorded(self, last_sequence: int) -> WorkflowState:
+        """The state once the events are in the log, the last at `last_sequence`: what folding them from there gives."""
+        return self.state.model_copy(update={"last_sequence": last_sequence})
+
+
+def decide(state: WorkflowState, command: Command, context: Context) -> Decision:
+    """What a command causes in this state: a single `CommandRejected` when it cannot apply, no event for a timer the
+    workflow no longer owes."""
+    decision = _Decider(state, command, context)
     decision.run()
-    return decision.events
+    return Decision(decision.events, decision.state)
 
 
-class _Decision:
+class _Decider:
     """Builds one decision's events. Each event is folded in as it is made, so the later parts of the decision (the
     entry into the next state, its step's job) see the state as it will be."""
 
