@@ -16,7 +16,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from contracts.eventlog import read_events
+from contracts.eventlog import last_sequence, read_events
 from contracts.events import RecordedEvent
 from contracts.state import WorkflowState
 from contracts.topology import Topology
@@ -69,6 +69,11 @@ class JetStreamEventStore:
         """The decision's events, after the sequence it was based on, all or none; the state they make."""
         state, events = decision.state, decision.events
         if not events:
+            # Nothing to append, yet "nothing to do" (a timer no longer owed) holds only on the log's end: checked
+            # as an append's guard would be, or a timer owed since would be dropped on a state that missed it.
+            if (last := await last_sequence(self.js, self.topology, state.id)) != state.last_sequence:
+                self.conflict_seen_at = time.monotonic()
+                raise ConcurrencyConflict(f"wrong last sequence: {last}")
             return state
         subject = self.topology.events_subject(state.id)
         payloads = [event.model_dump_json().encode() for event in events]

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contracts.commands import CancelWorkflow, CreateWorkflow, ProcessWorkflow
+from contracts.commands import CancelWorkflow, CreateWorkflow, FireTimer, ProcessWorkflow
 from contracts.state import WorkflowState
 from services.orchestrator.domain.engine import Context, decide
 from services.orchestrator.store import ConcurrencyConflict, InMemoryEventStore, JetStreamEventStore
@@ -48,6 +48,16 @@ async def test_append_based_on_a_stale_state_conflicts_and_writes_nothing(store)
     with pytest.raises(ConcurrencyConflict):
         await store.append(decide(stale, ProcessWorkflow(workflow_id="w1"), SEND_OK))
     assert await store.load("w1") == fresh
+
+
+async def test_a_decision_with_nothing_to_append_on_a_stale_state_conflicts(store):
+    stale = await created(store)
+    fresh = await store.append(decide(stale, ProcessWorkflow(workflow_id="w1"), SEND_OK))
+    not_owed = FireTimer(workflow_id="w1", message_id="w1-retry-9-1", timer_id="retry-9-1")
+    assert decide(fresh, not_owed, SEND_OK).events == []
+    with pytest.raises(ConcurrencyConflict):  # on a state that missed an event, "nothing to do" is not to be trusted
+        await store.append(decide(stale, not_owed, SEND_OK))
+    assert await store.append(decide(fresh, not_owed, SEND_OK)) == fresh
 
 
 async def test_creating_an_existing_subject_conflicts(store):
