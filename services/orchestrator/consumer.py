@@ -119,3 +119,7 @@ class CommandConsumer:
             log.info("cannot fetch commands for now (%s): asking again", type(error).__name__)
             await asyncio.sleep(RETRY_S)  # the client reconnects meanwhile
             return []
+        except Exception:  # noqa: BLE001 - an answer nats-py does not expect must not end the loop for good
+            log.exception("a fetch of commands failed: asking again")
+            await asyncio.sleep(RETRY_S)
+            return []

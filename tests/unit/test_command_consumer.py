@@ -97,3 +97,25 @@ async def test_stop_finishes_what_is_in_flight(monkeypatch):
 
     await run(Subscription([Command("a", 1), Command("b", 1)]), apply, settle_s=0.05)
     assert sorted(applied) == ["a/1", "b/1"]
+
+
+async def test_a_fetch_failing_in_a_way_nobody_expected_does_not_end_the_loop(monkeypatch):
+    monkeypatch.setattr(consumer_module, "LONG_POLL_S", 0.05)
+    monkeypatch.setattr(consumer_module, "RETRY_S", 0.01)
+    applied = []
+
+    class FailingOnce(Subscription):
+        failed = False
+
+        async def fetch(self, count: int, timeout: float):
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("an answer nats-py did not expect")
+            return await super().fetch(count, timeout)
+
+    async def apply(command: Command) -> bool:
+        applied.append(command.name)
+        return True
+
+    await run(FailingOnce([Command("a", 1)]), apply)
+    assert applied == ["a/1"]
