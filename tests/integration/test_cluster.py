@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import replace
 from functools import partial
 
@@ -49,6 +50,18 @@ async def events_stored(js, topology, at_least: int) -> int | None:
     except UNAVAILABLE:
         return None
     return stored if stored >= at_least else None
+
+
+async def carried_on(js, topology, at_least: int, driving: asyncio.Task, fleet: Fleet) -> int:
+    """Wait until the stream holds `at_least` events; if it does not, say whether the fleet driving the workflows
+    stopped (its error) or the system did (where the workflows are)."""
+    try:
+        return await eventually(lambda: events_stored(js, topology, at_least=at_least), timeout_s=30)
+    except AssertionError as stalled:
+        if driving.done():
+            driving.result()  # raises what stopped the fleet
+        states = Counter(fleet.waiting.values())
+        raise AssertionError(f"{stalled}; {len(fleet.ended)} ended, the others as last read: {dict(states)}") from None
 
 
 async def leader_of(js, stream: str) -> str | None:
@@ -99,9 +112,9 @@ async def test_no_workflow_and_no_event_is_lost_when_a_node_is_killed(cluster, t
         leader = cluster.node(await eventually(lambda: leader_of(watch, topology.events_stream)))
         leader.stop(kill=True)
         killed_at = time.monotonic() - started
-        await eventually(lambda: events_stored(watch, topology, at_least=killed_at_events + 1), timeout_s=30)
+        await carried_on(watch, topology, killed_at_events + 1, driving, fleet)
         resumed_after = time.monotonic() - started - killed_at  # the stream's new leader takes appends
-        await eventually(lambda: events_stored(watch, topology, at_least=killed_at_events + WORKFLOWS), timeout_s=30)
+        await carried_on(watch, topology, killed_at_events + WORKFLOWS, driving, fleet)
         new_leader = await eventually(lambda: leader_of(watch, topology.events_stream))
         assert new_leader != leader.name
         await asyncio.to_thread(leader.start, 30)  # ready once it has caught up with the cluster
