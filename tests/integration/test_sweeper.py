@@ -52,8 +52,7 @@ async def pass_one_over(js, topology, timers: int = 0) -> int:
         info = await js.consumer_info(topology.commands_stream, ORCHESTRATOR_CONSUMER)
         return info.ack_floor.stream_seq > passed_over.seq + timers
 
-    while not await floor_moved():
-        await asyncio.sleep(0.05)
+    await eventually(floor_moved)
     return passed_over.seq
 
 
