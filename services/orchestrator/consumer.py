@@ -22,7 +22,7 @@ from contracts.topology import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
-LONG_POLL_S = 5.0  # how long one pull request waits for a first command
+LONG_POLL_S = 1.0  # how long one pull request waits for a first command (and a stop, at most, for it to end)
 WAITING_POLL_S = 0.002  # how long the pull for the rest waits: they are either there already or the next fetch's
 MAX_BATCH = 64
 MAX_IN_FLIGHT = 256  # commands being applied at once
@@ -53,8 +53,12 @@ class CommandConsumer:
         next start) what was fetched and not applied. How many were given back."""
         self.stopping = True
         if self.task:
-            self.task.cancel()  # nats-py's fetch may swallow it: the flag ends the loop then, at the latest
-            await asyncio.wait([self.task], timeout=LONG_POLL_S + 1)
+            # The pull in flight is let run out (LONG_POLL_S at most): cancelled here, it would stay open at the
+            # broker, which would then hand a command to a process no longer listening (held until the ack wait).
+            ended, _ = await asyncio.wait([self.task], timeout=LONG_POLL_S + 1)
+            if not ended:
+                self.task.cancel()
+                await asyncio.wait([self.task], timeout=1)
         if self.in_flight:
             await asyncio.wait(self.in_flight)
         # A pull that timed out on this side may still have been answered: those commands wait here, unapplied.
