@@ -69,8 +69,16 @@ async def test_a_rolling_restart_of_every_service_loses_nothing(nats_url, topolo
             code = await asyncio.to_thread(running[name].stop)
             assert code == 0, f"{name} exited with {code} on SIGTERM"
             assert time.monotonic() - stopping < STOP_WITHIN_S, f"{name} took {time.monotonic() - stopping:.1f} s"
-            if name in CONSUMERS:
+            if name == "processor":
                 assert await held_by_a_stopped_process(js, topology, name) == 0, f"{name} left messages held"
+            elif name == "orchestrator":
+                # A command the broker hands its last short pull just as the client's wait ran out is held until the
+                # ack wait (1 s), then delivered again (seen twice on a slow machine): nothing may be held longer.
+                async def none_held() -> bool:
+                    return await held_by_a_stopped_process(js, topology, name) == 0
+
+                ack_wait = topology.orchestrator_consumer().ack_wait
+                assert await eventually(none_held, timeout_s=ack_wait + 2), f"{name} left messages held"
             running[name] = start(name)
         await driving
         report = await check(js, topology, fleet.sent_commands)
