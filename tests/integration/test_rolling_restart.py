@@ -23,7 +23,6 @@ STARTS_PER_S = 10.0  # the workflows start over 15 s, so work is in flight at ev
 EVENTS_BETWEEN_RESTARTS = 100  # the previous replacement has worked a while before the next stop
 STOP_WITHIN_S = 8.0  # a running job is waited for up to GRACEFUL_TIMEOUT_S (5 s), then nak'd
 CONSUMERS = {"orchestrator": "commands_stream", "processor": "jobs_stream"}  # durable name -> its stream
-ACK_WAITS = {"orchestrator": Topology.orchestrator_consumer, "processor": Topology.processor_consumer}
 
 
 async def held_by_a_stopped_process(js, topology: Topology, durable: str) -> int:
@@ -76,7 +75,8 @@ async def test_a_rolling_restart_of_every_service_loses_nothing(nats_url, topolo
                 async def none_held() -> bool:
                     return await held_by_a_stopped_process(js, topology, name) == 0
 
-                ack_wait = ACK_WAITS[name](topology).ack_wait
+                consumer = await js.consumer_info(getattr(topology, CONSUMERS[name]), name)
+                ack_wait = consumer.config.ack_wait
                 assert await eventually(none_held, timeout_s=ack_wait + 2), f"{name} left messages held"
             running[name] = start(name)
         await driving
