@@ -95,7 +95,9 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         subscription = await js.pull_subscribe_bind(
             consumer_config.durable_name, topology.commands_stream, inbox_prefix=pull_inbox_prefix("orchestrator")
         )
-        consumer = wiring["consumer"] = CommandConsumer(subscription, apply, topology.workflow_id_of)
+        consumer = wiring["consumer"] = CommandConsumer(
+            broker.connection, subscription, apply, topology.workflow_id_of
+        )
         consumer.start()
         sweeper = PassedOverSweeper(js, topology, keep_dead_letter)
         background.add(asyncio.create_task(sweeper.run(settings.sweep_every_s), name="sweeper"))

@@ -13,11 +13,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
 
+from contracts.draining import late_deliveries
 from contracts.topology import UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,13 @@ REDELIVER_AFTER_S = 1.0  # a command that failed for now, and the later ones of 
 class CommandConsumer:
     def __init__(
         self,
+        nc: Client,
         subscription: JetStreamContext.PullSubscription,
         apply: Callable[[Msg], Awaitable[bool]],
         workflow_of: Callable[[str], str],
     ):
         """`apply` acks a command and says True, or says False when it failed for now (it is then redelivered)."""
-        self.subscription, self.apply, self.workflow_of = subscription, apply, workflow_of
+        self.nc, self.subscription, self.apply, self.workflow_of = nc, subscription, apply, workflow_of
         self.task: asyncio.Task | None = None
         self.stopping = False
         self.unapplied: list[Msg] = []  # fetched as it was stopping
@@ -61,8 +64,12 @@ class CommandConsumer:
                 await asyncio.wait([self.task], timeout=1)
         if self.in_flight:
             await asyncio.wait(self.in_flight)
-        # A pull that timed out on this side may still have been answered: those commands wait here, unapplied.
-        unapplied = self.unapplied + await self._fetch(MAX_BATCH, WAITING_POLL_S * 10)
+        try:
+            late = await late_deliveries(self.nc, self.subscription)
+        except Exception:  # noqa: BLE001 - the broker unreachable: what it sent late is held until the ack wait
+            log.exception("could not take the commands sent to the last pull")
+            late = []
+        unapplied = self.unapplied + late
         for message in unapplied:
             await message.nak()
         await self.subscription.unsubscribe()  # else closing the connection waits on its pull for good

@@ -21,6 +21,7 @@ class Subscription:
     def __init__(self, *fetches: list[Command]) -> None:
         self.fetches = list(fetches)
         self.unsubscribed = False
+        self.pending_msgs = 0  # nothing arrives after a fetch has returned
 
     async def fetch(self, count: int, timeout: float):
         if not self.fetches:
@@ -35,12 +36,17 @@ class Subscription:
         self.unsubscribed = True
 
 
+class Connection:
+    async def flush(self) -> None:
+        pass
+
+
 def workflow_of(subject: str) -> str:
     return subject.rsplit(".", 1)[1]
 
 
 async def run(subscription: Subscription, apply, settle_s: float = 0.2) -> CommandConsumer:
-    consumer = CommandConsumer(subscription, apply, workflow_of)
+    consumer = CommandConsumer(Connection(), subscription, apply, workflow_of)
     consumer.start()
     await asyncio.sleep(settle_s)
     await consumer.stop()
