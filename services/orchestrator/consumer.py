@@ -80,12 +80,22 @@ class CommandConsumer:
             if len(self.in_flight) >= MAX_IN_FLIGHT:
                 await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            batch = await self._next_batch(min(MAX_BATCH, MAX_IN_FLIGHT - len(self.in_flight)))
-            if self.stopping:
-                self.unapplied = batch
+            room = min(MAX_BATCH, MAX_IN_FLIGHT - len(self.in_flight))
+            # The first command is started before asking for the rest: that takes a round trip and a short wait.
+            first = await self._fetch(1, LONG_POLL_S)
+            if not self._take(first):
                 return
-            for message in batch:
-                self._start(message)
+            if first and room > 1 and not self._take(await self._fetch(room - 1, WAITING_POLL_S)):
+                return
+
+    def _take(self, batch: list[Msg]) -> bool:
+        """Start applying what was fetched; once stopping, keep it to give back instead, and say so (False)."""
+        if self.stopping:
+            self.unapplied = batch
+            return False
+        for message in batch:
+            self._start(message)
+        return True
 
     def _start(self, message: Msg) -> None:
         """Apply it now, or once the command before it of its workflow is done. Applied whole even when stopping:
@@ -115,11 +125,6 @@ class CommandConsumer:
             except Exception:  # noqa: BLE001 - not acked either way: the ack wait redelivers it
                 log.warning("could not nak a command on %s; it is redelivered after the ack wait", message.subject)
         return applied
-
-    async def _next_batch(self, count: int) -> list[Msg]:
-        if first := await self._fetch(1, LONG_POLL_S):
-            return first + (await self._fetch(count - 1, WAITING_POLL_S) if count > 1 else [])
-        return []
 
     async def _fetch(self, count: int, timeout_s: float) -> list[Msg]:
         try:

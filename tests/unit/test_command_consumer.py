@@ -75,6 +75,26 @@ async def test_one_workflows_commands_in_order_others_at_once(monkeypatch):
     assert sorted(finished) == ["a/1", "a/2", "b/1", "c/1"] and subscription.unsubscribed
 
 
+async def test_the_first_command_is_applied_while_the_rest_are_fetched(monkeypatch):
+    monkeypatch.setattr(consumer_module, "LONG_POLL_S", 0.05)
+    seen = []
+
+    class SlowForTheRest(Subscription):
+        async def fetch(self, count: int, timeout: float):
+            if count == 1:
+                return await super().fetch(count, timeout)
+            await asyncio.sleep(0.05)  # the round trip and the short wait for whatever else is there
+            seen.append("the rest fetched")
+            return await super().fetch(count, timeout)
+
+    async def apply(command: Command) -> bool:
+        seen.append(command.name)
+        return True
+
+    await run(SlowForTheRest([Command("a", 1), Command("b", 1)]), apply)
+    assert seen[:3] == ["a/1", "the rest fetched", "b/1"]
+
+
 async def test_a_command_that_fails_for_now_takes_the_later_ones_of_its_workflow_with_it(monkeypatch):
     monkeypatch.setattr(consumer_module, "LONG_POLL_S", 0.05)
     applied = []
