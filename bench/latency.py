@@ -58,6 +58,7 @@ class LatencyResult:
     stream: Percentiles
     nats: Percentiles
     cpu: dict[str, float]  # % of one core, by process
+    store: str = ""  # where the broker's store was, when not the run's own (the disk's share of the latency)
 
 
 class Probe:
@@ -157,7 +158,9 @@ async def saturation(probe: Probe, window: int, seconds: float) -> float:
     return time.perf_counter() - start
 
 
-async def measure(system: System, rate: float, window: int, seconds: float) -> list[LatencyResult]:
+async def measure(
+    system: System, rate: float, window: int, seconds: float, loads=("fixed", "saturation"), store: str = ""
+) -> list[LatencyResult]:
     topology = new_topology("lat")
     results = []
     async with connected(system.url) as nc:
@@ -167,7 +170,7 @@ async def measure(system: System, rate: float, window: int, seconds: float) -> l
         broadcaster, port = await start_broadcaster(system, topology)
         try:
             await wait_consumers(js, topology.commands_stream, "orchestrator", [orchestrator])
-            for load in ("warm-up", "fixed", "saturation"):
+            for load in ("warm-up", *loads):
                 probe = Probe(nc, topology)
                 subscriptions = [
                     await nc.subscribe(topology.events_subject("*"), cb=probe.on_nats),
@@ -199,13 +202,14 @@ async def measure(system: System, rate: float, window: int, seconds: float) -> l
                     await asyncio.gather(reader, return_exceptions=True)
                     for subscription in subscriptions:
                         await subscription.unsubscribe()
-                ws = result.websocket
+                result.store = store
+                ws, label = result.websocket, f"{load}, {store}" if store else load
                 say(
-                    f"latency ({load}): {result.achieved_per_s:,.0f}/s; WebSocket p50 {ws.p50_ms:.1f} p95 "
+                    f"latency ({label}): {result.achieved_per_s:,.0f}/s; WebSocket p50 {ws.p50_ms:.1f} p95 "
                     f"{ws.p95_ms:.1f} p99 {ws.p99_ms:.1f} max {ws.max_ms:.1f} ms; p50 on the stream consumer "
                     f"{result.stream.p50_ms:.1f}, on core NATS {result.nats.p50_ms:.1f} ms"
                 )
-                say(f"latency ({load}): CPU % " + ", ".join(f"{k} {v:.0f}" for k, v in result.cpu.items()))
+                say(f"latency ({label}): CPU % " + ", ".join(f"{k} {v:.0f}" for k, v in result.cpu.items()))
                 results.append(result)
         finally:
             system.stop_services([orchestrator, broadcaster])

@@ -22,6 +22,9 @@ from bench.system import System, connected, say
 from services.launcher.nats_server import nats_server_binary
 
 
+TMPFS = Path("/dev/shm")
+
+
 @dataclass(frozen=True)
 class Plan:
     """How long and how large each measurement is."""
@@ -132,6 +135,16 @@ async def measure(system: System, plan: Plan, results: Results) -> None:
 
     async def latencies() -> None:
         results.latency = await latency.measure(system, plan.latency_rate, plan.latency_window, plan.latency_s)
+        if TMPFS.is_dir() and store_filesystem(system.server.store_dir).split()[-1] != "tmpfs":
+            # The same fixed load with the broker's store in memory: what is left is CPU, the rest was the disk.
+            say("latency: once more with the broker's store on tmpfs (its own nats-server)")
+            tmpfs_system = System(system.log_dir / "tmpfs", TMPFS).start()
+            try:
+                results.latency += await latency.measure(
+                    tmpfs_system, plan.latency_rate, plan.latency_window, plan.latency_s, ("fixed",), "store on tmpfs"
+                )
+            finally:
+                tmpfs_system.close()
 
     async def history() -> None:
         async with connected(system.url) as client:

@@ -4,7 +4,8 @@ from dataclasses import replace
 
 from bench.broker import BrokerLimit
 from bench.cycles import CycleResult, PerCycle
-from bench.report import Results, cpu_rows
+from bench.latency import LatencyResult, Percentiles
+from bench.report import Results, cpu_rows, rows
 
 # 10 stored messages per cycle
 PER_CYCLE = PerCycle(
@@ -45,3 +46,12 @@ def test_the_ceiling_with_the_services_own_nats_io():
     *_, ceiling = cpu_rows(results({"nats-server": 50.0}, wire={"publish": 30.0, "reply": 10.0}))
     assert ceiling.figure == "ceiling if the services did only their NATS I/O (0.40 ms)"
     assert (ceiling.value, ceiling.vs_broker) == ("1,429 cycles/s", "35.7 % of limit")
+
+
+def test_a_latency_measured_with_the_store_on_tmpfs_is_labelled_so():
+    figures = Percentiles(samples=10, p50_ms=5.0, p95_ms=8.0, p99_ms=9.0, max_ms=10.0)
+    measured = LatencyResult(load="fixed", offered_per_s=200, in_flight=None, achieved_per_s=198, websocket=figures,
+                             stream=figures, nats=figures, cpu={})
+    run = replace(results({"orchestrator": 100.0}), latency=[measured, replace(measured, store="store on tmpfs")])
+    labels = [row.figure for row in rows(run) if row.section == "latency" and row.figure.endswith("WebSocket")]
+    assert labels == ["200/s offered (198/s), WebSocket", "200/s offered, store on tmpfs (198/s), WebSocket"]
