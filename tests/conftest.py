@@ -12,6 +12,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from contracts.auth import Role, TokenHolder, write_tokens_file
 from contracts.topology import Topology
@@ -145,6 +146,19 @@ def start_service(tmp_path, tokens_file):
     yield start
     for service in started:
         service.stop()
+
+
+async def a_pull_waits(js, stream: str, durable: str) -> None:
+    """Until a pull request waits on the consumer: nats-server 2.15 passes over a message on a subject ending in DEL
+    (0x7f) only while one waits (docs/decisions/0011); otherwise the next pull gets it."""
+
+    async def waiting() -> bool:
+        try:
+            return (await js.consumer_info(stream, durable)).num_waiting > 0
+        except NotFoundError:  # not created yet: its service is starting
+            return False
+
+    await eventually(waiting)
 
 
 async def eventually(probe, timeout_s: float = 20.0, interval_s: float = 0.05):

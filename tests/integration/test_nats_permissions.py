@@ -21,11 +21,11 @@ from contracts.events import TransitionTaken
 from contracts.ids import job_id
 from contracts.jobs import ProcessJob
 from contracts.settings import inbox_prefix
-from contracts.topology import Topology
+from contracts.topology import ORCHESTRATOR_CONSUMER, Topology
 from services.launcher.nats_server import NatsServer, free_port
 from services.launcher.nats_users import SERVICE_USERS, NatsUsers
 from services.orchestrator.sweeper import PASSED_OVER
-from tests.conftest import bearer, eventually
+from tests.conftest import a_pull_waits, bearer, eventually
 from tests.integration.driving import SEED, Driver, Luck, first_id
 
 pytestmark = pytest.mark.integration
@@ -147,6 +147,7 @@ async def test_every_service_runs_as_its_own_user_and_a_workflow_finishes_with_n
 
     # A command the broker's consumer passes over (the stream empty, the orchestrator's pull waiting): its sweeper
     # dead-letters it below.
+    await a_pull_waits(observer.nc.jetstream(), TOPOLOGY.commands_stream, ORCHESTRATOR_CONSUMER)
     await client.nc.jetstream().publish(TOPOLOGY.commands_subject("\x7f"), b"passed over")
     # Any NATS client starts it; the orchestrator, a durable timer and the processor take it to the approval.
     await Driver(client.nc.jetstream(), TOPOLOGY).send(CreateWorkflow(workflow_id=workflow_id, start=True))

@@ -15,7 +15,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import Error as JetStreamError
 from nats.js.errors import NotFoundError
 
-from tests.conftest import eventually
+from tests.conftest import a_pull_waits, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -214,6 +214,8 @@ async def test_a_command_the_broker_passes_over_is_swept_into_the_dead_letters(c
     await client.follow(workflow_id)
     body = json.dumps(command("create", "anything")).encode()
 
+    # (the consumer's name is all this takes from the project beyond the prefix, and only to know the pull waits)
+    await a_pull_waits(client.js, f"{client.prefix.upper()}_COMMANDS", "orchestrator")
     await client.send_bytes("\x7f", body)  # the stream empty, the orchestrator's pull waiting: passed over
     create = command("create", workflow_id)
     await client.send(workflow_id, create)  # applied and acked: the consumer's ack floor moves past the first

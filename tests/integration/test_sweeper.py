@@ -9,7 +9,7 @@ import pytest
 from contracts.topology import ORCHESTRATOR_CONSUMER
 from services.orchestrator import sweeper
 from services.orchestrator.sweeper import PASSED_OVER, PassedOverSweeper
-from tests.conftest import eventually
+from tests.conftest import a_pull_waits, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +34,7 @@ async def pass_one_over(js, topology, timers: int = 0) -> int:
     await js.add_consumer(topology.commands_stream, topology.orchestrator_consumer())
     subscription = await js.pull_subscribe_bind(ORCHESTRATOR_CONSUMER, topology.commands_stream)
     waiting = asyncio.create_task(subscription.fetch(1, timeout=5))
-
-    async def pull_request_waiting() -> bool:
-        return (await js.consumer_info(topology.commands_stream, ORCHESTRATOR_CONSUMER)).num_waiting > 0
-
-    await eventually(pull_request_waiting)  # the broker passes a message over only while a pull request waits
+    await a_pull_waits(js, topology.commands_stream, ORCHESTRATOR_CONSUMER)
     passed_over = await js.publish(topology.commands_subject(PASSED_OVER_TOKEN), b"passed over")
     for visit in range(timers):
         headers = {"Nats-Schedule": "@at 2099-01-01T00:00:00Z", "Nats-Schedule-Target": topology.fired_subject("w1")}
