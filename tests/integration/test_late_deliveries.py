@@ -13,7 +13,7 @@ import pytest
 from contracts.draining import FetchedMessages
 from contracts.topology import ORCHESTRATOR_CONSUMER, PROCESSOR_CONSUMER
 from services.orchestrator.consumer import CommandConsumer
-from tests.conftest import eventually
+from tests.conftest import a_pull_waits, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ async def test_the_orchestrators_consumer_gives_back_what_reached_it_after_its_l
     subject = topology.subject_for("create", "wf-late")
     late = answer_the_last_pull_too_late(nc, js, subscription, subject, stopping=lambda: consumer.stopping)
     consumer.start()
-    await asyncio.sleep(0.1)  # its long poll is waiting
+    await a_pull_waits(js, stream, ORCHESTRATOR_CONSUMER)  # its long poll
 
     assert await consumer.stop() == 1  # the late command, given back
     assert late.done() and applied == []
@@ -98,7 +98,7 @@ async def test_the_processors_stop_takes_what_reached_it_after_its_last_pull(nc,
                 pass
 
     loop = asyncio.create_task(fetch_loop())
-    await asyncio.sleep(0.1)  # its pull is waiting
+    await a_pull_waits(js, stream, PROCESSOR_CONSUMER)
     await fetched.stop_fetching(nc, within_s=2)  # the pull in flight runs out; nothing more is asked for
     assert late.done() and not loop.done()
     loop.cancel()
