@@ -60,6 +60,11 @@ class LatencyResult:
     cpu: dict[str, float]  # % of one core, by process
     store: str = ""  # where the broker's store was, when not the run's own (the disk's share of the latency)
 
+    @property
+    def store_suffix(self) -> str:
+        """What each label of this measurement ends with: where the store was, when not the run's own."""
+        return f", {self.store}" if self.store else ""
+
 
 class Probe:
     """Publishes creates and times each one's first event, on both paths."""
@@ -203,7 +208,7 @@ async def measure(
                     for subscription in subscriptions:
                         await subscription.unsubscribe()
                 result.store = store
-                ws, label = result.websocket, f"{load}, {store}" if store else load
+                ws, label = result.websocket, load + result.store_suffix
                 say(
                     f"latency ({label}): {result.achieved_per_s:,.0f}/s; WebSocket p50 {ws.p50_ms:.1f} p95 "
                     f"{ws.p95_ms:.1f} p99 {ws.p99_ms:.1f} max {ws.max_ms:.1f} ms; p50 on the stream consumer "

@@ -133,7 +133,7 @@ def rows(results: Results) -> list[Row]:
         ]
     for result in results.latency:
         load = (f"{result.offered_per_s:g}/s offered" if result.load == "fixed"
-                else f"saturation, {result.in_flight} in flight") + (f", {result.store}" if result.store else "")
+                else f"saturation, {result.in_flight} in flight") + result.store_suffix
         paths = (("WebSocket", result.websocket), ("JetStream consumer", result.stream),
                  ("core NATS, pre-commit", result.nats))
         for path, figures in paths:
@@ -312,7 +312,7 @@ def charts(results: Results) -> list[str]:
                              "messages/s", log=True))
     if results.latency:
         groups = [f"{r.load}" + (f" {r.offered_per_s:g}/s" if r.offered_per_s else f" {r.in_flight} in flight")
-                  + (f", {r.store}" if r.store else "") for r in results.latency]
+                  + r.store_suffix for r in results.latency]
         series = [(name, [getattr(r.websocket, f"{name}_ms") for r in results.latency])
                   for name in ("p50", "p95", "p99", "max")]
         out.append(bar_chart("Latency: command publish → event on a WebSocket", groups, series, "ms", log=True))

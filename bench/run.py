@@ -95,8 +95,8 @@ def store_filesystem(path: Path) -> str:
     return " ".join(found.split()[2:]) or "unknown"
 
 
-async def measure(system: System, plan: Plan, results: Results) -> None:
-    """Every measurement in turn. Ctrl-C or SIGTERM cancels the run: each measurement stops its processes on the way
+async def measure(system: System, plan: Plan, results: Results, store_on_tmpfs: bool) -> None:
+    """Every measurement in turn (`store_on_tmpfs`: the run's broker store is already in memory). Ctrl-C or SIGTERM cancels the run: each measurement stops its processes on the way
     out, and the figures so far are kept."""
     stopping, run = asyncio.Event(), asyncio.current_task()
 
@@ -135,7 +135,7 @@ async def measure(system: System, plan: Plan, results: Results) -> None:
 
     async def latencies() -> None:
         results.latency = await latency.measure(system, plan.latency_rate, plan.latency_window, plan.latency_s)
-        if TMPFS.is_dir() and store_filesystem(system.server.store_dir).split()[-1] != "tmpfs":
+        if TMPFS.is_dir() and not store_on_tmpfs:
             # The same fixed load with the broker's store in memory: what is left is CPU, the rest was the disk.
             say("latency: once more with the broker's store on tmpfs (its own nats-server)")
             tmpfs_system = System(system.log_dir / "tmpfs", TMPFS).start()
@@ -185,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started, interrupted = time.perf_counter(), False
     system = System(args.out / "logs", args.store_dir).start()
-    results.machine["store"] = f"{system.server.store_dir} on {store_filesystem(system.server.store_dir)}"
+    filesystem = store_filesystem(system.server.store_dir)
+    results.machine["store"] = f"{system.server.store_dir} on {filesystem}"
     try:
-        asyncio.run(measure(system, plan, results))
+        asyncio.run(measure(system, plan, results, store_on_tmpfs=filesystem.split()[-1] == "tmpfs"))
     except (asyncio.CancelledError, KeyboardInterrupt):
         interrupted = True
         say("interrupted: stopping every process; the figures so far follow")

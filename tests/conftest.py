@@ -149,8 +149,9 @@ def start_service(tmp_path, tokens_file):
 
 
 async def a_pull_waits(js, stream: str, durable: str) -> None:
-    """Until a pull request waits on the consumer: nats-server 2.15 passes over a message on a subject ending in DEL
-    (0x7f) only while one waits (docs/decisions/0011); otherwise the next pull gets it."""
+    """Until a pull request waits on the consumer (its service may still be starting): what a test publishes next
+    meets a waiting pull, as some behaviours need (nats-server 2.15 passes over a subject ending in DEL only then:
+    docs/decisions/0011)."""
 
     async def waiting() -> bool:
         try:
