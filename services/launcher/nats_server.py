@@ -6,6 +6,7 @@ Given the users' passwords (NatsUsers), a server runs the repository's configs, 
 
 import http.client
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -26,15 +27,32 @@ POLL_INTERVAL_S = 0.02
 
 
 def free_port(preferred: int | None = None) -> int:
-    """`preferred` when nothing listens there, else a free port the OS picks."""
+    """`preferred` when nothing listens there, else a free port below the ephemeral range. A port the OS picks comes
+    from that range, where every outbound connection takes its local port too: one took such a port between the pick
+    and the service's bind (seen in CI: the api's "address already in use")."""
     if preferred:
         try:
             socket.create_connection(("127.0.0.1", preferred), timeout=0.2).close()
         except OSError:
             return preferred  # nothing answers (probing by bind would be fooled by a lingering TIME_WAIT)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    below = ephemeral_ports_start()
+    lowest = max(1024, below - 12_000)
+    while True:
+        port = random.randrange(lowest, below) if lowest < below else 0  # (0: the OS picks, no range below)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:  # in use, or lingering: try another
+                continue
+            return probe.getsockname()[1]
+
+
+def ephemeral_ports_start() -> int:
+    """The first port the kernel hands out to outbound connections (Linux's default when it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def free_ports(count: int, preferred: int | None = None, taken: set[int] = frozenset()) -> list[int]:
