@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from services.launcher.api_tokens import api_tokens
-from services.launcher.nats_server import NatsCluster, NatsServer, free_port
+from services.launcher.nats_server import DURABLE, NatsCluster, NatsServer, free_port
 from services.launcher.nats_users import NatsUsers, secrets_file
 from services.launcher.settings import LauncherSettings  # noqa: E402 (after the handler)
 
@@ -116,13 +116,21 @@ def own_nats(settings: LauncherSettings, cluster: bool) -> NatsServer | NatsClus
             raise LaunchFailed("--cluster starts a cluster of its own: unset NATS_URL, or drop --cluster")
         return None
     users = NatsUsers.load_or_create(secrets_file(settings.data_dir))
-    if cluster:
-        root = settings.data_dir / "cluster"
-        ports = {"client_port": 4222, "cluster_port": 6222, "monitor_port": 8222}
-        return NatsCluster(root, CLUSTER_SIZE, **ports, log_dir=root, users=users)
-    data = settings.data_dir
-    port, monitor_port = free_port(4222), free_port(8222)
-    return NatsServer(data / "nats", port, data / "nats.log", users=users, monitor_port=monitor_port)
+    sync_interval = settings.unsafe_nats_sync_interval or DURABLE
+    if sync_interval != DURABLE:
+        say("launcher", f"WF_UNSAFE_NATS_SYNC_INTERVAL={sync_interval}: nats-server syncs its disk every "
+            f"{sync_interval}, and a power cut loses what it acknowledged since")
+    try:
+        if cluster:
+            root = settings.data_dir / "cluster"
+            ports = {"client_port": 4222, "cluster_port": 6222, "monitor_port": 8222}
+            return NatsCluster(root, CLUSTER_SIZE, **ports, log_dir=root, users=users, sync_interval=sync_interval)
+        data = settings.data_dir
+        port, monitor_port = free_port(4222), free_port(8222)
+        return NatsServer(data / "nats", port, data / "nats.log", users=users, monitor_port=monitor_port,
+                          sync_interval=sync_interval)
+    except ValueError as error:
+        raise LaunchFailed(f"WF_UNSAFE_NATS_SYNC_INTERVAL: {error}") from error
 
 
 def nats_credentials(nats: NatsServer | NatsCluster | None, service: str) -> dict[str, str]:

@@ -2,11 +2,13 @@
 on loopback ports. The launcher runs the system on them, and tests start, kill and restart them.
 
 Given the users' passwords (NatsUsers), a server runs the repository's configs, with their users and permissions
-(deploy/nats/single.conf, cluster.conf). Without, it takes any client: a test's names are not those of auth.conf."""
+(deploy/nats/single.conf, cluster.conf). Without, it takes any client (open.conf): a test's names are not those of
+auth.conf. Every one syncs each write to disk before acknowledging it (jetstream.conf), unless told otherwise."""
 
 import http.client
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +25,11 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "nats"
 SINGLE_CONFIG = CONFIG_DIR / "single.conf"
 CLUSTER_CONFIG = CONFIG_DIR / "cluster.conf"
 CLUSTER_NODE_CONFIG = CONFIG_DIR / "cluster-node.conf"  # cluster.conf without the users
+OPEN_CONFIG = CONFIG_DIR / "open.conf"  # single.conf without the users
+DURABLE = "always"  # jetstream.sync_interval: an fsync before every acknowledgement
+# What nats-server takes from the environment as a sync interval: `always`, or a duration in (milli)seconds. Its own
+# default, 2m, is read from an environment variable as 2 000 000 (seconds): refused here.
+SYNC_INTERVAL = re.compile(r"always|[1-9][0-9]*(ms|s)")
 POLL_INTERVAL_S = 0.02
 
 
@@ -102,15 +109,20 @@ class NatsServer:
         cluster: ClusterNode | None = None,
         users: NatsUsers | None = None,
         monitor_port: int | None = None,
+        sync_interval: str = DURABLE,
     ) -> None:
-        """`users`: run the repository's config, with its users (and a monitoring port: `monitor_port`, else a free
-        one; a cluster node's is its own)."""
+        """`users`: run the repository's config, with its users. A monitoring port: `monitor_port`, else a free one
+        (a cluster node's is its own). `sync_interval`: `always`, or (giving up durability on purpose) how often
+        the store is synced, e.g. "120s"."""
+        if not SYNC_INTERVAL.fullmatch(sync_interval):
+            raise ValueError(f"sync interval {sync_interval!r}: give 'always' or a duration such as 120s or 500ms")
         self.store_dir = Path(store_dir)
         self.port = port or free_port()
         self.log_file = log_file
         self.cluster = cluster
         self.users = users
-        self.monitor_port = cluster.monitor_port if cluster else monitor_port or (free_port() if users else None)
+        self.monitor_port = cluster.monitor_port if cluster else monitor_port or free_port()
+        self.sync_interval = sync_interval
         self.process: subprocess.Popen | None = None
 
     @property
@@ -133,16 +145,11 @@ class NatsServer:
     def launch(self) -> None:
         """Start the process without waiting: the nodes of a cluster become ready only together."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        if self.cluster or self.users:
-            command = [nats_server_binary(), "-c", str(self.config_file)]
-            environment = self.config_environment()
-        else:
-            command = [nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port)]
-            environment = {}
+        command = [nats_server_binary(), "-c", str(self.config_file)]
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         # Its own session: a Ctrl-C in the terminal reaches the launcher only, which stops the server last.
         self.process = subprocess.Popen(
-            command, env={**os.environ, **environment}, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            command, env={**os.environ, **self.config_environment()}, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
         if self.log_file:
             output.close()  # the child holds its own copy
@@ -151,15 +158,17 @@ class NatsServer:
     def config_file(self) -> Path:
         if self.cluster:
             return CLUSTER_CONFIG if self.users else CLUSTER_NODE_CONFIG
-        return SINGLE_CONFIG
+        return SINGLE_CONFIG if self.users else OPEN_CONFIG
 
     def config_environment(self) -> dict[str, str]:
-        """The variables the config file reads: where to listen and store, the node's routes, the passwords."""
+        """The variables the config file reads: where to listen and store, how often to sync, the node's routes, the
+        passwords."""
         return {
             "NATS_SERVER_NAME": self.name,
             "NATS_LISTEN": f"127.0.0.1:{self.port}",
             "NATS_HTTP": f"127.0.0.1:{self.monitor_port}",
             "NATS_STORE_DIR": str(self.store_dir),
+            "NATS_SYNC_INTERVAL": self.sync_interval,
             **(self.cluster.environment() if self.cluster else {}),
             **(self.users.server_environment() if self.users else {}),
         }
@@ -213,6 +222,7 @@ class NatsCluster:
         monitor_port: int | None = None,
         log_dir: Path | None = None,
         users: NatsUsers | None = None,
+        sync_interval: str = DURABLE,
     ) -> None:
         """Ports are `client_port`, `+1`, ... when free (any free ones when not given)."""
         root = Path(root)
@@ -228,6 +238,7 @@ class NatsCluster:
                 log_file=log_dir / f"n{i}.log" if log_dir else None,
                 cluster=ClusterNode(f"n{i}", cluster_ports[i - 1], routes, monitor_ports[i - 1]),
                 users=users,
+                sync_interval=sync_interval,
             )
             for i in range(1, size + 1)
         ]

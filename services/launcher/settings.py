@@ -25,3 +25,6 @@ class LauncherSettings(BaseSettings):
     # The API's tokens: unset, a local run makes its own (WF_DATA_DIR/secrets/api-tokens.json). WF_AUTH=off: none.
     api_tokens_file: str = Field("", validation_alias="WF_API_TOKENS_FILE")
     auth: str = Field("on", validation_alias="WF_AUTH")
+    # Unset: the launcher's own nats-server syncs every write to disk before acknowledging it. Set (a duration in
+    # seconds, e.g. 120s): it syncs that often, and a power cut loses what was acknowledged since (jetstream.conf).
+    unsafe_nats_sync_interval: str = Field("", validation_alias="WF_UNSAFE_NATS_SYNC_INTERVAL")

@@ -57,6 +57,12 @@ def test_compose_runs_nats_and_every_service() -> None:
     assert services["orchestrator"]["environment"]["NATS_URL"] == "nats://nats:4222"
 
 
+def test_every_nats_node_syncs_each_write_unless_told_otherwise() -> None:
+    nodes = {name: service for name, service in resolved("--profile", "cluster").items() if name.startswith("nats")}
+    assert len(nodes) == 3
+    assert {service["environment"]["NATS_SYNC_INTERVAL"] for service in nodes.values()} == {"always"}
+
+
 def test_nats_runs_the_users_of_auth_conf_and_each_service_connects_as_its_own() -> None:
     services = resolved()
     assert NATS_USERS.server_environment().items() <= services["nats"]["environment"].items()
