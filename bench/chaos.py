@@ -90,6 +90,7 @@ class ChaosResult:
     applied_twice: list[str] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
     read_model_mismatches: list[str] = field(default_factory=list)
+    broken_chains: list[str] = field(default_factory=list)
     websocket_events: int = 0
     websocket_missing: int = 0
     websocket_duplicates: int = 0
@@ -106,6 +107,7 @@ class ChaosResult:
             "applied twice": len(self.applied_twice),
             "unanswered": len(self.unanswered),
             "read-model mismatches": len(self.read_model_mismatches),
+            "broken chains": len(self.broken_chains),
             "websocket missing": self.websocket_missing,
             "websocket duplicates": self.websocket_duplicates,
             "websocket out of order": self.websocket_out_of_order,
@@ -311,6 +313,7 @@ class Chaos:
         result.events = report.events
         result.illegal, result.applied_twice = report.illegal, report.applied_twice
         result.unanswered, result.read_model_mismatches = report.unanswered, report.read_model_mismatches
+        result.broken_chains = report.broken_chains
         received = self.follower.sequences  # the log as checked, and any event a late job result appended since
         result.websocket_events, result.websocket_connections = len(received), self.follower.connections
         expected = range(1, max(self.follower.position, report.events) + 1)
@@ -374,6 +377,7 @@ def report_lines(result: ChaosResult) -> list[str]:
         f"commands applied twice    {len(result.applied_twice)}",
         f"commands unanswered       {len(result.unanswered)}",
         f"read-model mismatches     {len(result.read_model_mismatches)}",
+        f"broken hash chains        {len(result.broken_chains)}",
         f"WebSocket client          {result.websocket_events} events over {result.websocket_connections} connections: "
         f"{result.websocket_missing} missing, {result.websocket_duplicates} twice, "
         f"{result.websocket_out_of_order} out of order",

@@ -3,6 +3,7 @@
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from contracts.chain import digest
 from contracts.events import EVENT, RecordedEvent
 from contracts.topology import Topology
 
@@ -20,12 +21,24 @@ async def read_events(
     js: JetStreamContext, topology: Topology, workflow_id: str, after: int = 0, limit: int | None = None
 ) -> list[RecordedEvent]:
     """The workflow's events with a sequence above `after`, oldest first (at most `limit` of them)."""
+    return [recorded_event(*stored) for stored in await read_stored(js, topology, workflow_id, after, limit)]
+
+
+async def read_stored(
+    js: JetStreamContext, topology: Topology, workflow_id: str, after: int = 0, limit: int | None = None
+) -> list[tuple[int, bytes]]:
+    """The same as stored: (sequence, the event's bytes), what its hash chain is made of."""
     subject, stream = topology.events_subject(workflow_id), topology.events_stream
     last = await last_sequence(js, topology, workflow_id)
-    events: list[RecordedEvent] = []
+    stored: list[tuple[int, bytes]] = []
     cursor = after + 1
-    while cursor <= last and (limit is None or len(events) < limit):
+    while cursor <= last and (limit is None or len(stored) < limit):
         message = await js.get_msg(stream, seq=cursor, subject=subject, next=True, direct=True)
-        events.append(RecordedEvent(sequence=message.seq, event=EVENT.validate_json(message.data)))
+        stored.append((message.seq, message.data))
         cursor = message.seq + 1
-    return events
+    return stored
+
+
+def recorded_event(sequence: int, data: bytes) -> RecordedEvent:
+    """An event as read from the log, with the hash of its stored bytes: what the next event's link names."""
+    return RecordedEvent(sequence=sequence, event=EVENT.validate_json(data), digest=digest(data))

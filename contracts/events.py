@@ -7,24 +7,32 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
+from contracts.chain import Link
 from contracts.envelope import Message
 from contracts.ids import MessageId
 
 
-class WorkflowCreated(Message):
+class LoggedEvent(Message):
+    """What every event carries beyond the envelope: its link in its workflow's hash chain (contracts/chain.py), the
+    SHA-256 of the event stored before it, set by the orchestrator as it appends."""
+
+    previous_hash: str | None = None
+
+
+class WorkflowCreated(LoggedEvent):
     type: Literal["WorkflowCreated"] = "WorkflowCreated"
     workflow_type: str
     input: dict[str, Any] = {}
 
 
-class WorkflowStarted(Message):
+class WorkflowStarted(LoggedEvent):
     """The engine took the new instance in hand and entered its initial state."""
 
     type: Literal["WorkflowStarted"] = "WorkflowStarted"
     deadline_at: AwareDatetime | None = None  # when the initial state waits with a deadline
 
 
-class TransitionTaken(Message):
+class TransitionTaken(LoggedEvent):
     """The business machine moved: by a client's command (`actor` says who), a step's result, or a deadline."""
 
     type: Literal["TransitionTaken"] = "TransitionTaken"
@@ -36,7 +44,7 @@ class TransitionTaken(Message):
     deadline_at: AwareDatetime | None = None  # when the state entered waits with a deadline
 
 
-class InputRecorded(Message):
+class InputRecorded(LoggedEvent):
     """A waiting state took a command without moving yet (e.g. one approval of a quorum)."""
 
     type: Literal["InputRecorded"] = "InputRecorded"
@@ -45,7 +53,7 @@ class InputRecorded(Message):
     note: str = ""
 
 
-class StepScheduled(Message):
+class StepScheduled(LoggedEvent):
     """One try of a step was sent to the processors as a job."""
 
     type: Literal["StepScheduled"] = "StepScheduled"
@@ -55,7 +63,7 @@ class StepScheduled(Message):
     timeout_at: AwareDatetime | None = None
 
 
-class StepAttemptFailed(Message):
+class StepAttemptFailed(LoggedEvent):
     """One try of a step failed (could not be sent, the job failed, or it timed out). `retry_at` is when the next try
     runs; None when the step gives up."""
 
@@ -68,7 +76,7 @@ class StepAttemptFailed(Message):
     retry_at: AwareDatetime | None = None
 
 
-class StepCompleted(Message):
+class StepCompleted(LoggedEvent):
     """A step's result, recorded once: it is the context of the steps after it, and never computed again."""
 
     type: Literal["StepCompleted"] = "StepCompleted"
@@ -77,23 +85,23 @@ class StepCompleted(Message):
     result: dict[str, Any]
 
 
-class StepFailed(Message):
+class StepFailed(LoggedEvent):
     type: Literal["StepFailed"] = "StepFailed"
     step: str
     error: str
 
 
-class WorkflowCancelled(Message):
+class WorkflowCancelled(LoggedEvent):
     type: Literal["WorkflowCancelled"] = "WorkflowCancelled"
     reason: str = ""
 
 
-class WorkflowTerminated(Message):
+class WorkflowTerminated(LoggedEvent):
     type: Literal["WorkflowTerminated"] = "WorkflowTerminated"
     reason: str = ""
 
 
-class WorkflowRetried(Message):
+class WorkflowRetried(LoggedEvent):
     """An errored workflow goes back into the state whose step it last ran, with the results recorded before it."""
 
     type: Literal["WorkflowRetried"] = "WorkflowRetried"
@@ -101,14 +109,14 @@ class WorkflowRetried(Message):
     dest: str
 
 
-class WorkflowArchived(Message):
+class WorkflowArchived(LoggedEvent):
     type: Literal["WorkflowArchived"] = "WorkflowArchived"
 
 
 RejectionCode = Literal["not_allowed", "unknown_workflow", "already_exists", "unknown_type", "stale", "invalid"]
 
 
-class CommandRejected(Message):
+class CommandRejected(LoggedEvent):
     """A command that could not apply. Every command ends in the log: as the events it caused, or as this."""
 
     type: Literal["CommandRejected"] = "CommandRejected"
@@ -144,3 +152,9 @@ class RecordedEvent(BaseModel):
 
     sequence: int
     event: Event
+    digest: str | None = Field(None, exclude=True)  # the hash of its stored bytes, when read from the log
+
+    @property
+    def link(self) -> Link:
+        """Its place in the log's hash chain (read from the log: with its digest)."""
+        return Link(self.sequence, self.event.workflow_id, self.event.previous_hash, self.digest or "")

@@ -62,6 +62,7 @@ class WorkflowState(BaseModel):
     inputs: list[dict[str, Any]] = []  # commands the current waiting state took without moving (toward a quorum)
     last_step_state: str | None = None  # where a retry from Error goes back to
     applied_commands: tuple[str, ...] = ()  # the last APPLIED_COMMANDS_KEPT commands' ids, for idempotency
+    chain_head: str | None = None  # the hash of the last event folded in: what the next one links to (contracts/chain)
     # The outbox: messages this state still owes. Sending them is idempotent (fixed message ids), so after a crash
     # they are simply sent again.
     pending_job: ProcessJob | None = None
@@ -74,5 +75,6 @@ class WorkflowState(BaseModel):
 
 # What the public view leaves out: the engine's own bookkeeping.
 STATE_VIEW_EXCLUDE = {
-    "started", "visit", "step_try", "rounds", "inputs", "last_step_state", "applied_commands", "pending_job", "timers"
+    "started", "visit", "step_try", "rounds", "inputs", "last_step_state", "applied_commands", "chain_head",
+    "pending_job", "timers",
 }

@@ -35,6 +35,7 @@ from services.api.errors import EXCEPTION_HANDLERS, error_answers
 from services.api.pagination import NEXT_PAGE_HEADERS, ListCursor, next_page_headers
 from services.api.schemas import (
     ApproveRequest,
+    ChainCheck,
     ClientConfig,
     CommandResult,
     CreateRequest,
@@ -168,6 +169,33 @@ class WorkflowController(Controller):
         at the next one."""
         page = await workflows.events(workflow_id, after, limit)
         return Response(page.items, headers=next_page_headers(request, page, "after"))
+
+    @get("/{workflow_id:str}/verify", operation_id="verifyWorkflowLog", responses=LOOKUP_ERRORS)
+    async def verify_log(self, workflows: NamedDependency[Workflows], workflow_id: WorkflowIdPath) -> ChainCheck:
+        """Walk the hash chain of the workflow's log: each event must carry the hash of the one before it, and the log
+        must hold the last event the read model folded in. Names the first broken link."""
+        found = await workflows.verify(workflow_id)
+        broken = found.broken
+        return ChainCheck(
+            workflow_id=workflow_id,
+            verified=found.ok,
+            events=found.events,
+            head=found.head,
+            broken_at=broken.at if broken else None,
+            reason=broken.reason if broken else None,
+        )
+
+    @get(
+        "/{workflow_id:str}/export",
+        operation_id="exportWorkflowLog",
+        media_type="application/x-ndjson",
+        responses=LOOKUP_ERRORS,
+    )
+    async def export_log(self, workflows: NamedDependency[Workflows], workflow_id: WorkflowIdPath) -> Response[bytes]:
+        """The workflow's log byte for byte as stored, one event per line, oldest first: `python3 contracts/chain.py
+        <file> --head <head>` verifies it offline."""
+        disposition = f'attachment; filename="{workflow_id}.jsonl"'
+        return Response(await workflows.export(workflow_id), headers={"Content-Disposition": disposition})
 
     @post(
         "/{workflow_id:str}/process",

@@ -51,6 +51,17 @@ class CommandResult(BaseModel):
     workflow: WorkflowView | None = None
 
 
+class ChainCheck(BaseModel):
+    """What walking a workflow's hash chain found (contracts/chain.py)."""
+
+    workflow_id: WorkflowId
+    verified: bool  # every link holds, up to the head the read model recorded
+    events: int  # walked, up to and with the first broken link
+    head: str | None  # the hash of the last event, when every link holds
+    broken_at: int | None = None  # the stream sequence of the first event whose link fails
+    reason: str | None = None  # what is wrong there
+
+
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
 

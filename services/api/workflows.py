@@ -14,7 +14,8 @@ from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 from pydantic import ValidationError
 
 from contracts.commands import CommandMessage
-from contracts.eventlog import read_events
+from contracts.chain import Link, Verification, verify
+from contracts.eventlog import read_events, read_stored
 from contracts.events import EVENT, CommandRejected, Event, RecordedEvent
 from contracts.nats_link import NatsLink
 from contracts.state import InfraStatus, WorkflowState
@@ -133,6 +134,22 @@ class Workflows:
             raise WorkflowNotFound(workflow_id)
         page = events[:limit]
         return Page(page, str(page[-1].sequence) if len(events) > limit else None)
+
+    async def verify(self, workflow_id: str) -> Verification:
+        """Walk the hash chain of the workflow's log, up to at least the event the read model folded in last."""
+        state = await self.find(workflow_id)
+        stored = await read_stored(self._link.js, self._topology, workflow_id)
+        if not stored and state is None:
+            raise WorkflowNotFound(workflow_id)
+        head = (state.last_sequence, state.chain_head) if state and state.chain_head else None
+        return verify(workflow_id, (Link.of(*event) for event in stored), head)
+
+    async def export(self, workflow_id: str) -> bytes:
+        """The workflow's log as stored, one event per line: what contracts/chain.py verifies offline."""
+        stored = await read_stored(self._link.js, self._topology, workflow_id)
+        if not stored:
+            await self.get(workflow_id)  # 404 for an unknown workflow
+        return b"".join(data + b"\n" for _, data in stored)
 
     async def types(self) -> list[WorkflowTypeInfo]:
         """Every workflow type the orchestrator published, by name."""

@@ -1,6 +1,6 @@
 """Checking and rebuilding from the log, for operators, tests and benchmarks.
 
-    python -m services.orchestrator.maintenance check     # every invariant, over every workflow
+    python -m services.orchestrator.maintenance check     # every invariant and hash chain, over every workflow
     python -m services.orchestrator.maintenance rebuild   # the wf_state read model, from the log alone
 """
 
@@ -18,7 +18,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NoKeysError
 
-from contracts.events import EVENT, RecordedEvent
+from contracts.chain import verify
+from contracts.eventlog import recorded_event
+from contracts.events import RecordedEvent
 from contracts.settings import ServiceSettings
 from contracts.state import WorkflowState
 from contracts.topology import UNAVAILABLE, UNAVAILABLE_RETRY_S, Topology, patiently
@@ -37,42 +39,43 @@ async def read_all_events(
     for a moment: reading then starts again after the last event read, for up to UNAVAILABLE_FOR_S."""
     logs: dict[str, list[RecordedEvent]] = defaultdict(list)
     total, seen, unavailable_since = None, 0, None
-    while total is None or seen < total:
+    while True:
         try:
             total = total or (await js.stream_info(topology.events_stream)).state.last_seq
-            async for subject, recorded in _events_between(js, topology, seen + 1, total):
+            async for subject, recorded in _events_after(js, topology, seen, total):
                 logs[topology.workflow_id_of(subject)].append(recorded)
                 seen = recorded.sequence
                 unavailable_since = None
                 if seen % FETCH_BATCH == 0 or seen == total:
                     progress(seen, total)
+            return logs
         except UNAVAILABLE:
             unavailable_since = unavailable_since or time.monotonic()
             if time.monotonic() - unavailable_since > UNAVAILABLE_FOR_S:
                 raise
             await asyncio.sleep(UNAVAILABLE_RETRY_S)
-    return logs
 
 
-async def _events_between(
-    js: JetStreamContext, topology: Topology, first: int, last: int
+async def _events_after(
+    js: JetStreamContext, topology: Topology, after: int, last: int
 ) -> AsyncIterator[tuple[str, RecordedEvent]]:
-    """The events stored at stream sequences first..last, with their subjects."""
-    if first > last:
-        return
+    """The events stored after stream sequence `after` up to `last`, with their subjects. Read while any are pending,
+    so events deleted from the end leave no gap to wait for."""
     config = ConsumerConfig(
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=first,
+        opt_start_seq=after + 1,
         ack_policy=AckPolicy.NONE,
         inactive_threshold=30.0,  # the server removes it if an interruption leaves it behind
     )
     subscription = await js.pull_subscribe(topology.events_subject(), stream=topology.events_stream, config=config)
     try:
-        sequence = first - 1
-        while sequence < last:
-            for message in await subscription.fetch(FETCH_BATCH, timeout=5):
-                sequence = message.metadata.sequence.stream
-                yield message.subject, RecordedEvent(sequence=sequence, event=EVENT.validate_json(message.data))
+        pending = (await subscription.consumer_info()).num_pending
+        while pending:
+            for message in await subscription.fetch(min(FETCH_BATCH, pending), timeout=5):
+                sequence, pending = message.metadata.sequence.stream, message.metadata.num_pending
+                if sequence > last:
+                    return
+                yield message.subject, recorded_event(sequence, message.data)
     finally:
         await subscription.unsubscribe()
 
@@ -85,16 +88,21 @@ class Report:
     applied_twice: list[str] = field(default_factory=list)  # commands whose events appear in two decisions
     unanswered: list[str] = field(default_factory=list)  # commands sent that the log never answered
     read_model_mismatches: list[str] = field(default_factory=list)  # read model differs from a replay
+    broken_chains: list[str] = field(default_factory=list)  # logs whose hash chain breaks: the first broken link
+
+    @property
+    def problems(self) -> list[str]:
+        return self.illegal + self.applied_twice + self.unanswered + self.read_model_mismatches + self.broken_chains
 
     @property
     def ok(self) -> bool:
-        return not (self.illegal or self.applied_twice or self.unanswered or self.read_model_mismatches)
+        return not self.problems
 
     def summary(self) -> str:
         return (
             f"{self.workflows} workflows, {self.events} events: {len(self.illegal)} illegal, "
             f"{len(self.applied_twice)} applied twice, {len(self.unanswered)} unanswered, "
-            f"{len(self.read_model_mismatches)} read-model mismatches"
+            f"{len(self.read_model_mismatches)} read-model mismatches, {len(self.broken_chains)} broken chains"
         )
 
 
@@ -120,13 +128,17 @@ async def check(js: JetStreamContext, topology: Topology, sent_commands: Iterabl
     state_bucket = await js.key_value(topology.state_bucket)
     report = Report(workflows=len(logs), events=sum(len(log) for log in logs.values()))
     for workflow_id, log in logs.items():
+        read_model = await _read_model(state_bucket, workflow_id)
+        head = (read_model.last_sequence, read_model.chain_head) if read_model and read_model.chain_head else None
+        if broken := verify(workflow_id, (recorded.link for recorded in log), head).broken:
+            report.broken_chains.append(f"{workflow_id}: at sequence {broken.at}, {broken.reason}")
         try:
             replayed = fold(WorkflowState(id=workflow_id), log)
         except IllegalTransition as error:
             report.illegal.append(f"{workflow_id}: {error}")
             continue
         report.applied_twice += [f"{workflow_id}: {command}" for command in applied_twice(log)]
-        if replayed.exists and await _read_model(state_bucket, workflow_id) != replayed:
+        if replayed.exists and read_model != replayed:
             report.read_model_mismatches.append(workflow_id)
     answered = {(wf, event.event.causation_id) for wf, log in logs.items() for event in log}
     report.unanswered = [f"{wf}: {command}" for wf, command in sent_commands if (wf, command) not in answered]
@@ -181,7 +193,7 @@ async def main(argv: list[str] | None = None) -> int:
             return 0
         report = await check(js, settings.topology)
         print(report.summary())
-        for problem in report.illegal + report.applied_twice + report.read_model_mismatches:
+        for problem in report.problems:
             print(f"  {problem}")
         return 0 if report.ok else 1
     finally:

@@ -1,7 +1,8 @@
 """The event store: each workflow's log on its own subject of the events stream, and its snapshot in the read model.
 
 Appends are optimistic: a decision is appended only if the log still ends where the decision's state ended,
-all of its events at once (an atomic batch), or not at all."""
+all of its events at once (an atomic batch), or not at all. Each event is linked into the log's hash chain as it is
+appended (contracts/chain.py)."""
 
 import asyncio
 import time
@@ -16,8 +17,9 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from contracts.eventlog import last_sequence, read_events
-from contracts.events import RecordedEvent
+from contracts.chain import anchor, digest
+from contracts.eventlog import last_sequence, read_events, recorded_event
+from contracts.events import Event, RecordedEvent
 from contracts.state import WorkflowState
 from contracts.topology import Topology
 from services.orchestrator.domain.engine import Decision, fold
@@ -76,7 +78,7 @@ class JetStreamEventStore:
                 raise ConcurrencyConflict(f"wrong last sequence: {last}")
             return state
         subject = self.topology.events_subject(state.id)
-        payloads = [event.model_dump_json().encode() for event in events]
+        payloads = linked(events, state.chain_head or await self._head_of_unchained_log(state))
         try:
             if len(payloads) == 1:
                 # One event is atomic by itself, and a plain publish costs no disk sync.
@@ -87,7 +89,7 @@ class JetStreamEventStore:
             self.conflict_seen_at = time.monotonic()
             raise
         self.snapshots.fell_behind_the_log(state.id)  # until the state appended now is saved
-        return decision.recorded(first + len(events) - 1)  # stored contiguously
+        return decision.recorded(first + len(events) - 1, digest(payloads[-1]))  # stored contiguously
 
     async def save(self, state: WorkflowState) -> None:
         """Write the read model, never moving it backwards when writers race (compare-and-set on the revision). The
@@ -108,6 +110,14 @@ class JetStreamEventStore:
                 return
             except KeyWrongLastSequenceError:
                 known = await self._stored_snapshot(state.id)  # another writer saved meanwhile: compare with theirs
+
+    async def _head_of_unchained_log(self, state: WorkflowState) -> str:
+        """What the next event links to when the state does not know it: the anchor of an empty log, or the hash of
+        the last event of a log whose snapshot was saved before events were chained."""
+        if state.last_sequence == 0:
+            return anchor(state.id)
+        message = await self.js.get_msg(self.topology.events_stream, seq=state.last_sequence, direct=True)
+        return digest(message.data)
 
     def _other_writer_seen_lately(self) -> bool:
         return time.monotonic() - self.conflict_seen_at < CHECK_THE_LOG_AFTER_CONFLICT_S
@@ -244,6 +254,15 @@ class SharedBatches:
             raise _conflict_or(error) from error
 
 
+def linked(events: list[Event], head: str) -> list[bytes]:
+    """The events as they are stored, each carrying the hash of the one before it, the first `head`'s."""
+    payloads = []
+    for event in events:
+        payloads.append(event.model_copy(update={"previous_hash": head}).model_dump_json().encode())
+        head = digest(payloads[-1])
+    return payloads
+
+
 def _settle(pending: _Append, first: int | None = None, error: BaseException | None = None) -> None:
     if pending.stored_at.done():  # its decision was cancelled meanwhile (shutting down)
         return
@@ -268,6 +287,7 @@ class InMemoryEventStore:
 
     def __init__(self) -> None:
         self.logs: dict[str, list[RecordedEvent]] = {}
+        self.stored: dict[int, bytes] = {}  # each event's bytes, by sequence, as the log stores them
         self.snapshots: dict[str, WorkflowState] = {}
         self.sequence = 0
 
@@ -282,10 +302,11 @@ class InMemoryEventStore:
             raise ConcurrencyConflict(f"wrong last sequence: {log[-1].sequence}")
         if not decision.events:
             return state
-        for event in decision.events:
+        for payload in linked(decision.events, log[-1].digest if log else anchor(state.id)):
             self.sequence += 1
-            log.append(RecordedEvent(sequence=self.sequence, event=event))
-        return decision.recorded(self.sequence)
+            self.stored[self.sequence] = payload
+            log.append(recorded_event(self.sequence, payload))
+        return decision.recorded(self.sequence, log[-1].digest)
 
     async def save(self, state: WorkflowState) -> None:
         current = self.snapshots.get(state.id)

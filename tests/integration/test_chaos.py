@@ -20,7 +20,7 @@ def assert_nothing_lost(result: ChaosResult, plan: ChaosPlan) -> None:
     assert result.finished + result.errored == plan.workflows, report
     assert result.finished > plan.workflows // 2, report  # most outputs ask for approval (output > 0.25)
     assert (result.lost, result.illegal, result.applied_twice, result.unanswered) == (0, [], [], []), report
-    assert result.read_model_mismatches == [], report
+    assert (result.read_model_mismatches, result.broken_chains) == ([], []), report
     assert result.websocket_events >= result.events, report  # and any late job result's since
     assert (result.websocket_missing, result.websocket_duplicates, result.websocket_out_of_order) == (0, 0, 0), report
     killed = {kill.target for kill in result.kills if kill.killed_at_s is not None and kill.healthy_after_s is not None}

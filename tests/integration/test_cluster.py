@@ -126,8 +126,7 @@ async def test_no_workflow_and_no_event_is_lost_when_a_node_is_killed(cluster, t
         assert ended.count("Finished") + ended.count("Error") == WORKFLOWS
         assert ended.count("Finished") > WORKFLOWS // 2  # most outputs ask for approval (output > 0.25)
         report = await check(js, topology, fleet.sent_commands)
-        problems = report.illegal + report.applied_twice + report.unanswered + report.read_model_mismatches
-        assert report.ok, report.summary() + "".join(f"\n  {problem}" for problem in problems)
+        assert report.ok, report.summary() + "".join(f"\n  {problem}" for problem in report.problems)
         assert report.workflows == WORKFLOWS
 
         # No event lost on any replica: the killed node holds the same log as the others, without a hole.

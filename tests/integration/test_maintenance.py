@@ -1,5 +1,6 @@
 """The invariant checker finds each kind of corruption, and a rebuild of the read model from the log is exact."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -12,9 +13,11 @@ from contracts.commands import (
     ProcessWorkflow,
     RejectWorkflow,
 )
-from contracts.events import CommandRejected, TransitionTaken
+from contracts.chain import digest
+from contracts.eventlog import read_events
+from contracts.events import CommandRejected, RecordedEvent, TransitionTaken, WorkflowArchived, WorkflowCreated
 from contracts.state import WorkflowState
-from services.orchestrator.domain.engine import Context, Decision, decide
+from services.orchestrator.domain.engine import Context, Decision, decide, fold
 from services.orchestrator.maintenance import check, rebuild
 from services.orchestrator.store import JetStreamEventStore
 
@@ -113,3 +116,37 @@ async def test_rebuilding_the_read_model_from_the_log_gives_identical_state(nc, 
     assert rebuilt == 4 and after == before
     assert progress[-1][0] == progress[-1][1] > 0
     assert (await check(js, topology)).ok
+
+
+async def test_a_hash_chain_broken_by_a_removed_event_is_named_at_its_first_broken_link(js, topology, store):
+    await finished(store, "cut-middle")
+    await finished(store, "intact")
+    sequences = [recorded.sequence for recorded in await read_events(js, topology, "cut-middle")]
+    await js.delete_msg(topology.events_stream, sequences[4])
+    report = await check(js, topology)
+    assert len(report.broken_chains) == 1, report.broken_chains
+    assert report.broken_chains[0].startswith(f"cut-middle: at sequence {sequences[5]}, its link")
+
+
+async def test_events_cut_from_the_end_of_a_log_show_against_the_read_models_head(js, topology, store):
+    await finished(store, "cut-end")
+    last = (await read_events(js, topology, "cut-end"))[-1].sequence
+    await js.delete_msg(topology.events_stream, last)
+    report = await check(js, topology)
+    assert report.broken_chains == [f"cut-end: at sequence {last - 1}, the log ends before its recorded head at {last}: cut"]
+
+
+async def test_a_log_saved_before_events_were_chained_is_linked_on_from_its_last_stored_event(js, topology, store):
+    # An unchained log and its snapshot, as written before the chain existed.
+    created = WorkflowCreated(workflow_id="legacy", workflow_type="approval")
+    stored = await js.publish(topology.events_subject("legacy"), created.model_dump_json().encode())
+    legacy = fold(WorkflowState(id="legacy"), [RecordedEvent(sequence=stored.seq, event=created)])
+    await (await js.key_value(topology.state_bucket)).put("legacy", legacy.model_dump_json().encode())
+    assert legacy.chain_head is None
+
+    appended = await store.append(Decision.of(legacy, [WorkflowArchived(workflow_id="legacy")]))
+
+    last = (await js.get_msg(topology.events_stream, seq=appended.last_sequence, direct=True)).data
+    first = (await js.get_msg(topology.events_stream, seq=stored.seq, direct=True)).data
+    assert json.loads(last)["previous_hash"] == digest(first)
+    assert appended.chain_head == digest(last)

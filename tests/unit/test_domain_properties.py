@@ -80,7 +80,7 @@ def test_any_commands_are_each_answered_and_write_a_legal_log_whose_fold_is_the_
         decision = history.decide(command)
         events = history.record(command)
         assert decision.events == events
-        assert decision.recorded(history.state.last_sequence) == history.state  # what an append returns, unfolded
+        assert decision.recorded(history.state.last_sequence, history.state.chain_head) == history.state  # unfolded
 
         assert all(event.causation_id == command.message_id for event in events)
         if not events:

@@ -178,7 +178,11 @@ def written(event_type: type, **fields: Any) -> Event:
     return event_type(workflow_id=WORKFLOW_ID, occurred_at=NOW, **fields)
 
 
-ENVELOPE = {"schema_version", "message_id", "workflow_id", "occurred_at", "causation_id", "correlation_id", "type"}
+# What every event carries beside its facts: the envelope, and its link in the log's hash chain.
+ENVELOPE = {
+    "schema_version", "message_id", "workflow_id", "occurred_at", "causation_id", "correlation_id", "type",
+    "previous_hash",
+}
 
 
 def facts(events: list[Event]) -> list[tuple[str, dict[str, Any]]]:

@@ -98,6 +98,8 @@ def infra_status(state: WorkflowState) -> InfraStatus:
 def evolve(state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
     event = recorded.event
     changes: dict[str, Any] = {"last_sequence": recorded.sequence, "updated_at": event.occurred_at}
+    if recorded.digest:  # read from the log; an event just decided is linked when it is appended
+        changes["chain_head"] = recorded.digest
     if event.causation_id and event.causation_id not in state.applied_commands:
         changes["applied_commands"] = (*state.applied_commands, event.causation_id)[-APPLIED_COMMANDS_KEPT:]
     if not state.exists and not isinstance(event, WorkflowCreated | CommandRejected):
@@ -256,9 +258,10 @@ class Decision:
         folded = fold(state, [RecordedEvent(sequence=state.last_sequence, event=event) for event in events])
         return cls(events, folded)
 
-    def recorded(self, last_sequence: int) -> WorkflowState:
-        """The state once the events are in the log, the last at `last_sequence`: what folding them from there gives."""
-        return self.state.model_copy(update={"last_sequence": last_sequence})
+    def recorded(self, last_sequence: int, chain_head: str) -> WorkflowState:
+        """The state once the events are in the log, the last at `last_sequence` and hashing to `chain_head`: what
+        folding them from there gives."""
+        return self.state.model_copy(update={"last_sequence": last_sequence, "chain_head": chain_head})
 
 
 def decide(state: WorkflowState, command: Command, context: Context) -> Decision:
