@@ -1,5 +1,6 @@
-"""Who is calling, and what they may do: the bearer token's holder (401 without a known token), the roles each
-command takes (403 without one), and a budget of commands per second for each token (429).
+"""Who is calling, and what they may do: the bearer token's holder (401 without a token that is in the tokens file
+and has not expired), the roles each command takes (403 without one), and a budget of commands per second for each
+token (429).
 
 Every request but the open ones (/healthz, /metrics, /schema and the web page's files) needs a token; a read needs
 nothing more. A command needs one of the roles COMMAND_ROLES gives it. All of this is decided before the request's
@@ -13,7 +14,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.types import ASGIApp, Guard
 
-from contracts.auth import ANYONE, Role, TokenHolder, Tokens, bearer_token, token_digest
+from contracts.auth import ANYONE, Role, TokenHolder, TokenRefused, TokensFile, bearer_token, token_digest
 
 # Open to anyone: probes, scrapers, the API's description, and the web page (which then signs in with a token).
 OPEN_PATHS = ["^/healthz$", "^/metrics$", "^/schema"]
@@ -37,7 +38,7 @@ class TokenAuthentication(AbstractAuthenticationMiddleware):
     """Sets `request.user` to the token's holder, and `request.auth` to the token's digest (what the rate limit is
     kept by). Without tokens (WF_AUTH=off) every caller is ANYONE."""
 
-    def __init__(self, app: ASGIApp, tokens: Tokens | None) -> None:
+    def __init__(self, app: ASGIApp, tokens: TokensFile | None) -> None:
         super().__init__(app, exclude=OPEN_PATHS, exclude_from_auth_key=OPEN_ROUTE_OPT)
         self.tokens = tokens
 
@@ -48,13 +49,14 @@ class TokenAuthentication(AbstractAuthenticationMiddleware):
         if token is None:
             raise NotAuthorizedException("a token is needed: send the header 'Authorization: Bearer <token>'",
                                          headers=CHALLENGE)
-        holder = self.tokens.holder(token)
-        if holder is None:
-            raise NotAuthorizedException("the token is not valid", headers=CHALLENGE)
+        try:
+            holder = self.tokens.admit(token)
+        except TokenRefused as refusal:
+            raise NotAuthorizedException(str(refusal), headers=CHALLENGE) from None
         return AuthenticationResult(user=holder, auth=token_digest(token))
 
 
-def authentication(tokens: Tokens | None) -> DefineMiddleware:
+def authentication(tokens: TokensFile | None) -> DefineMiddleware:
     return DefineMiddleware(TokenAuthentication, tokens=tokens)
 
 

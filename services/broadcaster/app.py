@@ -5,7 +5,8 @@ for one, else the end of the log. Then `{"sequence": n, "event": {...}}` (contra
 event after that position, in stream order: with `since`, it joins the live feed (live events queue up), replays the
 log up to where the feed took over, then relays the queue, skipping the sequences already sent. No gap, no duplicate.
 When idle it is sent a heartbeat with the position it is up to; reconnecting with `since` = the last sequence it got
-(event or heartbeat) resumes exactly there. Every client needs one of the API's tokens (any role: it only reads)."""
+(event or heartbeat) resumes exactly there. Every client needs one of the API's tokens (any role: it only reads); a
+client whose token expires or is removed from the tokens file is closed with 4401."""
 
 import asyncio
 import logging
@@ -23,7 +24,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.client import JetStreamContext
 from pydantic import BaseModel, NonNegativeInt, TypeAdapter, ValidationError
 
-from contracts.auth import Tokens, bearer_token, load_tokens
+from contracts.auth import TokenRefused, TokensFile, bearer_token, load_tokens
 from contracts.ids import WorkflowId
 from contracts.http_metrics import prometheus
 from contracts.nats_link import NatsLink, NotConnected, cancel_all
@@ -79,9 +80,17 @@ class Session:
     """One client's connection: what it asked for, and the sequence it has been sent up to."""
 
     def __init__(
-        self, socket: WebSocket, follower: Follower, state: State, start: int, replay_until: int | None
+        self,
+        socket: WebSocket,
+        follower: Follower,
+        state: State,
+        start: int,
+        replay_until: int | None,
+        token: str | None,
     ) -> None:
         self.socket, self.follower = socket, follower
+        self.token = token  # None when WF_AUTH=off
+        self.tokens: TokensFile | None = state.tokens
         self.replay_until = replay_until  # resuming: the log is replayed from `start` up to here, then live
         self.hub: Hub = state.hub
         self.replay: LogReplay = state.replay
@@ -118,7 +127,8 @@ class Session:
             self.position = sequence
 
     async def serve(self) -> None:
-        """Send events until the client leaves, or falls so far behind that the hub dropped it."""
+        """Send events until the client leaves, falls so far behind that the hub dropped it, or its token no longer
+        holds."""
 
         async def until_client_leaves() -> None:
             while True:
@@ -127,8 +137,17 @@ class Session:
         sending = asyncio.create_task(self.send_events())
         listening = asyncio.create_task(until_client_leaves())
         dropped = asyncio.create_task(self.follower.dropped.wait())
-        done, pending = await asyncio.wait({sending, listening, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        tasks = {sending, listening, dropped}
+        refused = None  # WF_AUTH=off: no token to lose
+        if self.tokens is not None and self.token is not None:
+            refused = asyncio.create_task(self.tokens.until_refused(self.token))
+            tasks.add(refused)
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         await cancel_all(pending)
+        if refused in done:
+            log.info("closed a client whose token no longer holds: %s", refused.result())
+            await self._close(WS_UNAUTHORIZED, refused.result())
+            return
         if dropped in done:
             log.warning("dropped a client that fell %d events behind", self.follower.queue.maxsize)
             await self._close(WS_TRY_AGAIN_LATER, "too slow: reconnect to resume")
@@ -165,14 +184,17 @@ async def events_socket(
     """Every event from now on, or after sequence `since` (the last one the client saw), as JSON
     `{"sequence", "event"}`, after a first `{"type": "heartbeat", "sequence"}` that gives the position it starts
     from; only one workflow's with `?workflow_id=`. The token comes as `?token=` (browsers cannot set a WebSocket's
-    headers) or as `Authorization: Bearer`; without a valid one the connection is closed with 4401."""
-    tokens: Tokens | None = state.tokens
+    headers) or as `Authorization: Bearer`; without a valid one the connection is closed with 4401, as it is later
+    when the token expires or is removed from the tokens file."""
+    tokens: TokensFile | None = state.tokens
     if tokens is not None:
         token = token or bearer_token(socket.headers.get("Authorization"))
         if token is None:
             return await refuse(socket, WS_UNAUTHORIZED, "a token is needed: ?token=<token> or Authorization: Bearer")
-        if tokens.holder(token) is None:
-            return await refuse(socket, WS_UNAUTHORIZED, "the token is not valid")
+        try:
+            tokens.admit(token)
+        except TokenRefused as refusal:
+            return await refuse(socket, WS_UNAUTHORIZED, str(refusal))
     if workflow_id is not None:
         try:
             WORKFLOW_ID.validate_python(workflow_id)
@@ -193,9 +215,9 @@ async def events_socket(
         except (NatsError, NotConnected) as error:
             return await refuse(socket, WS_TRY_AGAIN_LATER, f"could not read the log: {error!r}")
         if since is None:  # a new client starts at the end of the log
-            session = Session(socket, follower, state, start=end, replay_until=None)
+            session = Session(socket, follower, state, start=end, replay_until=None, token=token)
         elif since <= end:
-            session = Session(socket, follower, state, start=since, replay_until=end)
+            session = Session(socket, follower, state, start=since, replay_until=end, token=token)
         else:
             reason = f"since {since} is past the end of the log ({end}): start again without since"
             return await refuse(socket, WS_POLICY_VIOLATION, reason)
@@ -233,5 +255,6 @@ def create_app(settings: BroadcasterSettings | None = None) -> Litestar:
         route_handlers=[events_socket, healthz, metrics_route],
         middleware=[metrics.middleware],
         state=State({"settings": settings, "link": link, "hub": hub, "replay": replay, "tokens": tokens}),
-        lifespan=[link.lifespan],
+        # The tokens file is checked every second even when nobody connects: open connections learn of a removal.
+        lifespan=[link.lifespan] + ([tokens.watching] if tokens else []),
     )

@@ -1,12 +1,30 @@
-"""The API tokens file: digests only, each holder named and given roles; a service without tokens does not start."""
+"""The API tokens file: digests only, each holder named and given roles, an optional expiry; a service without tokens
+does not start; a changed file is taken (a good one) or logged and left (a bad one); the command that manages it."""
 
+import asyncio
 import json
+import logging
 import stat
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts.auth import AuthNotConfigured, AuthSettings, Role, TokenHolder, Tokens, load_tokens, token_digest
+from contracts.auth import (
+    AuthNotConfigured,
+    AuthSettings,
+    Role,
+    TokenHolder,
+    TokenRefused,
+    Tokens,
+    TokensFile,
+    load_tokens,
+    token_digest,
+    write_tokens_file,
+)
+from services.launcher import api_tokens
 from tests.conftest import TEST_TOKENS
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 def test_the_test_tokens_file_names_each_holder_and_keeps_no_token(tokens_file):
@@ -28,6 +46,10 @@ def test_the_test_tokens_file_names_each_holder_and_keeps_no_token(tokens_file):
         (json.dumps({token_digest("t"): {"name": "ann", "roles": []}}), "roles: Frozenset should have at least 1 item"),
         (json.dumps({token_digest("t"): {"name": "ann", "roles": ["boss"]}}), "roles.0: Input should be 'requester'"),
         (json.dumps({token_digest("t"): {"name": "", "roles": ["approver"]}}), "name: String should have at least"),
+        (
+            json.dumps({token_digest("t"): {"name": "ann", "roles": ["approver"], "expires_at": "2027-01-01T00:00"}}),
+            "expires_at: Input should have timezone info",
+        ),
         (json.dumps({}), "holds no tokens"),
     ],
 )
@@ -46,3 +68,148 @@ def test_no_tokens_file_stops_the_service_unless_auth_is_turned_off_on_purpose(t
         load_tokens(AuthSettings(WF_API_TOKENS_FILE=str(tmp_path / "missing.json")))
 
     assert load_tokens(AuthSettings(WF_AUTH="off")) is None
+
+
+# expiry
+
+
+def test_a_token_is_refused_from_its_expiry_on_with_the_time_in_the_reason():
+    expiry = NOW + timedelta(hours=1)
+    tokens = Tokens.issued({"t": TokenHolder(name="ann", roles={Role.APPROVER}, expires_at=expiry)})
+
+    assert tokens.admit("t", NOW).name == "ann"
+    with pytest.raises(TokenRefused, match=r"^the token expired at 2026-12-03T13:00:00\+00:00$"):
+        tokens.admit("t", expiry)
+    with pytest.raises(TokenRefused, match="^the token is not valid$"):
+        tokens.admit("other", NOW)
+
+
+def test_a_file_without_expiries_stays_valid_and_is_written_without_them(tmp_path):
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps({token_digest("t"): {"name": "ann", "roles": ["approver"]}}))
+
+    Tokens.from_file(path).write(path)
+
+    assert Tokens.from_file(path).admit("t", NOW + timedelta(days=10_000)).expires_at is None
+    assert "expires_at" not in path.read_text()
+
+
+# a changed file
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def watched(tmp_path):
+    path = tmp_path / "tokens.json"
+    ann, bob = TokenHolder(name="ann", roles={Role.APPROVER}), TokenHolder(name="bob", roles={Role.OPERATOR})
+    write_tokens_file(path, {"a": ann, "b": bob})
+    clock = Clock()
+    return path, clock, TokensFile(path, check_every_s=1.0, clock=clock)
+
+
+def test_a_token_removed_from_the_file_is_refused_from_the_next_check_on(watched):
+    path, clock, tokens = watched
+    write_tokens_file(path, {"b": TokenHolder(name="bob", roles={Role.OPERATOR})})
+
+    assert tokens.admit("a").name == "ann"  # not looked at again within the second
+    clock.now = 1.0
+    with pytest.raises(TokenRefused, match="not valid"):
+        tokens.admit("a")
+    assert tokens.admit("b").name == "bob"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "is not JSON"),
+        ("{}", "holds no tokens"),
+        ('{"plain": {}}', "never the token"),
+        (None, "cannot read"),
+    ],
+)
+def test_a_changed_file_that_cannot_be_used_keeps_the_tokens_read_before_and_says_so(watched, caplog, content, problem):
+    path, clock, tokens = watched
+    path.unlink() if content is None else path.write_text(content)
+    clock.now = 1.0
+
+    with caplog.at_level(logging.ERROR, logger="contracts.auth"):
+        assert tokens.admit("a").name == "ann" and tokens.admit("b").name == "bob"
+        clock.now = 2.0
+        tokens.admit("a")
+
+    errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 1, errors  # once per change, not at every check
+    assert "API tokens NOT reloaded, still accepting the 2 read before" in errors[0] and problem in errors[0]
+    write_tokens_file(path, {"c": TokenHolder(name="cy", roles={Role.REQUESTER})})  # then a good one is taken
+    clock.now = 3.0
+    assert tokens.admit("c").name == "cy"
+
+
+async def test_an_open_connection_learns_that_its_token_was_revoked_or_has_expired(watched):
+    path, clock, tokens = watched
+    waiting = [asyncio.create_task(tokens.until_refused(token)) for token in ("a", "b")]
+    await asyncio.sleep(0)
+    write_tokens_file(path, {"b": TokenHolder(name="bob", roles={Role.OPERATOR}, expires_at=datetime.now(UTC))})
+    clock.now = 1.0
+    tokens.check()
+
+    reasons = await asyncio.wait_for(asyncio.gather(*waiting), 5)
+
+    assert reasons[0] == "the token is not valid" and reasons[1].startswith("the token expired at ")
+
+
+# the command that manages a tokens file
+
+
+def test_issue_list_and_revoke(tmp_path, capsys):
+    path = tmp_path / "secrets" / "tokens.json"
+    run = lambda *args: api_tokens.main(["--file", str(path), *args])  # noqa: E731
+
+    assert run("issue", "ann", "--roles", "approver,requester", "--expires-in", "30d") == 0
+    ann = capsys.readouterr().out.strip()
+    assert run("issue", "bob", "--roles", "operator") == 0
+    bob = capsys.readouterr().out.strip()
+    assert run("list") == 0
+    listed = capsys.readouterr().out
+
+    tokens = Tokens.from_file(path)
+    assert tokens.holder(ann).roles == {Role.APPROVER, Role.REQUESTER}
+    assert timedelta(days=29) < tokens.holder(ann).expires_at - datetime.now(UTC) <= timedelta(days=30)
+    assert tokens.holder(bob).expires_at is None
+    assert ann not in path.read_text() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert ann not in listed and bob not in listed
+    lines = listed.splitlines()[1:]
+    assert [line.split()[1:3] for line in lines] == [["ann", "approver,requester"], ["bob", "operator"]]
+    assert lines[0].split()[0] == token_digest(ann)[:19] + "…" and lines[1].split()[3] == "never"
+
+    assert run("revoke", "ann") == 0
+    assert Tokens.from_file(path).holder(ann) is None and Tokens.from_file(path).holder(bob) is not None
+    assert run("revoke", "bob") == 1  # the last one
+    assert "would leave" in capsys.readouterr().err
+    assert run("issue", "cy", "--roles", "requester") == 0
+    assert run("revoke", token_digest(bob)[:15]) == 0
+    assert Tokens.from_file(path).holder(bob) is None
+
+
+def test_the_commands_bad_input_gets_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "tokens.json"
+    run = lambda *args: api_tokens.main(["--file", str(path), *args])  # noqa: E731
+
+    with pytest.raises(SystemExit):
+        run("issue", "ann", "--roles", "boss")
+    assert "unknown role 'boss': give some of approver, operator, requester" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run("issue", "ann", "--roles", "approver", "--expires-in", "3y")
+    assert "'3y' is not a duration" in capsys.readouterr().err
+    assert run("list") == 1
+    assert "cannot read the API tokens file" in capsys.readouterr().err
+    assert run("issue", "ann", "--roles", "approver") == 0
+    assert run("revoke", "nobody") == 1
+    assert "no token in" in capsys.readouterr().err
