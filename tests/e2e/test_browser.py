@@ -143,10 +143,14 @@ def buttons(place) -> "Locator":
 
 
 async def timeline_matches_the_log(page: "Page", http: httpx.AsyncClient, workflow: str) -> list[int]:
-    """The detail view's timeline lists exactly the workflow's log: every event, in order, none twice."""
+    """The detail view's timeline lists exactly the workflow's log: every event, in order, none twice; and it is
+    marked verified: the server walked its hash chain up to the last event shown."""
     log = (await http.get(f"/workflows/{workflow}/events")).json()
     entries = page.get_by_test_id("timeline-entry")
     await expect(entries).to_have_count(len(log))
+    chain = page.get_by_test_id("timeline-chain")
+    await expect(chain).to_have_attribute("data-verified", "true")
+    await expect(chain).to_contain_text(f"each of the {len(log)} events carries the hash of the one before it")
     shown = [int(sequence) for sequence in await entries.evaluate_all("rows => rows.map(r => r.dataset.sequence)")]
     types = await entries.evaluate_all("rows => rows.map(r => r.dataset.type)")
     assert shown == [item["sequence"] for item in log]

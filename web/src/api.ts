@@ -2,7 +2,7 @@
 // body. A 401 means the token is not (or no longer) good: the page signs out and asks for another.
 
 import { type Identity, signOut, token } from "./auth";
-import type { CommandKind, CommandResult, RecordedEvent, WorkflowTypeInfo, WorkflowView } from "./model";
+import type { ChainCheck, CommandKind, CommandResult, RecordedEvent, WorkflowTypeInfo, WorkflowView } from "./model";
 
 export class ApiError extends Error {
   constructor(
@@ -88,6 +88,11 @@ export const api = {
   /** The workflow's log after sequence `after` (its first page: up to 1000 events). */
   async events(id: string, after = 0): Promise<RecordedEvent[]> {
     return (await request<RecordedEvent[]>("GET", `${workflowPath(id)}/events?after=${after}`)).data;
+  },
+
+  /** Walk the hash chain of the workflow's log: does every event link to the one before it? */
+  async verify(id: string): Promise<ChainCheck> {
+    return (await request<ChainCheck>("GET", `${workflowPath(id)}/verify`)).data;
   },
 
   async create(type: string, input: Record<string, unknown> = {}): Promise<Answer<CommandResult>> {

@@ -38,6 +38,7 @@ export interface WorkflowEvent {
   occurred_at: string;
   causation_id: string | null;
   correlation_id: string | null;
+  previous_hash?: string | null; // its link in the log's hash chain: the SHA-256 of the event before it
   [field: string]: unknown;
 }
 
@@ -45,6 +46,16 @@ export interface WorkflowEvent {
 export interface RecordedEvent {
   sequence: number;
   event: WorkflowEvent;
+}
+
+/** What walking a workflow's hash chain found (GET /workflows/{id}/verify). */
+export interface ChainCheck {
+  workflow_id: string;
+  verified: boolean;
+  events: number;
+  head: string | null;
+  broken_at: number | null;
+  reason: string | null;
 }
 
 export type StateKind = "wait" | "step" | "succeeded" | "failed" | "cancelled";
