@@ -1,7 +1,8 @@
 """`python -m bench.run [--quick] [--out bench/results]`: measure the system on this machine.
 
-One nats-server of its own (temp store) and the real services as child processes; every scenario on a prefix of its
-own. Prints progress, then a table of every figure; writes results.json and results.html (inline SVG) under --out.
+One nats-server of its own (temp store), durable as shipped (every write synced to disk before its ack), and the real
+services as child processes; every scenario on a prefix of its own. The broker's limit is measured a second time on a
+server that syncs every 2 minutes (nats-server's own default), to show what durability costs. Prints progress, then a table of every figure; writes results.json and results.html (inline SVG) under --out.
 Every process it starts is stopped on the way out, Ctrl-C included."""
 
 import argparse
@@ -19,10 +20,11 @@ from pathlib import Path
 from bench import broker, cycles, latency, memory, state_load
 from bench.report import Results, format_table, rows, write_html, write_json
 from bench.system import System, connected, say
-from services.launcher.nats_server import nats_server_binary
+from services.launcher.nats_server import DURABLE, nats_server_binary
 
 
 TMPFS = Path("/dev/shm")
+NATS_DEFAULT_SYNC_INTERVAL = "120s"  # nats-server's own default: not durable against a power cut
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,13 @@ async def measure(system: System, plan: Plan, results: Results, store_on_tmpfs: 
     async def broker_limit() -> None:
         async with connected(system.url) as client:
             results.broker = await broker.measure(client, plan.broker_s, system.server.process.pid)
+        say(f"broker: once more on a server that syncs every {NATS_DEFAULT_SYNC_INTERVAL} (nats-server's default)")
+        unsynced = System(system.log_dir / "unsynced", system.store_parent, NATS_DEFAULT_SYNC_INTERVAL).start()
+        try:
+            async with connected(unsynced.url) as client:
+                results.broker_unsynced = await broker.measure(client, plan.broker_s, unsynced.server.process.pid)
+        finally:
+            unsynced.close()
 
     async def approval_cycles() -> None:
         for rate in plan.failure_rates:
@@ -187,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     system = System(args.out / "logs", args.store_dir).start()
     filesystem = store_filesystem(system.server.store_dir)
     results.machine["store"] = f"{system.server.store_dir} on {filesystem}"
+    results.machine["durability"] = f"sync_interval {DURABLE}: every write on disk before its ack"
     try:
         asyncio.run(measure(system, plan, results, store_on_tmpfs=filesystem.split()[-1] == "tmpfs"))
     except (asyncio.CancelledError, KeyboardInterrupt):

@@ -24,7 +24,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.topology import Topology
-from services.launcher.nats_server import NatsServer, free_port
+from services.launcher.nats_server import DURABLE, NatsServer, free_port
 
 PROJECT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0
@@ -88,12 +88,15 @@ class Service:
 
 
 class System:
-    """One nats-server for the whole run (temp store), plus the services each scenario starts."""
+    """One nats-server for the whole run (temp store), plus the services each scenario starts. The server is durable
+    as shipped (every write synced before its ack), unless `sync_interval` says otherwise."""
 
-    def __init__(self, log_dir: Path, store_parent: Path | None = None) -> None:
+    def __init__(self, log_dir: Path, store_parent: Path | None = None, sync_interval: str = DURABLE) -> None:
         self.log_dir = log_dir
+        self.store_parent = store_parent
         self._store = tempfile.TemporaryDirectory(prefix="wf-bench-", dir=store_parent)
-        self.server = NatsServer(Path(self._store.name) / "nats", log_file=log_dir / "nats-server.log")
+        self.server = NatsServer(Path(self._store.name) / "nats", log_file=log_dir / "nats-server.log",
+                                 sync_interval=sync_interval)
         self.services: list[Service] = []
 
     @property

@@ -55,3 +55,14 @@ def test_a_latency_measured_with_the_store_on_tmpfs_is_labelled_so():
     run = replace(results({"orchestrator": 100.0}), latency=[measured, replace(measured, store="store on tmpfs")])
     labels = [row.figure for row in rows(run) if row.section == "latency" and row.figure.endswith("WebSocket")]
     assert labels == ["200/s offered (198/s), WebSocket", "200/s offered, store on tmpfs (198/s), WebSocket"]
+
+
+def test_the_durable_limit_is_the_one_ratios_use_and_the_unsynced_one_shows_what_durability_costs():
+    figures = results({"nats-server": 50.0})
+    figures.broker_unsynced = replace(figures.broker, awaited_per_s=10_000, in_flight_per_s=160_000)
+    table = {row.figure: row for row in rows(figures) if row.section in ("broker", "cycles/s")}
+    assert table["durable: publish_async, the limit"].value == "40,000 msg/s"
+    assert table["not durable: publish_async"].vs_broker == "durable is 0.25 × this"
+    assert table["not durable (synced every 2 min): awaited publish"].vs_broker == "durable is 0.50 × this"
+    # 500 cycles/s of 10 messages against the durable 40 000 msg/s: 12.5 %, whatever the unsynced server takes.
+    assert table["×1, send failures 0"].vs_broker.startswith("12.5 % of limit")
