@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.launcher.nats_users import NatsUsers
+from services.launcher.tls import TlsFiles
 
 # The files compose.yaml runs too; the environment tells the nodes of a cluster apart.
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "nats"
 SINGLE_CONFIG = CONFIG_DIR / "single.conf"
 CLUSTER_CONFIG = CONFIG_DIR / "cluster.conf"
+TLS_CONFIGS = {SINGLE_CONFIG: CONFIG_DIR / "single-tls.conf", CLUSTER_CONFIG: CONFIG_DIR / "cluster-tls.conf"}
 CLUSTER_NODE_CONFIG = CONFIG_DIR / "cluster-node.conf"  # cluster.conf without the users
 OPEN_CONFIG = CONFIG_DIR / "open.conf"  # single.conf without the users
 DURABLE = "always"  # jetstream.sync_interval: an fsync before every acknowledgement
@@ -110,12 +112,16 @@ class NatsServer:
         users: NatsUsers | None = None,
         monitor_port: int | None = None,
         sync_interval: str = DURABLE,
+        tls: TlsFiles | None = None,
     ) -> None:
         """`users`: run the repository's config, with its users. A monitoring port: `monitor_port`, else a free one
         (a cluster node's is its own). `sync_interval`: `always`, or (giving up durability on purpose) how often
-        the store is synced, e.g. "120s"."""
+        the store is synced, e.g. "120s". `tls`: clients must connect over TLS, to this server certificate (the
+        config's -tls variant, as compose runs it; with `users` only)."""
         if not SYNC_INTERVAL.fullmatch(sync_interval):
             raise ValueError(f"sync interval {sync_interval!r}: give 'always' or a duration such as 120s or 500ms")
+        if tls and not users:
+            raise ValueError("TLS runs the shipped configs (single-tls.conf, cluster-tls.conf): give the users too")
         self.store_dir = Path(store_dir)
         self.port = port or free_port()
         self.log_file = log_file
@@ -123,6 +129,7 @@ class NatsServer:
         self.users = users
         self.monitor_port = cluster.monitor_port if cluster else monitor_port or free_port()
         self.sync_interval = sync_interval
+        self.tls = tls
         self.process: subprocess.Popen | None = None
 
     @property
@@ -131,7 +138,7 @@ class NatsServer:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://127.0.0.1:{self.port}"
 
     @property
     def is_running(self) -> bool:
@@ -157,8 +164,10 @@ class NatsServer:
     @property
     def config_file(self) -> Path:
         if self.cluster:
-            return CLUSTER_CONFIG if self.users else CLUSTER_NODE_CONFIG
-        return SINGLE_CONFIG if self.users else OPEN_CONFIG
+            config = CLUSTER_CONFIG if self.users else CLUSTER_NODE_CONFIG
+        else:
+            config = SINGLE_CONFIG if self.users else OPEN_CONFIG
+        return TLS_CONFIGS[config] if self.tls else config
 
     def config_environment(self) -> dict[str, str]:
         """The variables the config file reads: where to listen and store, how often to sync, the node's routes, the
@@ -171,6 +180,7 @@ class NatsServer:
             "NATS_SYNC_INTERVAL": self.sync_interval,
             **(self.cluster.environment() if self.cluster else {}),
             **(self.users.server_environment() if self.users else {}),
+            **({"NATS_TLS_CERT": str(self.tls.cert), "NATS_TLS_KEY": str(self.tls.key)} if self.tls else {}),
         }
 
     def wait_ready(self, timeout_s: float = 10.0) -> None:
