@@ -40,6 +40,20 @@ class Role(StrEnum):
     OPERATOR = "operator"  # cancels, terminates, retries and archives any workflow
 
 
+# The roles each command takes: the API refuses a command without one (403), and a waiting state that any holder of
+# the role may answer is waiting for "role:<role>" (the read model's `waiting_for`).
+COMMAND_ROLES: dict[str, frozenset[Role]] = {
+    "create": frozenset({Role.REQUESTER}),
+    "process": frozenset({Role.REQUESTER}),
+    "cancel": frozenset({Role.REQUESTER, Role.OPERATOR}),  # a requester withdraws a request; an operator stops any
+    "approve": frozenset({Role.APPROVER}),
+    "reject": frozenset({Role.APPROVER}),
+    "terminate": frozenset({Role.OPERATOR}),
+    "retry": frozenset({Role.OPERATOR}),
+    "archive": frozenset({Role.OPERATOR}),
+}
+
+
 class TokenHolder(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

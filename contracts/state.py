@@ -53,6 +53,8 @@ class WorkflowState(BaseModel):
     last_sequence: int = 0  # stream sequence of the last event folded in
     archived: bool = False  # hidden from the default list once ended
     stopped: Literal["cancelled", "terminated"] | None = None  # ended by a lifecycle command
+    waiting_for: tuple[str, ...] = ()  # who may answer it now: actors' names, or "role:<role>" (its type says)
+    search_values: dict[str, float | str] = {}  # its type's search fields, read off its context
 
     # The engine's bookkeeping, left out of the public view.
     started: bool = False  # the engine has taken it in hand (no longer Queued)

@@ -33,3 +33,4 @@ class WorkflowTypeInfo(BaseModel):
     initial: str
     states: list[StateInfo]
     transitions: list[TransitionInfo]
+    search_fields: dict[str, Literal["number", "text"]] = {}  # what `GET /workflows` filters and sorts on, by name

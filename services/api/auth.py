@@ -14,22 +14,11 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.types import ASGIApp, Guard
 
-from contracts.auth import ANYONE, Role, TokenHolder, TokenRefused, TokensFile, bearer_token, token_digest
+from contracts.auth import ANYONE, COMMAND_ROLES, TokenHolder, TokenRefused, TokensFile, bearer_token, token_digest
 
 # Open to anyone: probes, scrapers, the API's description, and the web page (which then signs in with a token).
 OPEN_PATHS = ["^/healthz$", "^/metrics$", "^/schema"]
 OPEN_ROUTE_OPT = "exclude_from_auth"  # a route handler's opt key that makes it open (the web page's files)
-
-COMMAND_ROLES: dict[str, frozenset[Role]] = {
-    "create": frozenset({Role.REQUESTER}),
-    "process": frozenset({Role.REQUESTER}),
-    "cancel": frozenset({Role.REQUESTER, Role.OPERATOR}),  # a requester withdraws a request; an operator stops any
-    "approve": frozenset({Role.APPROVER}),
-    "reject": frozenset({Role.APPROVER}),
-    "terminate": frozenset({Role.OPERATOR}),
-    "retry": frozenset({Role.OPERATOR}),
-    "archive": frozenset({Role.OPERATOR}),
-}
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="approval-workflows"'}
 

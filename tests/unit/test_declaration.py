@@ -64,6 +64,7 @@ def test_the_approval_type_describes_its_states_and_transitions():
             StateInfo(name="Error", kind="failed", accepts=["archive", "retry"]),
         ],
         transitions=transitions(*APPROVAL_TRANSITIONS),
+        search_fields={"output": "number"},
     )
 
 
@@ -84,6 +85,7 @@ def test_the_expense_type_describes_its_states_and_transitions():
             StateInfo(name="Error", kind="failed", accepts=["archive", "retry"]),
         ],
         transitions=transitions(*EXPENSE_TRANSITIONS),
+        search_fields={"amount": "number", "requester": "text"},
     )
 
 

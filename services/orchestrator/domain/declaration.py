@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from transitions import Machine
 
+from contracts.auth import COMMAND_ROLES
 from contracts.types import StateInfo, TransitionInfo, WorkflowTypeInfo
 
 
@@ -142,29 +143,58 @@ def move(trigger: str) -> Handler:
     return lambda _: Move(trigger)
 
 
-def only(actors: Collection[str], then: Handler) -> Handler:
+@dataclass(frozen=True)
+class Only:
     """Accept the command from these actors only."""
 
-    def handle(given: Input) -> Move | Stay | Refuse:
-        return _outsider(given, actors) or then(given)
+    actors: frozenset[str]
+    then: Handler
 
-    return handle
+    def __call__(self, given: Input) -> Move | Stay | Refuse:
+        return _outsider(given, self.actors) or self.then(given)
+
+    def who_may_act(self, kind: str, taken: tuple[Mapping[str, Any], ...]) -> frozenset[str]:
+        return self.actors
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """Move once `needed` distinct actors among `actors` sent the command; the same actor twice counts once."""
+
+    actors: frozenset[str]
+    needed: int
+    trigger: str
+
+    def __call__(self, given: Input) -> Move | Stay | Refuse:
+        if refused := _outsider(given, self.actors):
+            return refused
+        already = _sent(given.kind, given.taken)
+        if given.actor in already:
+            return Refuse(f"{given.actor} has already sent {given.kind}; it counts once")
+        if len(already) + 1 >= self.needed:
+            return Move(self.trigger)
+        return Stay(f"{len(already) + 1} of {self.needed}")
+
+    def who_may_act(self, kind: str, taken: tuple[Mapping[str, Any], ...]) -> frozenset[str]:
+        """The members who have not sent the command yet."""
+        return self.actors - _sent(kind, taken)
+
+
+def _sent(kind: str, taken: tuple[Mapping[str, Any], ...]) -> set[str]:
+    return {i["actor"] for i in taken if i["command_kind"] == kind}
+
+
+def only(actors: Collection[str], then: Handler) -> Handler:
+    return Only(frozenset(actors), then)
 
 
 def quorum(actors: Collection[str], needed: int, trigger: str) -> Handler:
-    """Move once `needed` distinct actors among `actors` sent the command; the same actor twice counts once."""
+    return Quorum(frozenset(actors), needed, trigger)
 
-    def handle(given: Input) -> Move | Stay | Refuse:
-        if refused := _outsider(given, actors):
-            return refused
-        already = {i["actor"] for i in given.taken if i["command_kind"] == given.kind}
-        if given.actor in already:
-            return Refuse(f"{given.actor} has already sent {given.kind}; it counts once")
-        if len(already) + 1 >= needed:
-            return Move(trigger)
-        return Stay(f"{len(already) + 1} of {needed}")
 
-    return handle
+def who_may_act(handler: Handler, kind: str, taken: tuple[Mapping[str, Any], ...]) -> frozenset[str] | None:
+    """The actors the handler takes the command from now; None when it takes it from anyone the API lets send it."""
+    return handler.who_may_act(kind, taken) if isinstance(handler, Only | Quorum) else None
 
 
 @dataclass(frozen=True)
@@ -180,6 +210,41 @@ class Wait:
 @dataclass(frozen=True)
 class End:
     succeeded: bool = True
+
+
+# ------------------------------------------------------------------------------------------------ search fields
+
+MAX_SEARCH_TEXT = 200  # characters of a text field kept for searching
+# What a search field may not be called: the filters every workflow has (contracts/index.py's columns).
+GENERIC_FILTERS = frozenset({
+    "id", "type", "business_state", "infra_status", "archived", "created_at", "updated_at", "deadline_at",
+    "created_after", "created_before", "updated_after", "updated_before", "waiting_for", "sort", "limit", "cursor",
+})
+
+
+@dataclass(frozen=True)
+class SearchField:
+    """A value of each instance that people find and sort it by, read off its context at `path`: ("input", "amount")
+    from what it was created with, ("process", "output") from the result of its step `process`."""
+
+    kind: Literal["number", "text"]
+    path: tuple[str, ...]
+
+    def read(self, context: Mapping[str, Any]) -> float | str | None:
+        value: Any = context
+        for key in self.path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if self.kind == "number":
+            return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return value[:MAX_SEARCH_TEXT] if isinstance(value, str) else None
+
+
+def number(*path: str) -> SearchField:
+    return SearchField("number", path)
+
+
+def text(*path: str) -> SearchField:
+    return SearchField("text", path)
 
 
 # ------------------------------------------------------------------------------------------------------- a type
@@ -199,6 +264,7 @@ class WorkflowType:
     initial: str
     states: Mapping[str, Step | Wait | End]
     transitions: list[dict[str, str]]  # in `transitions`' own format: trigger, source, dest
+    search_fields: Mapping[str, SearchField] = field(default_factory=dict)  # by name: what the API filters on
     next_states: Mapping[tuple[str, str], str] = field(init=False, repr=False, compare=False)  # (state, trigger)
 
     def __post_init__(self) -> None:
@@ -214,6 +280,9 @@ class WorkflowType:
                 raise IllegalTransition(f"{self.name}: '{name}' needs both a deadline and the trigger it fires")
             for trigger in self._triggers_of(spec):
                 self.next_state(name, trigger)  # a declaration naming a trigger its machine lacks fails at import
+        for name in self.search_fields:
+            if not name.isidentifier() or name in GENERIC_FILTERS:
+                raise IllegalTransition(f"{self.name}: a search field may not be called '{name}'")
 
     @staticmethod
     def _triggers_of(spec: Step | Wait | End) -> list[str]:
@@ -244,6 +313,23 @@ class WorkflowType:
         problems = (duration.problem(given) for duration in durations if isinstance(duration, FromInput))
         return list(dict.fromkeys(problem for problem in problems if problem))
 
+    def search_values(self, context: Mapping[str, Any]) -> dict[str, float | str]:
+        """The instance's search fields that its context has a value for."""
+        read = {name: field.read(context) for name, field in self.search_fields.items()}
+        return {name: value for name, value in read.items() if value is not None}
+
+    def waiting_for(self, state: str, taken: tuple[Mapping[str, Any], ...]) -> tuple[str, ...]:
+        """Who may answer the state now: the actors its handlers name (a quorum's members who have not voted yet), or
+        `role:<role>` where a command is taken from anyone holding the role it needs. Empty unless it waits."""
+        spec = self.states[state]
+        if not isinstance(spec, Wait):
+            return ()
+        who: set[str] = set()
+        for kind, handler in spec.accepts.items():
+            named = who_may_act(handler, kind, taken)
+            who |= named if named is not None else {f"role:{role}" for role in COMMAND_ROLES.get(kind, ())}
+        return tuple(sorted(who))
+
     def accepted_commands(self, state: str) -> list[str]:
         spec = self.states[state]
         return list(spec.accepts) if isinstance(spec, Wait) else []
@@ -259,5 +345,6 @@ class WorkflowType:
             lifecycle += ["retry"] if kind is StateKind.FAILED else []
             states.append(StateInfo(name=name, kind=kind.value, accepts=self.accepted_commands(name) + lifecycle))
         transitions = [TransitionInfo(trigger=t["trigger"], source=t["source"], dest=t["dest"]) for t in self.transitions]
+        search_fields = {name: field.kind for name, field in self.search_fields.items()}
         return WorkflowTypeInfo(name=self.name, title=self.title, initial=self.initial, states=states,
-                                transitions=transitions)
+                                transitions=transitions, search_fields=search_fields)

@@ -172,8 +172,14 @@ def evolve(state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
                 changes["error"] = f"Terminated: {event.reason}" if event.reason else "Terminated"
         case WorkflowArchived():
             changes["archived"] = True
+    if "context" in changes:
+        changes["search_values"] = WORKFLOW_TYPES[changes.get("type", state.type)].search_values(changes["context"])
     new_state = state.model_copy(update=changes)
-    return new_state.model_copy(update={"infra_status": infra_status(new_state)}) if new_state.started else new_state
+    if not new_state.started:
+        return new_state
+    waiting_for = () if new_state.stopped else workflow_type(new_state).waiting_for(
+        new_state.business_state, tuple(new_state.inputs))
+    return new_state.model_copy(update={"infra_status": infra_status(new_state), "waiting_for": waiting_for})
 
 
 def _check_engine_rules(state: WorkflowState, event: Event) -> None:

@@ -12,6 +12,7 @@ from services.orchestrator.domain.declaration import (
     WorkflowType,
     from_input,
     move,
+    number,
 )
 
 THRESHOLD = 0.25
@@ -49,4 +50,5 @@ WORKFLOW_TYPE = WorkflowType(
         {"trigger": "approve", "source": "Waiting For Approval", "dest": "Finished"},
         {"trigger": "reject", "source": "Waiting For Approval", "dest": "Sending To Queue"},
     ],
+    search_fields={"output": number("process", "output")},
 )

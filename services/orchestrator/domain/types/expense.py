@@ -13,8 +13,10 @@ from services.orchestrator.domain.declaration import (
     WorkflowType,
     from_input,
     move,
+    number,
     only,
     quorum,
+    text,
 )
 
 FINANCE_APPROVERS = frozenset({"fin-ann", "fin-bob", "fin-cy"})
@@ -83,4 +85,5 @@ WORKFLOW_TYPE = WorkflowType(
         {"trigger": "paid", "source": "Paying", "dest": "Paid"},
         {"trigger": "fail", "source": "Paying", "dest": "Error"},
     ],
+    search_fields={"amount": number("input", "amount"), "requester": text("input", "requester")},
 )
