@@ -62,14 +62,16 @@ def configure_logging(service: str, level: int = logging.INFO) -> None:
         logging.getLogger(name).addFilter(hide_tokens_in_urls)
 
 
-def serve(app, host: str, port: int) -> None:
+def serve(app, host: str, port: int, https: dict[str, str] | None = None) -> None:
     """Run an ASGI app with uvicorn, within SERVER_LIMITS, until SIGTERM or Ctrl-C, then exit 0 once in-flight work
-    is done."""
+    is done. `https`: uvicorn's certificate and key options (ServiceSettings.https), to serve HTTPS."""
 
     # uvicorn stops gracefully on SIGTERM, then raises the signal again for the handler that was in place before it:
     # this one, so that a clean stop exits 0 rather than as "killed by SIGTERM".
     exit_cleanly_on_sigterm()
-    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=10, log_config=None, **SERVER_LIMITS)
+    uvicorn.run(
+        app, host=host, port=port, timeout_graceful_shutdown=10, log_config=None, **SERVER_LIMITS, **(https or {})
+    )
 
 
 async def report_consumer_lag(js: JetStreamContext, stream: str, durable: str, gauge: Gauge, every_s: float = 5.0):

@@ -2,9 +2,11 @@
 README."""
 
 import re
+import ssl
+from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topology import Topology
@@ -25,6 +27,17 @@ class ServiceSettings(BaseSettings):
     bind_host: str = Field("0.0.0.0", validation_alias="WF_BIND_HOST")  # where a service's HTTP port listens
     # Servers that store each stream and bucket: 1 on a single server, 3 on a 3-node cluster (at most the cluster size).
     replicas: int = Field(1, ge=1, le=5, validation_alias="WF_REPLICAS")
+    # The authority that signed the NATS servers' certificates (compose's local CA). Unset: the system's authorities,
+    # for a server that asks for TLS or a tls:// URL.
+    nats_ca_file: Path | None = Field(None, validation_alias="NATS_CA_FILE")
+    # The HTTP port serves HTTPS with this certificate and its key (the api and the broadcaster: compose sets them).
+    tls_cert_file: Path | None = Field(None, validation_alias="WF_TLS_CERT_FILE")
+    tls_key_file: Path | None = Field(None, validation_alias="WF_TLS_KEY_FILE")
+
+    @field_validator("nats_ca_file", "tls_cert_file", "tls_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return value or None  # VARIABLE= names no file (not the current directory)
 
     @model_validator(mode="after")
     def _usable_credentials(self) -> "ServiceSettings":
@@ -33,6 +46,23 @@ class ServiceSettings(BaseSettings):
             raise ValueError("NATS_PASSWORD is set but NATS_USER is not: set both, or neither")
         if not URL_SAFE.fullmatch(password):
             raise ValueError("NATS_PASSWORD may hold only letters, digits and . _ ~ - (it goes into the server URLs)")
+        if self.nats_ca_file:
+            trusting(self.nats_ca_file, "NATS_CA_FILE")  # a file that is not an authority's certificate: said now
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("WF_TLS_CERT_FILE and WF_TLS_KEY_FILE go together: set both (HTTPS), or neither (HTTP)")
+        if self.tls_cert_file and self.tls_key_file:
+            for variable, path in (("WF_TLS_CERT_FILE", self.tls_cert_file), ("WF_TLS_KEY_FILE", self.tls_key_file)):
+                try:
+                    path.read_bytes()
+                except OSError as error:
+                    raise ValueError(f"{variable}: cannot read {path}: {error.strerror or error}") from None
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    self.tls_cert_file, self.tls_key_file
+                )
+            except ssl.SSLError as error:
+                raise ValueError(f"WF_TLS_CERT_FILE {self.tls_cert_file} and WF_TLS_KEY_FILE {self.tls_key_file} are "
+                                 f"not a certificate (PEM) and its key: {error.reason or error}") from None
         return self
 
     @property
@@ -48,10 +78,42 @@ class ServiceSettings(BaseSettings):
             return urls
         return [with_credentials(url, self.nats_user, self.nats_password.get_secret_value()) for url in urls]
 
+    @property
+    def nats_tls(self) -> ssl.SSLContext | None:
+        """TLS to the NATS servers, trusting NATS_CA_FILE; None: nats-py's own choice (TLS when a server asks)."""
+        return trusting(self.nats_ca_file, "NATS_CA_FILE") if self.nats_ca_file else None
+
     def nats_connection(self, service: str) -> dict[str, Any]:
-        """How `service` connects (nats-py's connect, FastStream's NatsBroker): to every server, with its replies on
-        inboxes of its own."""
-        return {"servers": self.nats_servers, "inbox_prefix": inbox_prefix(service)}
+        """How `service` connects with nats-py: to every server, over TLS with NATS_CA_FILE when set, with its
+        replies on inboxes of its own."""
+        connection = {"servers": self.nats_servers, "inbox_prefix": inbox_prefix(service)}
+        return connection | ({"tls": self.nats_tls} if self.nats_ca_file else {})
+
+    def broker_connection(self, service: str) -> dict[str, Any]:
+        """The same for FastStream's NatsBroker, which takes TLS as its `security`."""
+        from faststream.nats import NatsSecurity  # the api and the broadcaster have no broker: not imported there
+
+        connection = self.nats_connection(service)
+        tls = connection.pop("tls", None)
+        return connection | ({"security": NatsSecurity(ssl_context=tls)} if tls else {})
+
+    @property
+    def https(self) -> dict[str, str]:
+        """uvicorn's options for HTTPS, when WF_TLS_CERT_FILE and WF_TLS_KEY_FILE are set (else plain HTTP)."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return {}
+        return {"ssl_certfile": str(self.tls_cert_file), "ssl_keyfile": str(self.tls_key_file)}
+
+
+def trusting(ca_file: Path, variable: str) -> ssl.SSLContext:
+    """A client's TLS that trusts the authority of `ca_file` (PEM) alone, and checks each server's name against its
+    certificate. ValueError naming `variable` when the file is not usable."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except ssl.SSLError as error:  # (an OSError too: first)
+        raise ValueError(f"{variable}: {ca_file} is not a certificate in PEM: {error.reason or error}") from None
+    except OSError as error:
+        raise ValueError(f"{variable}: cannot read {ca_file}: {error.strerror or error}") from None
 
 
 def with_credentials(url: str, user: str, password: str) -> str:

@@ -17,4 +17,4 @@ try:
     app = create_app(settings)
 except AuthNotConfigured as refusal:
     sys.exit(f"broadcaster: not starting: {refusal}")
-serve(app, settings.bind_host, settings.port)
+serve(app, settings.bind_host, settings.port, settings.https)

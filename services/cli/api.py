@@ -1,10 +1,13 @@
 """The HTTP API as the CLI sees it: JSON in and out, every refusal turned into one readable error."""
 
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from contracts.settings import trusting
 
 # Longer than the longest wait a command may ask the API for (60 s): the API answers 202 before this passes.
 HTTP_TIMEOUT_S = 75.0
@@ -22,11 +25,20 @@ class Reply:
 
 
 class Api:
-    def __init__(self, base_url: str, token: str | None = None) -> None:
+    def __init__(self, base_url: str, token: str | None = None, ca_file: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         # Sent with every request, and to the broadcaster (`wf watch`): the API's tokens are its tokens too.
         self.auth_headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.base_url, timeout=HTTP_TIMEOUT_S, headers=self.auth_headers)
+        # Whom the servers' certificates must be signed by (HTTPS, WSS): `ca_file`'s authority, else the system's.
+        self.tls: ssl.SSLContext = ssl.create_default_context()
+        if ca_file:
+            try:
+                self.tls = trusting(ca_file, "--ca")
+            except ValueError as error:
+                raise CliError(str(error)) from None
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=HTTP_TIMEOUT_S, headers=self.auth_headers, verify=self.tls
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -1,5 +1,6 @@
 """`wf`: the command line. Every command is one or a few HTTP requests to the API (`--url`, or `WF_API_URL`);
-`watch` also reads the broadcaster's WebSocket. Both with the API token of `--token`, or `WF_TOKEN`. Exit codes: 0
+`watch` also reads the broadcaster's WebSocket. Both with the API token of `--token`, or `WF_TOKEN`. Over HTTPS and
+WSS the servers' certificates must be signed by the authority of `--ca` or `WF_CA_FILE` (else: the system's). Exit codes: 0
 done, 1 refused or failed (the server's reason is printed), 2 bad usage, 3 sent but no outcome within the wait (it may
 still apply)."""
 
@@ -118,11 +119,14 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="wf", description="Drive and watch approval workflows through the HTTP API.")
     root.add_argument("--url", default=os.environ.get("WF_API_URL", DEFAULT_API_URL), help="the API (env WF_API_URL)")
     root.add_argument("--token", default=os.environ.get("WF_TOKEN"), help="the API token (env WF_TOKEN)")
+    root.add_argument("--ca", default=os.environ.get("WF_CA_FILE") or None, metavar="FILE",
+                      help="trust the servers' certificates this authority signed, for https:// (env WF_CA_FILE)")
     root.add_argument("--json", action="store_true", help="print the API's JSON")
     # The same options after the command (`wf show ID --json`); SUPPRESS keeps them from resetting the root's values.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS, help="the API (env WF_API_URL)")
     common.add_argument("--token", default=argparse.SUPPRESS, help="the API token (env WF_TOKEN)")
+    common.add_argument("--ca", default=argparse.SUPPRESS, metavar="FILE", help="the servers' authority (WF_CA_FILE)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -216,7 +220,11 @@ def positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    api = Api(args.url, args.token)
+    try:
+        api = Api(args.url, args.token, args.ca)
+    except CliError as error:
+        print(f"wf: {error}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         return args.run(api, args)
     except CliError as error:

@@ -29,7 +29,8 @@ def watch(api: Api, workflow_id: str | None, since: int | None, count: int | Non
         query = urlencode({k: v for k, v in (("workflow_id", workflow_id), ("since", position)) if v is not None})
         try:
             address = f"{url}?{query}" if query else url
-            with connect(address, open_timeout=OPEN_TIMEOUT_S, additional_headers=api.auth_headers) as socket:
+            tls = api.tls if address.startswith("wss:") else None
+            with connect(address, open_timeout=OPEN_TIMEOUT_S, additional_headers=api.auth_headers, ssl=tls) as socket:
                 retry_s = FIRST_RETRY_S
                 for text in socket:
                     message = json.loads(text)

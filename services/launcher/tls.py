@@ -7,8 +7,10 @@
                     SERVER_NAMES and SERVER_ADDRESSES: loopback, and the services of compose.yaml
     server-key.pem  its key
 
-`python -m services.launcher.tls` makes them (when missing) without starting anything, for compose, and prints the
-directory. Delete the directory for a new authority (every client must then trust the new ca.pem)."""
+The keys are readable by their owner only, the certificates (public by nature) by anyone, in a directory that only
+its owner may enter. `python -m services.launcher.tls` makes them (when missing) without starting anything, for
+compose, and prints the directory. Delete the directory for a new authority (every client must then trust the new
+ca.pem)."""
 
 import ipaddress
 import os
@@ -31,6 +33,7 @@ CA_VALIDITY = timedelta(days=3650)
 SERVER_VALIDITY = timedelta(days=397)
 RENEW_BEFORE = timedelta(days=30)  # a server certificate this close to its end is made again at the next run
 CLOCK_SKEW = timedelta(minutes=5)  # valid from a little before now: a container's clock may lag
+PRIVATE, PUBLIC = 0o600, 0o644  # keys, certificates (the directory is its owner's alone)
 
 
 def tls_directory(data_dir: Path) -> Path:
@@ -79,8 +82,8 @@ class TlsFiles:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
-        _write_private(self.ca_key, _key_pem(key))
-        _write_private(self.ca_cert, certificate.public_bytes(serialization.Encoding.PEM))
+        _write(self.ca_key, _key_pem(key), PRIVATE)
+        _write(self.ca_cert, certificate.public_bytes(serialization.Encoding.PEM), PUBLIC)
 
     def _make_server_certificate(self, now: datetime) -> None:
         authority = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
@@ -104,8 +107,8 @@ class TlsFiles:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(authority_key_id), False)
             .sign(authority_key, hashes.SHA256())
         )
-        _write_private(self.key, _key_pem(key))
-        _write_private(self.cert, certificate.public_bytes(serialization.Encoding.PEM))
+        _write(self.key, _key_pem(key), PRIVATE)
+        _write(self.cert, certificate.public_bytes(serialization.Encoding.PEM), PUBLIC)
 
     def _server_certificate_holds(self, now: datetime) -> bool:
         if not (self.cert.exists() and self.key.exists()):
@@ -149,11 +152,13 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _write_private(path: Path, content: bytes) -> None:
-    """Readable by its owner only from the moment it exists; in place of the old file at once (a rename)."""
+def _write(path: Path, content: bytes, mode: int) -> None:
+    """With `mode` from the moment it exists (a key is never readable by others); in place of the old file at once
+    (a rename)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     staged = path.with_name(path.name + ".new")
-    with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
+    staged.unlink(missing_ok=True)  # a leftover of an interrupted run, with whatever mode it had
+    with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as file:
         file.write(content)
     os.replace(staged, path)
 

@@ -43,7 +43,7 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
     # Not FastStream's Prometheus middleware: it labels by subject, and every workflow has a subject of its own, so
     # its series grew with every workflow (measured: 44 MB of /metrics at 5 700 workflows). Ours are bounded.
     broker = NatsBroker(
-        **settings.nats_connection("orchestrator"),
+        **settings.broker_connection("orchestrator"),
         max_reconnect_attempts=-1,
         log_level=logging.DEBUG,
         graceful_timeout=GRACEFUL_TIMEOUT_S,

@@ -46,7 +46,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         registry=registry,
     )
     broker = NatsBroker(
-        **settings.nats_connection("processor"),
+        **settings.broker_connection("processor"),
         max_reconnect_attempts=-1,
         graceful_timeout=GRACEFUL_TIMEOUT_S,
         # Per job, FastStream's machinery cost more CPU than the job itself (docs/decisions/0013). Its own lines go to

@@ -43,18 +43,22 @@ def test_compose_file_is_valid() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def resolved(*args: str) -> dict:
+def configuration(*args: str) -> dict:
     result = docker_compose(*args, "config")
     assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)["services"]
+    return yaml.safe_load(result.stdout)
+
+
+def resolved(*args: str) -> dict:
+    return configuration(*args)["services"]
 
 
 def test_compose_runs_nats_and_every_service() -> None:
     services = resolved()
     by_default = {name for name, service in services.items() if not service.get("profiles")}
     assert by_default == {"nats", "api", "orchestrator", "processor", "broadcaster"}
-    assert services["nats"]["command"] == ["nats-server", "-c", "/etc/nats/single.conf"]
-    assert services["orchestrator"]["environment"]["NATS_URL"] == "nats://nats:4222"
+    assert services["nats"]["command"] == ["nats-server", "-c", "/etc/nats/single-tls.conf"]
+    assert services["orchestrator"]["environment"]["NATS_URL"] == "tls://nats:4222"
 
 
 def test_every_nats_node_syncs_each_write_unless_told_otherwise() -> None:
@@ -83,11 +87,11 @@ def test_the_cluster_profile_runs_three_nats_nodes_and_two_replicas_of_the_worke
     in_profile = {name for name, service in services.items() if "cluster" in service.get("profiles", [])}
     assert in_profile == {"nats-2", "nats-3", "orchestrator-2", "processor-2"}
     nodes = ("nats", "nats-2", "nats-3")
-    assert all(services[node]["command"] == ["nats-server", "-c", "/etc/nats/cluster.conf"] for node in nodes)
+    assert all(services[node]["command"] == ["nats-server", "-c", "/etc/nats/cluster-tls.conf"] for node in nodes)
     assert len({services[node]["environment"]["NATS_SERVER_NAME"] for node in nodes}) == 3
     for name in ("api", "orchestrator", "orchestrator-2", "processor", "processor-2", "broadcaster"):
         environment = services[name]["environment"]
-        assert environment["NATS_URL"].split(",") == [f"nats://{node}:4222" for node in nodes]
+        assert environment["NATS_URL"].split(",") == [f"tls://{node}:4222" for node in nodes]
         assert environment["WF_REPLICAS"] == "3"
 
 
@@ -95,4 +99,32 @@ def test_the_api_and_the_broadcaster_read_the_api_tokens_from_a_secret() -> None
     services = resolved()
     for name in ("api", "broadcaster"):
         assert services[name]["environment"]["WF_API_TOKENS_FILE"] == "/run/secrets/api-tokens"
-        assert services[name]["secrets"] == [{"source": "api-tokens"}]
+        assert {"source": "api-tokens"} in services[name]["secrets"]
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["single", "cluster"])
+def test_nats_the_api_and_the_websocket_speak_tls_with_the_local_ca(cluster: bool) -> None:
+    resolved_file = configuration(*(["--env-file", str(CLUSTER_ENV), "--profile", "cluster"] if cluster else []))
+    services = resolved_file["services"]
+    secrets = {source: Path(secret["file"]) for source, secret in resolved_file["secrets"].items()}
+
+    assert secrets["tls-ca"].name == "ca.pem" and secrets["tls-key"].name == "server-key.pem"
+    assert secrets["tls-ca"].parent == PROJECT / "data" / "secrets" / "tls"  # where services/launcher/tls.py writes
+    for node in [name for name in services if name.startswith("nats")]:
+        assert services[node]["command"][-1].endswith("-tls.conf")  # single-tls.conf, cluster-tls.conf: tls.conf
+        assert {"source": "tls-key"} in services[node]["secrets"]
+        assert services[node]["environment"]["NATS_TLS_KEY"] == "/run/secrets/tls-key"
+    for name in {"api", "broadcaster", "orchestrator", "processor"} | ({"orchestrator-2"} if cluster else set()):
+        environment = services[name]["environment"]
+        assert all(url.startswith("tls://") for url in environment["NATS_URL"].split(","))
+        assert environment["NATS_CA_FILE"] == "/run/secrets/tls-ca"
+        assert {"source": "tls-ca"} in services[name]["secrets"]
+    for name, port in (("api", 8000), ("broadcaster", 8001)):
+        environment = services[name]["environment"]
+        assert (environment["WF_TLS_CERT_FILE"], environment["WF_TLS_KEY_FILE"]) == (
+            "/run/secrets/tls-cert",
+            "/run/secrets/tls-key",
+        )
+        probe = " ".join(services[name]["healthcheck"]["test"])
+        assert f"https://127.0.0.1:{port}/healthz" in probe and "cafile='/run/secrets/tls-ca'" in probe
+
