@@ -1,9 +1,10 @@
 """The API's wiring: routes, the NATS connection's lifespan, the error policy and the static web page."""
 
+from dataclasses import replace
 from typing import Annotated
 
 from litestar import Controller, Litestar, Request, Response, get, post
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
@@ -25,14 +26,15 @@ from contracts.commands import (
 )
 from contracts.events import RecordedEvent
 from contracts.ids import CommandId, WorkflowId, new_id
+from contracts.index import connect
 from contracts.http_metrics import prometheus
 from contracts.nats_link import NatsLink
-from contracts.state import STATE_VIEW_EXCLUDE, InfraStatus, WorkflowState
+from contracts.state import STATE_VIEW_EXCLUDE, WorkflowState
 from contracts.topology import MAX_COMMAND_BYTES
 from contracts.types import WorkflowTypeInfo
 from services.api.auth import OPEN_ROUTE_OPT, acting_as, authentication, commands_rate_limit, may
 from services.api.errors import EXCEPTION_HANDLERS, error_answers
-from services.api.pagination import NEXT_PAGE_HEADERS, ListCursor, next_page_headers
+from services.api.pagination import NEXT_PAGE_HEADERS, Page, next_page_headers
 from services.api.schemas import (
     ApproveRequest,
     ChainCheck,
@@ -46,7 +48,9 @@ from services.api.schemas import (
     WorkflowView,
 )
 from services.api.settings import MAX_WAIT_S, ApiSettings
-from services.api.workflows import Outcome, WorkflowFilter, Workflows
+from services.api.index import WorkflowIndex
+from services.api.search import parse
+from services.api.workflows import Outcome, Workflows
 
 # Litestar leaves a bound of 0 out of the OpenAPI document (it tests the bound for truth): say it again there.
 NOT_NEGATIVE = {"minimum": 0}
@@ -81,7 +85,19 @@ READ_ERRORS = error_answers(401, 422, 503)
 LOOKUP_ERRORS = error_answers(401, 404, 422, 503)
 PENDING = {HTTP_202_ACCEPTED: ResponseSpec(CommandResult, description="no outcome within the wait: `pending`")}
 CREATE_ANSWERS = PENDING | error_answers(401, 403, 409, 413, 422, 429, 503)
+SEARCH_ERRORS = error_answers(400, 401, 503)
+LIST_HEADERS = [
+    *NEXT_PAGE_HEADERS,
+    ResponseHeader(name="X-Index-Sequence", documentation_only=True,
+                   description="the highest log sequence the index had taken in: the list may lag the log"),
+]
 COMMAND_ANSWERS = PENDING | error_answers(401, 403, 404, 409, 413, 422, 429, 503)
+
+
+def listed(request: Request, page: Page, reflects: int) -> Response[list[WorkflowView]]:
+    """A page of a list, with where the next starts and the log sequence the index reflects."""
+    headers = next_page_headers(request, page, "cursor") | {"X-Index-Sequence": str(reflects)}
+    return Response(page.items, headers=headers)
 
 
 def view(state: WorkflowState) -> WorkflowView:
@@ -126,23 +142,36 @@ class WorkflowController(Controller):
         command = CreateWorkflow(workflow_id=workflow_id, workflow_type=data.type, input=data.input, start=data.start)
         return command_response(workflow_id, await workflows.send([command], wait), created=True)
 
-    @get(operation_id="listWorkflows", response_headers=NEXT_PAGE_HEADERS, responses=READ_ERRORS)
+    @get(operation_id="listWorkflows", response_headers=LIST_HEADERS, responses=SEARCH_ERRORS)
     async def list_workflows(
         self,
         request: Request,
+        state: State,
         workflows: NamedDependency[Workflows],
         business_state: FromQuery[str | None] = None,
-        infra_status: FromQuery[InfraStatus | None] = None,
+        infra_status: FromQuery[str | None] = None,
         workflow_type: Annotated[str | None, QueryParameter(name="type", required=False)] = None,
-        archived: Annotated[bool, QueryParameter(description="list the archived workflows instead")] = False,
-        limit: Limit = 100,
+        waiting_for: Annotated[
+            str | None, QueryParameter(description="who may answer it now: a name, or role:<role> (repeatable)")
+        ] = None,
+        created_after: Annotated[str | None, QueryParameter(description="a date or a time (UTC unless zoned)")] = None,
+        created_before: FromQuery[str | None] = None,
+        updated_after: FromQuery[str | None] = None,
+        updated_before: FromQuery[str | None] = None,
+        archived: Annotated[str | None, QueryParameter(description="true: list the archived workflows instead")] = None,
+        sort: Annotated[str | None, QueryParameter(description="created_at or updated_at; -: newest first")] = None,
+        limit: Annotated[str | None, QueryParameter(description="at most this many (default 100)")] = None,
         cursor: Annotated[str | None, QueryParameter(description="X-Next-Cursor of the page before")] = None,
     ) -> Response[list[WorkflowView]]:
-        """Workflows from the read model, newest first, filtered by either state, type, and whether archived
-        (archived ones are hidden unless asked for). A page of `limit`; headers point at the next one."""
-        admitted = WorkflowFilter(business_state, infra_status, workflow_type, archived)
-        page = await workflows.matching(admitted, limit, ListCursor.decode(cursor) if cursor else None)
-        return Response([view(state) for state in page.items], headers=next_page_headers(request, page, "cursor"))
+        """Workflows from the index, newest first unless `sort` says otherwise, filtered by the generic fields and by
+        the search fields the types declare, compared with an operator: `amount>=1000`, `requester=ann`
+        (`=`, `!=`, `>=`, `<=`, `>`, `<`; text takes `=` and `!=`). An unknown field or operator answers 400 naming
+        it. Archived workflows are left out unless `archived=true`. A page of `limit`; headers point at the next
+        one, and `X-Index-Sequence` says up to which log sequence the index had taken in."""
+        search = parse(request.url.query, await workflows.known_types(), state.settings.max_page)
+        page, reflects = await state.index.search(search)
+        return listed(request, page, reflects)
+
 
     @get("/{workflow_id:str}", operation_id="getWorkflow", responses=LOOKUP_ERRORS)
     async def get_workflow(self, workflows: NamedDependency[Workflows], workflow_id: WorkflowIdPath) -> WorkflowView:
@@ -382,6 +411,24 @@ async def client_config(request: Request, state: State) -> ClientConfig:
     return ClientConfig(broadcaster_url=f"{scheme}://{request.url.hostname}:{settings.broadcaster_port}/ws")
 
 
+@get("/me/inbox", operation_id="myInbox", tags=["workflows"], response_headers=LIST_HEADERS, responses=SEARCH_ERRORS)
+async def inbox(
+    request: Request[TokenHolder, str | None, State],
+    state: State,
+    workflows: NamedDependency[Workflows],
+    limit: Annotated[str | None, QueryParameter(description="at most this many (default 100)")] = None,
+    cursor: Annotated[str | None, QueryParameter(description="X-Next-Cursor of the page before")] = None,
+) -> Response[list[WorkflowView]]:
+    """The workflows waiting for the caller now: as an approver named by the state, a member of a quorum who has not
+    voted yet, or through one of their roles; the longest unchanged first (`updated_at`: since when it waits, and
+    `deadline_at`, in each). Takes the list's filters too (e.g. `type=expense`)."""
+    holder = request.user
+    search = parse(request.url.query, await workflows.known_types(), state.settings.max_page, "updated_at")
+    asked_of = (holder.name, *(f"role:{role}" for role in sorted(holder.roles)))
+    page, reflects = await state.index.search(replace(search, waiting_for=asked_of))
+    return listed(request, page, reflects)
+
+
 @get("/me", operation_id="whoAmI", tags=["operations"], responses=error_answers(401))
 async def who_am_i(request: Request[TokenHolder, str | None, State]) -> Identity:
     """The token's holder: the name the log records for their decisions, and their roles."""
@@ -400,8 +447,9 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     streams = [topology.events_stream, topology.commands_stream]
     streams += [topology.kv_stream(topology.state_bucket), topology.kv_stream(topology.types_bucket)]
     link = NatsLink(settings, name="api", streams=streams, writes=[topology.commands_subject()])
+    index = WorkflowIndex(connect(settings.index_url))
     metrics, metrics_route = prometheus("api")
-    route_handlers = [WorkflowController, TypeController, healthz, client_config, who_am_i, metrics_route]
+    route_handlers = [WorkflowController, TypeController, healthz, client_config, inbox, who_am_i, metrics_route]
     if settings.web_dir.is_dir():  # open: the page asks for a token, then sends it with every request
         web_page = create_static_files_router(
             "/", directories=[settings.web_dir], html_mode=True, opt={OPEN_ROUTE_OPT: True}
@@ -410,8 +458,8 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     return Litestar(
         route_handlers=route_handlers,
         dependencies={"workflows": Provide(provide_workflows, sync_to_thread=False)},
-        state=State({"settings": settings, "link": link, "workflows": Workflows(link, settings)}),
-        lifespan=[link.lifespan],
+        state=State({"settings": settings, "link": link, "workflows": Workflows(link, settings), "index": index}),
+        lifespan=[link.lifespan, index.lifespan],
         # In this order: metrics count every answer; a caller is known before its rate is counted.
         middleware=[metrics.middleware, authentication(tokens), commands_rate_limit(settings.commands_per_second)],
         request_max_body_size=MAX_COMMAND_BYTES,  # larger bodies answer 413 before they are read further

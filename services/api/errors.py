@@ -7,6 +7,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
     HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
@@ -19,9 +20,11 @@ from litestar.status_codes import (
 )
 from nats.errors import Error as NatsError
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from contracts.events import RejectionCode
 from contracts.nats_link import NotConnected
+from services.api.search import BadFilter
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,16 @@ def nats_unavailable(request: Request, error: Exception) -> Response[dict[str, A
     return _error(HTTP_503_SERVICE_UNAVAILABLE, f"the message broker is unavailable: {error}", "unavailable")
 
 
+def bad_filter(_: Request, error: BadFilter) -> Response[dict[str, Any]]:
+    return _error(HTTP_400_BAD_REQUEST, str(error), "bad_filter")
+
+
+def index_unavailable(request: Request, error: Exception) -> Response[dict[str, Any]]:
+    log.warning("%s %s: the index is unavailable: %r", request.method, request.url.path, error)
+    return _error(HTTP_503_SERVICE_UNAVAILABLE, "the index is not available (yet): is the indexer running?",
+                  "unavailable")
+
+
 def unexpected(request: Request, error: Exception) -> Response[dict[str, Any]]:
     log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
     return _error(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
@@ -137,6 +150,9 @@ EXCEPTION_HANDLERS = {
     CommandTooLarge: command_too_large,
     NotConnected: nats_unavailable,
     NatsError: nats_unavailable,
+    BadFilter: bad_filter,
+    OperationalError: index_unavailable,  # no index file or table yet, the database down or locked
+    ProgrammingError: index_unavailable,
     Exception: unexpected,
 }
 
@@ -151,6 +167,7 @@ class ErrorBody(BaseModel):
 
 
 ERROR_MEANINGS: dict[int, str] = {
+    HTTP_400_BAD_REQUEST: "a filter the list cannot take: an unknown field, a bad operator or value (code `bad_filter`)",
     HTTP_401_UNAUTHORIZED: "no token, or one that is not valid (code `unauthorized`)",
     HTTP_403_FORBIDDEN: "the token's holder has no role the command takes (code `forbidden`)",
     HTTP_404_NOT_FOUND: "no such workflow (code `unknown_workflow`) or type (code `unknown_type`)",
@@ -158,7 +175,7 @@ ERROR_MEANINGS: dict[int, str] = {
     HTTP_413_REQUEST_ENTITY_TOO_LARGE: "the body is larger than a command may be",
     HTTP_422_UNPROCESSABLE_ENTITY: "the request is not valid, or the orchestrator found the command not valid",
     HTTP_429_TOO_MANY_REQUESTS: "more commands a second than the token may send: retry after `Retry-After`",
-    HTTP_503_SERVICE_UNAVAILABLE: "the message broker is unavailable (code `unavailable`)",
+    HTTP_503_SERVICE_UNAVAILABLE: "the message broker or the index is unavailable (code `unavailable`)",
 }
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field
 
 from contracts.auth import AuthSettings
+from contracts.index import IndexSettings
 
 MAX_WAIT_S = 60.0  # the longest a request may hold its connection waiting for an outcome
 
@@ -17,7 +18,7 @@ def default_web_dir() -> Path:
     return built if built.is_dir() else PROJECT_WEB_DIR
 
 
-class ApiSettings(AuthSettings):
+class ApiSettings(AuthSettings, IndexSettings):
     port: int = Field(8000, ge=0, le=65535, validation_alias="WF_API_PORT")
     # How long a command request waits for its outcome when it does not say (`?wait=`).
     command_timeout_s: float = Field(5.0, ge=0, le=MAX_WAIT_S, validation_alias="WF_COMMAND_TIMEOUT_S")
@@ -27,3 +28,5 @@ class ApiSettings(AuthSettings):
     web_dir: Path = Field(default_factory=default_web_dir, validation_alias="WF_WEB_DIR")
     # Commands (POSTs) one token may send in a second; more answer 429 with Retry-After.
     commands_per_second: int = Field(50, ge=1, validation_alias="WF_API_COMMANDS_PER_S")
+    # The most workflows one page of a list answers.
+    max_page: int = Field(1000, ge=1, le=10_000, validation_alias="WF_API_MAX_PAGE")

@@ -18,11 +18,11 @@ from contracts.chain import Link, Verification, verify
 from contracts.eventlog import read_events, read_stored
 from contracts.events import EVENT, CommandRejected, Event, RecordedEvent
 from contracts.nats_link import NatsLink
-from contracts.state import InfraStatus, WorkflowState
+from contracts.state import WorkflowState
 from contracts.topology import MAX_COMMAND_BYTES
 from contracts.types import WorkflowTypeInfo
 from services.api.errors import CommandRefused, CommandTooLarge, TypeNotFound, WorkflowNotFound
-from services.api.pagination import ListCursor, Page
+from services.api.pagination import Page
 from services.api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 SCAN_PAGE_SIZE = 500
 SCAN_FETCH_TIMEOUT_S = 5.0
 SCAN_IDLE_LIMIT_S = 60.0  # the broker deletes a scan's consumer left this long (its request died midway)
+TYPES_KEPT_S = 5.0  # a new type shows in searches within this long
 
 
 @dataclass(frozen=True)
@@ -39,27 +40,13 @@ class Outcome:
     state: WorkflowState | None  # None: no outcome within the wait
 
 
-@dataclass(frozen=True)
-class WorkflowFilter:
-    business_state: str | None = None
-    infra_status: InfraStatus | None = None
-    workflow_type: str | None = None
-    archived: bool = False
-
-    def admits(self, state: WorkflowState) -> bool:
-        return (
-            (self.business_state is None or state.business_state == self.business_state)
-            and (self.infra_status is None or state.infra_status == self.infra_status)
-            and (self.workflow_type is None or state.type == self.workflow_type)
-            and state.archived == self.archived
-        )
-
-
 class Workflows:
     def __init__(self, link: NatsLink, settings: ApiSettings) -> None:
         self._link = link
         self._topology = settings.topology
         self._default_wait_s = settings.command_timeout_s
+        self._types: list[WorkflowTypeInfo] = []
+        self._types_read_at: float | None = None
 
     async def _bucket(self, name: str) -> KeyValue:
         return await self._link.js.key_value(name)
@@ -114,19 +101,6 @@ class Workflows:
             raise WorkflowNotFound(workflow_id)
         return state
 
-    async def matching(self, admitted: WorkflowFilter, limit: int, after: ListCursor | None) -> Page[WorkflowState]:
-        """The workflows the filter admits, newest first: at most `limit` of them, from just after `after`."""
-        states = [
-            WorkflowState.model_validate_json(value)
-            for value in await self._current_values(self._topology.state_bucket)
-        ]
-        ordered = sorted((state for state in states if admitted.admits(state)), key=ListCursor.of, reverse=True)
-        if after is not None:
-            ordered = [state for state in ordered if ListCursor.of(state) < after]
-        page = ordered[:limit]
-        more = len(ordered) > limit
-        return Page(page, ListCursor.of(page[-1]).encode() if more else None)
-
     async def events(self, workflow_id: str, after: int, limit: int) -> Page[RecordedEvent]:
         """The workflow's events with a sequence above `after`, oldest first, at most `limit` of them."""
         events = await read_events(self._link.js, self._topology, workflow_id, after=after, limit=limit + 1)
@@ -158,6 +132,13 @@ class Workflows:
             for value in await self._current_values(self._topology.types_bucket)
         ]
         return sorted(infos, key=lambda info: info.name)
+
+    async def known_types(self) -> list[WorkflowTypeInfo]:
+        """The types as of at most TYPES_KEPT_S ago: what every search is checked against, read once in a while."""
+        now = asyncio.get_running_loop().time()
+        if self._types_read_at is None or now - self._types_read_at > TYPES_KEPT_S:
+            self._types, self._types_read_at = await self.types(), now
+        return self._types
 
     async def type_info(self, name: str) -> WorkflowTypeInfo:
         try:

@@ -25,6 +25,8 @@ from tests.integration.test_api import (  # noqa: F401 (fixtures)
     api,
     api_client,
     commands_published,
+    index_url,
+    indexer,
     orchestrator,
     seed,
     seeded,
@@ -48,7 +50,7 @@ READS = ["/workflows", f"/workflows/{WORKFLOW}", f"/workflows/{WORKFLOW}/events"
 
 
 @pytest.fixture
-async def anonymous(nats_url, topology: Topology, js: JetStreamContext, settings_for):  # noqa: F811
+async def anonymous(nats_url, topology: Topology, js: JetStreamContext, settings_for, seed):  # noqa: F811
     """A client of the API that sends no token; the read model holds WORKFLOW."""
     await seed(js, topology, seeded(WORKFLOW, 0))
     async with api_client(settings_for(nats_url, topology), holder=None) as client:
@@ -201,7 +203,9 @@ async def test_a_body_over_64_kib_answers_413_unpublished_even_without_a_length(
     assert await commands_published(js, topology) == 0
 
 
-async def test_commands_beyond_the_rate_per_token_answer_429_with_retry_after(nats_url, topology, js, settings_for):
+async def test_commands_beyond_the_rate_per_token_answer_429_with_retry_after(
+    nats_url, topology, js, settings_for, seed  # noqa: F811
+):
     await seed(js, topology, seeded(WORKFLOW, 0))
     async with api_client(settings_for(nats_url, topology, WF_API_COMMANDS_PER_S="2"), holder="requester") as api:
         answers = [await api.post(f"/workflows/{WORKFLOW}/process", params={"wait": 0}) for _ in range(5)]

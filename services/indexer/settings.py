@@ -1,0 +1,10 @@
+"""The indexer's settings, read once from the environment."""
+
+from pydantic import Field
+
+from contracts.index import IndexSettings
+from contracts.settings import ServiceSettings
+
+
+class IndexerSettings(ServiceSettings, IndexSettings):
+    port: int = Field(8004, ge=0, le=65535, validation_alias="WF_INDEXER_PORT")  # /metrics and /healthz
