@@ -112,7 +112,7 @@ async def let_in_by_both(running: Running, token: str) -> None:
             except ConnectionClosed:
                 return False
 
-    await eventually(let_in, timeout_s=REVOKED_WITHIN_S)
+    await eventually(let_in, timeout_s=REVOKED_WITHIN_S + 2)  # a busy machine: more time to see it, none to refuse
 
 
 # expiry
@@ -132,7 +132,7 @@ async def test_an_expired_token_answers_401_saying_when_it_expired(running):
 
 
 async def test_a_token_is_let_in_until_it_expires_then_refused_on_http_and_its_open_websocket_closed(running):
-    expires_at = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
+    expires_at = (datetime.now(UTC) + timedelta(seconds=9)).replace(microsecond=0)  # after it is let in (below)
     running.add("token-of-dee", TokenHolder(name="dee", roles={Role.REQUESTER}, expires_at=expires_at))
 
     await let_in_by_both(running, "token-of-dee")
