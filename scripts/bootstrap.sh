@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests need. Each is named after the command it provides: one already on PATH is not installed.
-# chromium: the browser the browser tests drive (Playwright's own browser download cannot work here).
-TEST_APT_PACKAGES="docker-compose chromium"
+# System packages the tests need, each as `command=package`: a package whose command is already on PATH is not
+# installed. chromium: the browser the browser tests drive (Playwright's own browser download cannot work here).
+# fuse3: FUSE (fusermount3, libfuse3) for the power-loss test's file system.
+TEST_APT_PACKAGES="docker-compose=docker-compose chromium=chromium fusermount3=fuse3"
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
@@ -62,9 +63,9 @@ ensure_web_build() {
 }
 
 ensure_system_packages() {
-    local missing=()
-    for package in $TEST_APT_PACKAGES; do
-        command -v "$package" >/dev/null || missing+=("$package")
+    local missing=() entry
+    for entry in $TEST_APT_PACKAGES; do
+        command -v "${entry%%=*}" >/dev/null || missing+=("${entry#*=}")
     done
     if [ ${#missing[@]} -eq 0 ]; then return; fi
     if ! command -v apt-get >/dev/null; then
