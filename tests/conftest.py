@@ -132,13 +132,14 @@ class ServiceProcess:
 @pytest.fixture
 def start_service(tmp_path, tokens_file):
     """Start services against a server and prefix; all are stopped when the test ends. The api and the broadcaster
-    accept the TEST_TOKENS."""
+    accept the TEST_TOKENS; the indexer and the api share the test's index."""
     started: list[ServiceProcess] = []
 
     def start(name: str, nats_url: str, topology: Topology, **env: str) -> ServiceProcess:
         # Ports of their own (0: any free one), so services of several tests and restarts never collide.
-        ports = {"WF_ORCHESTRATOR_PORT": "0", "WF_PROCESSOR_PORT": "0", "WF_BIND_HOST": "127.0.0.1"}
+        ports = {"WF_ORCHESTRATOR_PORT": "0", "WF_PROCESSOR_PORT": "0", "WF_INDEXER_PORT": "0", "WF_BIND_HOST": "127.0.0.1"}
         environment = {**os.environ, "NATS_URL": nats_url, "WF_PREFIX": topology.prefix, **ports}
+        environment["WF_INDEX_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'index.sqlite'}"
         environment |= {"WF_API_TOKENS_FILE": str(tokens_file), **env}
         service = ServiceProcess(name, environment, tmp_path).start()
         started.append(service)

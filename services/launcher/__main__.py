@@ -25,7 +25,7 @@ from services.launcher.nats_server import DURABLE, NatsCluster, NatsServer, free
 from services.launcher.nats_users import NatsUsers, secrets_file
 from services.launcher.settings import LauncherSettings  # noqa: E402 (after the handler)
 
-SERVICES = ("api", "orchestrator", "processor", "broadcaster")
+SERVICES = ("api", "orchestrator", "processor", "broadcaster", "indexer")
 REPLICATED = {"orchestrator": "WF_ORCHESTRATOR_PORT", "processor": "WF_PROCESSOR_PORT"}  # their metrics port
 CLUSTER_SIZE = 3
 READY_TIMEOUT_S = 60.0
@@ -226,7 +226,7 @@ def nats_for_clients(settings: LauncherSettings, nats: NatsServer | NatsCluster 
     return f"{nats.users.url('client', nats_url)}   (commands only; every user's password: {every_user})"
 
 
-def print_where_to_go(settings: LauncherSettings, nats_url: str, planned: list[Planned]) -> None:
+def print_where_to_go(settings: LauncherSettings, nats_url: str, planned: list[Planned], index_url: str) -> None:
     api = f"http://127.0.0.1:{settings.api_port}"
     create = "-H \"Authorization: Bearer $WF_TOKEN\" -H 'content-type: application/json' -d '{\"type\": \"approval\"}'"
     metrics = [
@@ -240,6 +240,7 @@ def print_where_to_go(settings: LauncherSettings, nats_url: str, planned: list[P
         f"  API        {api}/workflows   (OpenAPI: {api}/schema)",
         f"  WebSocket  ws://127.0.0.1:{settings.broadcaster_port}/ws",
         f"  NATS       {nats_url}",
+        f"  index      {index_url}",
         *metrics,
         f"  try        curl -X POST {api}/workflows {create}",
         "Ctrl-C stops everything.",
@@ -283,10 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         replicas = stream_replicas(settings, nats)
         ensure_ports_free(settings)
         nats_url = start_nats(nats) if nats else settings.nats_url
+        index_url = settings.index_url or f"sqlite+aiosqlite:///{settings.data_dir / 'index.sqlite'}"
+        indexer_port = free_port(settings.indexer_port)
         env = {"WF_BIND_HOST": "127.0.0.1"} | os.environ | replicas | {  # local runs stay on this machine by default
             "NATS_URL": nats_url,
             "WF_API_PORT": str(settings.api_port),
             "WF_BROADCASTER_PORT": str(settings.broadcaster_port),
+            "WF_INDEXER_PORT": str(indexer_port),
+            "WF_INDEX_URL": index_url,
             "PYTHONUNBUFFERED": "1",  # their lines reach the terminal as they are written, not when a buffer fills
         }
         tokens = api_tokens(settings.api_tokens_file, settings.auth, settings.data_dir)
@@ -300,9 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         health_urls = {
             "api": f"http://127.0.0.1:{settings.api_port}/healthz",
             "broadcaster": f"http://127.0.0.1:{settings.broadcaster_port}/healthz",
+            "indexer": f"http://127.0.0.1:{indexer_port}/healthz",  # once it has caught up with the read model
         }
         if wait_until_ready(health_urls, children, stop_requested):
-            print_where_to_go(settings, nats_for_clients(settings, nats, nats_url), planned)
+            print_where_to_go(settings, nats_for_clients(settings, nats, nats_url), planned, index_url)
             supervise(children, stop_requested)
     except LaunchFailed as failure:
         say("launcher", str(failure))

@@ -25,6 +25,10 @@ class LauncherSettings(BaseSettings):
     # The API's tokens: unset, a local run makes its own (WF_DATA_DIR/secrets/api-tokens.json). WF_AUTH=off: none.
     api_tokens_file: str = Field("", validation_alias="WF_API_TOKENS_FILE")
     auth: str = Field("on", validation_alias="WF_AUTH")
+    # The query side's index: unset, a SQLite file in the data directory; a PostgreSQL URL
+    # (postgresql+asyncpg://user:password@host/db) to keep it there.
+    index_url: str = Field("", validation_alias="WF_INDEX_URL")
+    indexer_port: int = Field(8004, validation_alias="WF_INDEXER_PORT", ge=0, lt=65536)  # its /metrics, /healthz
     # Unset: the launcher's own nats-server syncs every write to disk before acknowledging it. Set (a duration in
     # seconds, e.g. 120s): it syncs that often, and a power cut loses what was acknowledged since (jetstream.conf).
     unsafe_nats_sync_interval: str = Field("", validation_alias="WF_UNSAFE_NATS_SYNC_INTERVAL")
