@@ -184,7 +184,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["check", "rebuild"])
     action = parser.parse_args(argv).action
     settings = ServiceSettings()
-    nc = await nats.connect(servers=settings.nats_servers)
+    nc = await nats.connect(**settings.nats_connection("maintenance"))  # as an operator: the admin user, TLS if set
     try:
         js = nc.jetstream()
         if action == "rebuild":
