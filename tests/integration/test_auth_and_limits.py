@@ -22,15 +22,10 @@ from services.launcher.nats_server import free_port
 from tests.conftest import TEST_TOKENS, bearer
 from tests.integration.serving import served
 from tests.integration.test_api import (  # noqa: F401 (fixtures)
-    api,
     api_client,
     commands_published,
-    index_url,
-    indexer,
     orchestrator,
-    seed,
     seeded,
-    settings_for,
 )
 
 pytestmark = pytest.mark.integration

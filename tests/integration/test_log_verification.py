@@ -13,7 +13,6 @@ from contracts.commands import CompleteJob, CreateWorkflow, ProcessWorkflow
 from contracts.eventlog import read_events
 from services.orchestrator.domain.engine import Context, decide
 from services.orchestrator.store import JetStreamEventStore
-from tests.integration.test_api import api, index_url, indexer, settings_for  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
 
