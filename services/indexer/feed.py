@@ -67,8 +67,12 @@ class ReadModelFeed:
                 try:
                     messages = await subscription.fetch(BATCH, timeout=FETCH_WAIT_S)
                 except NatsTimeoutError:
+                    messages = []
+                if not messages:  # idle: caught up; a reset of the index (to rebuild it) shows here too
                     self.caught_up.set()
                     self.metrics.pending.set(0)
+                    if await self.projection.position() != after:
+                        raise PositionMoved(f"the index is no longer at {after}")
                     continue
                 changes = [change for message in messages if (change := self._change(message)) is not None]
                 last = messages[-1].metadata
