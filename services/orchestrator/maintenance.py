@@ -1,7 +1,9 @@
 """Checking and rebuilding from the log, for operators, tests and benchmarks.
 
-    python -m services.orchestrator.maintenance check     # every invariant and hash chain, over every workflow
-    python -m services.orchestrator.maintenance rebuild   # the wf_state read model, from the log alone
+    python -m services.orchestrator.maintenance check          # every invariant and hash chain, over every workflow,
+                                                               # and the index (WF_INDEX_URL) against the replay
+    python -m services.orchestrator.maintenance rebuild        # the wf_state read model, from the log alone
+    python -m services.orchestrator.maintenance rebuild-index  # the read model from the log, then the index from it
 """
 
 import argparse
@@ -9,15 +11,21 @@ import asyncio
 import sys
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NoKeysError
 
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts import index
 from contracts.chain import verify
 from contracts.eventlog import recorded_event
 from contracts.events import RecordedEvent
@@ -29,6 +37,7 @@ from services.orchestrator.domain.engine import fold
 from services.orchestrator.store import JetStreamEventStore
 
 FETCH_BATCH = 1000
+INDEX_REBUILD_WAIT_S = 600.0
 UNAVAILABLE_FOR_S = 30.0
 
 
@@ -89,10 +98,12 @@ class Report:
     unanswered: list[str] = field(default_factory=list)  # commands sent that the log never answered
     read_model_mismatches: list[str] = field(default_factory=list)  # read model differs from a replay
     broken_chains: list[str] = field(default_factory=list)  # logs whose hash chain breaks: the first broken link
+    index_mismatches: list[str] = field(default_factory=list)  # the index differs from a replay (when checked)
 
     @property
     def problems(self) -> list[str]:
-        return self.illegal + self.applied_twice + self.unanswered + self.read_model_mismatches + self.broken_chains
+        return (self.illegal + self.applied_twice + self.unanswered + self.read_model_mismatches + self.broken_chains
+                + self.index_mismatches)
 
     @property
     def ok(self) -> bool:
@@ -102,7 +113,8 @@ class Report:
         return (
             f"{self.workflows} workflows, {self.events} events: {len(self.illegal)} illegal, "
             f"{len(self.applied_twice)} applied twice, {len(self.unanswered)} unanswered, "
-            f"{len(self.read_model_mismatches)} read-model mismatches, {len(self.broken_chains)} broken chains"
+            f"{len(self.read_model_mismatches)} read-model mismatches, {len(self.broken_chains)} broken chains, "
+            f"{len(self.index_mismatches)} index mismatches"
         )
 
 
@@ -121,12 +133,19 @@ def applied_twice(log: list[RecordedEvent]) -> list[str]:
     return twice
 
 
-async def check(js: JetStreamContext, topology: Topology, sent_commands: Iterable[tuple[str, str]] = ()) -> Report:
+async def check(
+    js: JetStreamContext,
+    topology: Topology,
+    sent_commands: Iterable[tuple[str, str]] = (),
+    index_engine: AsyncEngine | None = None,
+) -> Report:
     """Every invariant over the whole log. `sent_commands` are (workflow id, command id) pairs a client sent: each
-    must be answered in its workflow's log, by the events it caused or by a CommandRejected."""
+    must be answered in its workflow's log, by the events it caused or by a CommandRejected. With `index_engine`, the
+    query side's index must equal the replay too (so check it once the indexer has caught up)."""
     logs = await read_all_events(js, topology)
     state_bucket = await js.key_value(topology.state_bucket)
     report = Report(workflows=len(logs), events=sum(len(log) for log in logs.values()))
+    replays: dict[str, WorkflowState] = {}
     for workflow_id, log in logs.items():
         read_model = await _read_model(state_bucket, workflow_id)
         head = (read_model.last_sequence, read_model.chain_head) if read_model and read_model.chain_head else None
@@ -140,9 +159,61 @@ async def check(js: JetStreamContext, topology: Topology, sent_commands: Iterabl
         report.applied_twice += [f"{workflow_id}: {command}" for command in applied_twice(log)]
         if replayed.exists and read_model != replayed:
             report.read_model_mismatches.append(workflow_id)
+        if replayed.exists:
+            replays[workflow_id] = replayed
     answered = {(wf, event.event.causation_id) for wf, log in logs.items() for event in log}
     report.unanswered = [f"{wf}: {command}" for wf, command in sent_commands if (wf, command) not in answered]
+    if index_engine is not None:
+        report.index_mismatches = await index_mismatches(index_engine, replays)
     return report
+
+
+async def index_mismatches(engine: AsyncEngine, replays: dict[str, WorkflowState]) -> list[str]:
+    """Where the index differs from what the replays make of it: each workflow's row, its search values and who it
+    waits for, and nothing in the index that the log does not have."""
+    async with engine.connect() as connection:
+        rows = {row.id: row._asdict() for row in (await connection.execute(select(index.workflows))).all()}
+        children = {}
+        for table, key in ((index.search_values, ("name", "number", "text")), (index.waiting_for, ("actor",))):
+            found = defaultdict(set)
+            for row in (await connection.execute(select(table))).all():
+                found[row.workflow_id].add(tuple(getattr(row, column) for column in key))
+            children[table.name] = (found, key)
+    problems = []
+    for workflow_id, state in replays.items():
+        row = rows.pop(workflow_id, None)
+        if row is None:
+            problems.append(f"{workflow_id}: not in the index")
+            continue
+        expected = index.workflow_row(state)
+        differs = [column for column, value in expected.items() if _comparable(row[column]) != _comparable(value)]
+        for (found, key), rows_of in zip(children.values(), (index.search_value_rows, index.waiting_for_rows)):
+            if found.get(workflow_id, set()) != {tuple(each[column] for column in key) for each in rows_of(state)}:
+                differs.append(rows_of.__name__)
+        if differs:
+            problems.append(f"{workflow_id}: the index differs from the replay in {', '.join(differs)}")
+    problems += [f"{workflow_id}: in the index, but not in the log" for workflow_id in rows]
+    return problems
+
+
+def _comparable(value):
+    """Times as the index gives them back (SQLite drops the zone; both are UTC)."""
+    return index.utc(value.replace(tzinfo=UTC) if value.tzinfo is None else value) if isinstance(value, datetime) \
+        else value
+
+
+async def reset_index(engine: AsyncEngine) -> None:
+    """Empty the index: the indexer builds it again from the start of the read model's stream."""
+    async with engine.begin() as connection:
+        for table in (index.search_values, index.waiting_for, index.workflows, index.position):
+            await connection.execute(delete(table))
+
+
+async def index_position(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        at = await connection.scalar(select(index.position.c.sequence)
+                                     .where(index.position.c.name == index.READ_MODEL_POSITION))
+    return at or 0
 
 
 async def _read_model(bucket, workflow_id: str) -> WorkflowState | None:
@@ -181,23 +252,59 @@ def _progress_bar(done: int, total: int) -> None:
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.orchestrator.maintenance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["check", "rebuild"])
+    parser.add_argument("action", choices=["check", "rebuild", "rebuild-index"])
     action = parser.parse_args(argv).action
-    settings = ServiceSettings()
+    settings = MaintenanceSettings()
     nc = await nats.connect(**settings.nats_connection("maintenance"))  # as an operator: the admin user, TLS if set
+    engine = index.connect(settings.index_url) if settings.has_index else None
     try:
         js = nc.jetstream()
-        if action == "rebuild":
+        if action in ("rebuild", "rebuild-index"):
             count = await rebuild(nc, js, settings.topology, _progress_bar)
             print(f"rebuilt the read model of {count} workflows from the log")
-            return 0
-        report = await check(js, settings.topology)
-        print(report.summary())
-        for problem in report.problems:
-            print(f"  {problem}")
-        return 0 if report.ok else 1
+        if action == "rebuild-index":
+            if engine is None:
+                print(f"no index at {settings.index_url} (WF_INDEX_URL)", file=sys.stderr)
+                return 1
+            return await rebuild_index(js, settings.topology, engine)
+        if action == "check":
+            if engine is None:
+                print(f"no index at {settings.index_url} (WF_INDEX_URL): checking the log and the read model only")
+            report = await check(js, settings.topology, index_engine=engine)
+            print(report.summary())
+            for problem in report.problems:
+                print(f"  {problem}")
+            return 0 if report.ok else 1
+        return 0
     finally:
+        if engine is not None:
+            await engine.dispose()
         await nc.drain()
+
+
+async def rebuild_index(js: JetStreamContext, topology: Topology, engine: AsyncEngine) -> int:
+    """Empty the index and wait until the indexer has built it again from the whole read model."""
+    await reset_index(engine)
+    end = (await js.stream_info(topology.kv_stream(topology.state_bucket))).state.last_seq
+    started = time.monotonic()
+    while (at := await index_position(engine)) < end:
+        _progress_bar(at, end)
+        if time.monotonic() - started > INDEX_REBUILD_WAIT_S:
+            print(f"\nthe index is at {at} of {end} after {INDEX_REBUILD_WAIT_S:.0f} s: is the indexer running?",
+                  file=sys.stderr)
+            return 1
+        await asyncio.sleep(0.2)
+    _progress_bar(end, end)
+    print(f"the indexer rebuilt the index from the read model in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+class MaintenanceSettings(ServiceSettings, index.IndexSettings):
+    @property
+    def has_index(self) -> bool:
+        """A database server, or an index file that exists (the default one is the launcher's, under data/)."""
+        path = self.index_url.partition(":///")[2]
+        return not self.index_url.startswith("sqlite") or bool(path) and Path(path).is_file()
 
 
 if __name__ == "__main__":

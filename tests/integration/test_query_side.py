@@ -5,13 +5,17 @@ supports (the `index_url` fixture)."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select, update
 
-from contracts.index import search_values, waiting_for, workflows
+from contracts.commands import CreateWorkflow, ProcessWorkflow
+from contracts.index import search_values, waiting_for, workflow_row, workflows
 from contracts.state import InfraStatus, WorkflowState
 from contracts.types import WorkflowTypeInfo
 from services.indexer.app import create_app as create_indexer
 from services.indexer.settings import IndexerSettings
+from services.orchestrator.domain.engine import Context, decide
+from services.orchestrator.maintenance import check
+from services.orchestrator.store import JetStreamEventStore
 from tests.conftest import bearer
 from tests.integration.conftest import indexed, running
 
@@ -194,3 +198,30 @@ async def test_an_index_reset_to_nothing_is_built_again_the_same(nats_url, js, t
     await indexer.feed.projection.reset()
     await indexed(indexer, js, topology)
     assert (await api.get("/workflows?type=expense")).json() == before
+
+
+async def test_check_proves_the_index_equals_the_replay_of_the_log_and_names_what_differs(nc, js, topology, indexer):
+    store = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
+    context = Context(now=START, send_fails=lambda *_: False)
+    for workflow_id in ("c1", "c2", "c3"):
+        for command in (CreateWorkflow(workflow_id=workflow_id, workflow_type="expense",
+                                       input={"amount": 300, "requester": "ann"}),
+                        ProcessWorkflow(workflow_id=workflow_id)):
+            await store.save(await store.append(decide(await store.load(workflow_id), command, context)))
+    await indexed(indexer, js, topology)
+    report = await check(js, topology, index_engine=indexer.engine)
+    assert report.ok, report.problems
+
+    async with indexer.engine.begin() as connection:
+        await connection.execute(update(workflows).where(workflows.c.id == "c1").values(business_state="Paid"))
+        await connection.execute(delete(search_values).where(search_values.c.workflow_id == "c2"))
+        await connection.execute(delete(waiting_for).where(waiting_for.c.workflow_id == "c3"))
+        await connection.execute(delete(workflows).where(workflows.c.id == "c3"))
+        row = workflow_row(expense("ghost", 9, 1.0, "nobody"))
+        await connection.execute(insert(workflows).values(row))
+    assert sorted((await check(js, topology, index_engine=indexer.engine)).index_mismatches) == [
+        "c1: the index differs from the replay in business_state",
+        "c2: the index differs from the replay in search_value_rows",
+        "c3: not in the index",
+        "ghost: in the index, but not in the log",
+    ]
