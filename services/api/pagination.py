@@ -4,7 +4,7 @@ whole next request)."""
 
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 from litestar import Request
 from litestar.datastructures import ResponseHeader
@@ -34,9 +34,10 @@ NEXT_PAGE_HEADERS = [
 
 
 def next_page_headers(request: Request, page: Page, parameter: str) -> dict[str, str]:
-    """The headers that point at the next page: the same request with `parameter` set to where it starts."""
+    """The headers that point at the next page: the same request with `parameter` set to where it starts. The query
+    is kept as it came, part for part: a filter such as `amount>1000` is no name=value pair to parse and encode again."""
     if page.next is None:
         return {}
-    query = [(key, value) for key, value in request.query_params.multi_items() if key != parameter]
-    next_query = urlencode([*query, (parameter, page.next)])
+    kept = [part for part in request.url.query.split("&") if part and unquote_plus(part).partition("=")[0] != parameter]
+    next_query = "&".join([*kept, urlencode({parameter: page.next})])
     return {"X-Next-Cursor": page.next, "Link": f'<{request.url.path}?{next_query}>; rel="next"'}

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from services.cli.api import Api, CliError
 from services.cli.output import event_line, workflow_details, workflow_line, workflow_table
@@ -61,15 +61,30 @@ def decision(kind: str, body: Callable[[argparse.Namespace], dict[str, Any] | No
 
 
 def list_workflows(api: Api, args: argparse.Namespace) -> int:
-    params = {
+    generic = {
         "business_state": args.business,
         "infra_status": args.infra,
         "type": args.type,
+        "waiting_for": args.waiting_for,
+        "created_after": args.created_after,
+        "created_before": args.created_before,
+        "sort": args.sort,
         "archived": "true" if args.archived else None,
-        "limit": min(args.limit, MAX_PAGE),
     }
+    return show_list(api, args, "/workflows", generic)
+
+
+def inbox(api: Api, args: argparse.Namespace) -> int:
+    return show_list(api, args, "/me/inbox", {"type": args.type})
+
+
+def show_list(api: Api, args: argparse.Namespace, path: str, generic: dict[str, str | None]) -> int:
+    """A list as a table (or JSON), page after page up to --limit. The search-field filters go as they are written
+    (`amount>=1000`): the operator is part of the query's text, not a name=value pair."""
+    generic = {name: value for name, value in generic.items() if value is not None} | {"limit": min(args.limit, MAX_PAGE)}
+    query = "&".join([urlencode(generic), *(quote(expression, safe="") for expression in args.filters)])
     workflows: list[dict[str, Any]] = []
-    for page in api.pages("/workflows", params):
+    for page in api.pages(f"{path}?{query}", {}):
         workflows.extend(page)
         if len(workflows) >= args.limit:
             break
@@ -164,13 +179,27 @@ def parser() -> argparse.ArgumentParser:
     for kind, text in (("retry", "run an errored one again from the failed step"), ("archive", "hide an ended one")):
         add_command(kind, on_workflow, help=text).set_defaults(run=decision(kind))
 
-    command = add_command("ls", help="list workflows, newest first")
+    command = add_command("ls", help="list and search workflows, newest first")
+    command.add_argument("filters", nargs="*", metavar="FIELD<op>VALUE",
+                         help="a search field its type declares, compared: amount>=1000, requester=ann "
+                              "(=, !=, >=, <=, >, <; quote them from the shell)")
     command.add_argument("--business", metavar="STATE", help="only in this business state")
     command.add_argument("--infra", metavar="STATUS", help="only with this infrastructure status")
     command.add_argument("--type", help="only of this workflow type")
+    command.add_argument("--waiting-for", metavar="WHO", help="only those this person (or role:<role>) may answer now")
+    command.add_argument("--created-after", metavar="WHEN", help="a date (2026-12-01) or a time")
+    command.add_argument("--created-before", metavar="WHEN", help="a date or a time")
+    command.add_argument("--sort", choices=["created_at", "-created_at", "updated_at", "-updated_at"],
+                         help="the order (default -created_at: newest first)")
     command.add_argument("--archived", action="store_true", help="the archived ones instead")
     command.add_argument("--limit", type=positive, default=50, help="at most this many (default 50)")
     command.set_defaults(run=list_workflows)
+
+    command = add_command("inbox", help="what waits for you (the token's holder) now, the longest waiting first")
+    command.add_argument("filters", nargs="*", metavar="FIELD<op>VALUE", help="as for ls: amount>=1000")
+    command.add_argument("--type", help="only of this workflow type")
+    command.add_argument("--limit", type=positive, default=50, help="at most this many (default 50)")
+    command.set_defaults(run=inbox)
 
     command = add_command("show", help="a workflow's two states and its timeline")
     command.add_argument("workflow_id", metavar="ID")

@@ -23,6 +23,7 @@ from services.cli.main import main
 from services.launcher.nats_server import free_port
 from tests.conftest import TEST_TOKENS, bearer, eventually
 from tests.integration.fake_orchestrator import FakeOrchestrator
+from tests.integration.conftest import indexed
 from tests.integration.serving import served
 
 pytestmark = pytest.mark.integration
@@ -61,12 +62,13 @@ def broadcaster_settings(nats_url: str, topology: Topology, tokens_file) -> Broa
 
 
 @pytest.fixture
-async def api_url(nats_url, topology, js, broadcaster_port, tokens_file) -> AsyncIterator[str]:
+async def api_url(nats_url, topology, js, broadcaster_port, tokens_file, index_url, indexer) -> AsyncIterator[str]:
     settings = ApiSettings(
         NATS_URL=nats_url,
         WF_PREFIX=topology.prefix,
         WF_PUBLIC_BROADCASTER_URL=f"ws://127.0.0.1:{broadcaster_port}/ws",
         WF_API_TOKENS_FILE=str(tokens_file),
+        WF_INDEX_URL=index_url,
     )
     async with served(create_api(settings)) as address:
         yield f"http://{address}"
@@ -202,7 +204,7 @@ async def test_deciding_as_someone_other_than_the_tokens_holder_is_refused(wf, o
 # reading
 
 
-async def test_ls_lists_newest_first_follows_the_pages_and_filters(wf, js, topology):
+async def test_ls_lists_newest_first_follows_the_pages_and_filters(wf, js, topology, indexer):
     kv = await js.key_value(topology.state_bucket)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for minute in range(120):  # more than one page of the API's
@@ -215,6 +217,7 @@ async def test_ls_lists_newest_first_follows_the_pages_and_filters(wf, js, topol
             updated_at=start + timedelta(minutes=minute),
         )
         await kv.put(state.id, state.model_dump_json().encode())
+    await indexed(indexer, js, topology)
 
     everything = await wf.run("ls", "--limit", "500")
     newest = await wf.run("ls", "--limit", "2")
@@ -226,6 +229,28 @@ async def test_ls_lists_newest_first_follows_the_pages_and_filters(wf, js, topol
     assert re.match(r"w119 +approval +Unprocessed +Waiting For Event +0 +- +2026-01-01 01:59:00$", rows[1])
     assert [row.split()[0] for row in newest.out.splitlines()[1:]] == ["w119", "w118"]
     assert [workflow["id"] for workflow in json.loads(errors.out)] == ["w080", "w040", "w000"]
+
+
+async def test_ls_searches_by_declared_fields_and_inbox_lists_what_waits_for_the_holder(wf, js, topology, seed):
+    expense = WorkflowTypeInfo(name="expense", title="Expense", initial="Draft", states=[], transitions=[],
+                               search_fields={"amount": "number", "requester": "text"})
+    await (await js.key_value(topology.types_bucket)).put("expense", expense.model_dump_json().encode())
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    await seed(js, topology, *(
+        WorkflowState(id=f"x{n}", type="expense", business_state="Manager Approval", created_at=start + timedelta(n),
+                      updated_at=start + timedelta(n), search_values={"amount": 500.0 * n, "requester": "ann"},
+                      waiting_for=("admin",) if n % 2 else ())
+        for n in range(1, 7)
+    ))
+
+    found = await wf.run("ls", "--type", "expense", "amount>1000", "amount<=2500", "requester=ann", "--json")
+    assert [workflow["id"] for workflow in json.loads(found.out)] == ["x5", "x4", "x3"]
+    oldest = await wf.run("ls", "--sort", "created_at", "--created-after", "2026-12-03", "--limit", "1", "--json")
+    assert [workflow["id"] for workflow in json.loads(oldest.out)] == ["x2"]
+    mine = await wf.run("inbox", "amount>=1000", "--json")  # the admin token's holder is named in x1, x3, x5
+    assert [workflow["id"] for workflow in json.loads(mine.out)] == ["x3", "x5"]
+    refused = await wf.run("ls", "colour=red")
+    assert refused.code == 1 and "colour: not a filter" in refused.err and "HTTP 400, bad_filter" in refused.err
 
 
 async def test_show_prints_both_states_and_the_timeline(wf):

@@ -225,3 +225,12 @@ async def test_check_proves_the_index_equals_the_replay_of_the_log_and_names_wha
         "c3: not in the index",
         "ghost: in the index, but not in the log",
     ]
+
+
+async def test_the_next_page_link_keeps_filters_with_any_operator(api, expenses):
+    first = await api.get("/workflows?amount%3E100&requester=ann&limit=1")
+    assert [w["id"] for w in first.json()] == ["e3"]
+    link = first.headers["Link"]
+    second = await api.get(link[1: link.index(">")])
+    assert second.status_code == 200, second.text
+    assert [w["id"] for w in second.json()] == ["e1"]
