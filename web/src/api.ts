@@ -44,6 +44,15 @@ export interface ListFilters {
   business_state?: string;
   infra_status?: string;
   type?: string;
+  /** Search fields compared, as written: "amount>=1000", "requester=ann". */
+  expressions?: string[];
+}
+
+/** A list's query: the filters as name=value, the expressions as they are (their operator is part of the text). */
+function listQuery({ expressions = [], ...filters }: ListFilters, extra: Record<string, string>): string {
+  const query = new URLSearchParams(extra);
+  for (const [name, value] of Object.entries(filters)) if (value) query.set(name, value);
+  return [query.toString(), ...expressions.map(encodeURIComponent)].filter(Boolean).join("&");
 }
 
 export const api = {
@@ -63,10 +72,14 @@ export const api = {
   /** A page of the workflows matching the filters, newest first (archived ones are not listed), and the cursor of
    * the next page, if any. */
   async list(filters: ListFilters = {}, cursor = ""): Promise<{ items: WorkflowView[]; next: string }> {
-    const query = new URLSearchParams({ limit: "1000" });
-    for (const [name, value] of Object.entries({ ...filters, cursor })) if (value) query.set(name, value);
+    const query = listQuery(filters, cursor ? { limit: "1000", cursor } : { limit: "1000" });
     const { data, headers } = await request<WorkflowView[]>("GET", `/workflows?${query}`);
     return { items: data, next: headers.get("X-Next-Cursor") ?? "" };
+  },
+
+  /** What waits for this page's holder now, the longest waiting first (one page: up to 1000). */
+  async inbox(): Promise<WorkflowView[]> {
+    return (await request<WorkflowView[]>("GET", "/me/inbox?limit=1000")).data;
   },
 
   /** Every workflow matching the filters, page after page. */

@@ -27,6 +27,8 @@ export interface WorkflowView {
   last_sequence: number;
   archived?: boolean;
   stopped?: "cancelled" | "terminated" | null;
+  waiting_for?: string[]; // who may answer it now: names, or "role:<role>"
+  search_values?: Record<string, number | string>; // its type's search fields
 }
 
 /** An event of a workflow's log: the envelope every message carries, plus its type's own fields. */
@@ -67,6 +69,7 @@ export interface WorkflowTypeInfo {
   initial: string;
   states: { name: string; kind: StateKind; accepts: string[] }[];
   transitions: { trigger: string; source: string; dest: string }[];
+  search_fields?: Record<string, "number" | "text">; // what the list searches and shows as columns
 }
 
 /** The commands a person can send from the UI, in the order their buttons appear (terminate: the detail view only). */

@@ -21,8 +21,11 @@ export function remember(view: WorkflowView): void {
   workflows.set(view.id, view);
 }
 
-export async function loadWorkflows(filters: ListFilters = {}): Promise<void> {
-  for (const view of (await api.list(filters)).items) remember(view);
+/** Load the first page of a list into the store; its items, as the server found them. */
+export async function loadWorkflows(filters: ListFilters = {}): Promise<WorkflowView[]> {
+  const { items } = await api.list(filters);
+  items.forEach(remember);
+  return items;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
