@@ -396,6 +396,19 @@ async def test_an_expense_escalates_to_the_director_and_needs_two_distinct_finan
         view = (await http.get(f"/workflows/{wf}")).json()
         assert view["context"]["input"] == {"amount": 120.5, "manager_deadline_s": 3}
 
+        # Its type's search fields are columns, and the list searches by them (on the server, from the index).
+        await expect(listed.get_by_test_id("field-amount")).to_have_text("120.5")
+        search = page.get_by_test_id("filter-search")
+        await search.fill("amount>=1000")
+        await search.press("Enter")
+        await expect(listed).to_have_count(0)
+        await search.fill("amount>=100 amount<121")
+        await search.press("Enter")
+        await expect(page.get_by_test_id("workflow-row")).to_have_count(1)
+        await expect(listed).to_have_count(1)
+        await search.fill("")
+        await search.press("Enter")
+
         # Submit it from the detail view: it passes the policy check and waits for the manager, a deadline ticking.
         await listed.get_by_test_id("workflow-link").click()
         await expect(page.get_by_test_id("detail-type")).to_have_text("Expense")
