@@ -29,10 +29,13 @@ from bench.system import (
     say,
     start_workers,
     stream_last_seq,
+    wait_http_ok,
     wait_until,
 )
 from contracts.commands import ApproveWorkflow, CreateWorkflow, ProcessWorkflow
+from contracts.index import connect
 from contracts.topology import Topology
+from services.indexer.projection import IndexProjection
 
 BATCH_COMMITS = "wf_event_batch_commits_total"
 
@@ -206,6 +209,19 @@ class CycleResult:
     per_cycle: PerCycle
     cpu: dict[str, float] = field(default_factory=dict)  # % of one core, by process group, in the measured window
     wire: dict[str, float] = field(default_factory=dict)  # wire messages per cycle, by kind (the counted run only)
+    index: "IndexFigures | None" = None  # with an indexer running beside (the query side's figures)
+
+
+@dataclass
+class IndexFigures:
+    lag_p50_ms: float  # a decision's row committed in the index after it (the indexer's own histogram)
+    lag_p99_ms: float
+    rebuild_events: int  # the events behind the read model it rebuilt the index from
+    rebuild_s: float
+
+    @property
+    def rebuild_events_per_s(self) -> float:
+        return self.rebuild_events / self.rebuild_s
 
 
 async def settled_counts(js: JetStreamContext, topology: Topology) -> StreamCounts:
@@ -294,14 +310,19 @@ async def run_scenario(
     measure_s: float,
     in_flight: int,
     count_wire: bool = False,
+    with_indexer: bool = False,
 ) -> CycleResult:
     topology = new_topology(f"c{replicas}f{int(send_failure_rate * 100)}")
     label = f"cycles ×{replicas} failures {send_failure_rate:g}" + (" (counting the wire)" if count_wire else "")
+    label += " with the indexer" if with_indexer else ""
     async with connected(system.url, inbox_prefix=BENCH_INBOX.encode()) as nc, connected(system.url) as spy:
         js = nc.jetstream()
         orchestrators, processors = await start_workers(
             system, js, topology, replicas, WF_SEND_FAILURE_RATE=str(send_failure_rate)
         )
+        indexer = IndexerBeside(system, topology) if with_indexer else None
+        if indexer:
+            await indexer.ready()
         say(f"{label}: {replicas} orchestrator(s) + {replicas} processor(s) pulling; driving {in_flight} in flight")
         try:
             wire = WireCounter(topology)
@@ -314,7 +335,8 @@ async def run_scenario(
             await asyncio.sleep(warmup_s)
             start_counts = (driver.finished, driver.errored_output, driver.errored_other, len(driver.cycle_seconds))
             started = time.perf_counter()
-            cpu = CpuMeter(system.pids(orchestrator=orchestrators, processor=processors))
+            groups = {"orchestrator": orchestrators, "processor": processors}
+            cpu = CpuMeter(system.pids(**groups, **({"indexer": [indexer.service]} if indexer else {})))
             await _progress(driver, measure_s, label, [*orchestrators, *processors])
             elapsed = time.perf_counter() - started
             cpu_shares = cpu.shares()
@@ -345,9 +367,10 @@ async def run_scenario(
                 per_cycle=per_cycle(before, after, driver, timers_left, batch_commits(orchestrators)),
                 cpu=cpu_shares,
                 wire={kind: count / driver.ended for kind, count in sorted(wire.counts.items())},
+                index=await indexer.figures(js) if indexer else None,
             )
         finally:
-            system.stop_services([*orchestrators, *processors])
+            system.stop_services([*orchestrators, *processors, *([indexer.service] if indexer else [])])
             await drop_topology(js, topology)
     say(
         f"{label}: {result.cycles_per_s:,.1f} cycles/s ({result.finished} finished, "
@@ -369,3 +392,61 @@ async def _progress(driver: CycleDriver, seconds: float, label: str, services) -
         rate = (driver.ended - last_ended) / (now - last_time)
         say(f"{label}:   {now - start:4.1f} s  {rate:7.1f} cycles/s  ({driver.ended} ended)")
         last_ended, last_time = driver.ended, now
+
+
+class IndexerBeside:
+    """The query side's indexer on the scenario's prefix (its index a SQLite file of its own), started with the
+    workers: its lag while the cycles run at their peak, then how fast it rebuilds the index from the whole read
+    model."""
+
+    def __init__(self, system: System, topology: Topology) -> None:
+        self.topology = topology
+        self.url = f"sqlite+aiosqlite:///{system.log_dir / f'{topology.prefix}-index.sqlite'}"
+        self.service = system.start_service("indexer", topology, WF_INDEX_URL=self.url)
+
+    async def ready(self) -> None:
+        await wait_http_ok(f"http://127.0.0.1:{self.service.port}/healthz", self.service)
+
+    async def figures(self, js: JetStreamContext) -> IndexFigures:
+        metrics = await asyncio.to_thread(http_get, f"http://127.0.0.1:{self.service.port}/metrics") or ""
+        lag_p50, lag_p99 = (histogram_quantile(metrics, "wf_index_lag_seconds", share) * 1000 for share in (0.5, 0.99))
+        engine = connect(self.url)
+        projection = IndexProjection(engine)
+        try:
+            end = await stream_last_seq(js, self.topology.kv_stream(self.topology.state_bucket))
+            await wait_until(lambda: self._at(projection, end), 60, "the index caught up")
+            events = (await js.stream_info(self.topology.events_stream)).state.messages
+            await projection.reset()
+            started = time.perf_counter()
+            await wait_until(lambda: self._at(projection, end), 600, "the index rebuilt")
+            rebuild_s = time.perf_counter() - started
+        finally:
+            await engine.dispose()
+        figures = IndexFigures(lag_p50, lag_p99, events, rebuild_s)
+        say(f"index: lag p50 {lag_p50:.1f} / p99 {lag_p99:.1f} ms; rebuilt from the read model of {events:,} events "
+            f"in {rebuild_s:.2f} s ({figures.rebuild_events_per_s:,.0f} events/s)")
+        return figures
+
+    @staticmethod
+    async def _at(projection: IndexProjection, end: int) -> bool:
+        return await projection.position() >= end
+
+
+def histogram_quantile(metrics: str, name: str, share: float) -> float:
+    """A quantile of a Prometheus histogram in text form, interpolated within its bucket as Prometheus does."""
+    buckets = []
+    for line in metrics.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return float("nan")
+    wanted, lower, below = share * total, 0.0, 0.0
+    for bound, cumulative in buckets:
+        if cumulative >= wanted:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (wanted - below) / max(cumulative - below, 1e-12)
+        lower, below = bound, cumulative
+    return lower

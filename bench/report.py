@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.broker import CONCURRENT_WRITERS, BrokerLimit
 from bench.cycles import CycleResult
+from bench.query import QueryFigure
 from bench.latency import LatencyResult
 from bench.memory import BroadcasterMemory, OrchestratorMemory
 from bench.state_load import LoadCost
@@ -27,6 +28,8 @@ class Results:
     state_load: list[LoadCost] = field(default_factory=list)
     orchestrator_memory: OrchestratorMemory | None = None
     broadcaster_memory: BroadcasterMemory | None = None
+    cycles_with_index: CycleResult | None = None  # the first scenario again, with the indexer beside it
+    query: list[QueryFigure] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -172,8 +175,39 @@ def rows(results: Results) -> list[Row]:
         rate = memory.burst_events * memory.clients / memory.burst_s
         table.append(Row("memory", f"broadcaster after {memory.burst_events} events to each",
                          f"{memory.after_burst_mib:.1f} MiB ({rate:,.0f} WebSocket msgs/s)", "—"))
+    table += query_rows(results)
     for section, error in results.errors.items():
         table.append(Row(section, "FAILED", error[:100], ""))
+    return table
+
+
+QUERY_TARGET_MS = (20.0, 50.0)  # p50, p99: flat from a thousand workflows to a million
+LAG_TARGET_MS = 100.0
+REBUILD_TARGET = 20_000  # events/s
+
+
+def query_rows(results: Results) -> list[Row]:
+    """The query side: what the indexer costs the cycles, its lag and rebuild, and each query's latency by size."""
+    table = []
+    if (indexed := results.cycles_with_index) and results.cycles:
+        without = results.cycles[0]
+        table.append(Row("query side", "cycles/s ×1, failures 0: without / with the indexer",
+                         f"{without.cycles_per_s:,.1f} / {indexed.cycles_per_s:,.1f}",
+                         f"with is {indexed.cycles_per_s / without.cycles_per_s:.2f} × without"))
+    if indexed and (index := indexed.index):
+        met = "met" if index.lag_p99_ms < LAG_TARGET_MS else "NOT met"
+        table.append(Row("query side", "projection lag at the cycles' peak, p50 / p99",
+                         f"{index.lag_p50_ms:,.1f} / {index.lag_p99_ms:,.1f} ms",
+                         f"target p99 < {LAG_TARGET_MS:.0f} ms: {met}"))
+        met = "met" if index.rebuild_events_per_s >= REBUILD_TARGET else "NOT met"
+        table.append(Row("query side", f"rebuild from the read model ({index.rebuild_events:,} events)",
+                         f"{index.rebuild_s:.2f} s, {index.rebuild_events_per_s:,.0f} events/s",
+                         f"target ≥ {REBUILD_TARGET:,}/s: {met}"))
+    for figure in results.query:
+        met = "met" if figure.p50_ms < QUERY_TARGET_MS[0] and figure.p99_ms < QUERY_TARGET_MS[1] else "NOT met"
+        table.append(Row("query side", f"{figure.database}, {figure.workflows:,} workflows (seeded), {figure.query}",
+                         f"p50 {figure.p50_ms:,.1f} / p99 {figure.p99_ms:,.1f} ms",
+                         f"target p50 < {QUERY_TARGET_MS[0]:.0f}, p99 < {QUERY_TARGET_MS[1]:.0f}: {met}"))
     return table
 
 

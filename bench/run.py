@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench import broker, cycles, latency, memory, state_load
+from bench import broker, cycles, latency, memory, query, state_load
 from bench.report import Results, format_table, rows, write_html, write_json
 from bench.system import System, connected, say
 from services.launcher.nats_server import DURABLE, nats_server_binary
@@ -45,6 +45,8 @@ class Plan:
     waiting_target: int
     waiting_time_box_s: float
     websocket_clients: int
+    query_sizes: tuple[int, ...]
+    query_requests: int
 
 
 FULL = Plan(
@@ -62,6 +64,8 @@ FULL = Plan(
     waiting_target=100_000,  # the issue's figure
     waiting_time_box_s=600.0,  # enough for the target on a slow day (~240 reach waiting per s)
     websocket_clients=1_000,
+    query_sizes=(1_000, 10_000, 100_000, 1_000_000),
+    query_requests=200,
 )
 QUICK = Plan(
     broker_s=1.0,
@@ -78,6 +82,8 @@ QUICK = Plan(
     waiting_target=2_000,
     waiting_time_box_s=15.0,
     websocket_clients=200,
+    query_sizes=(1_000, 10_000),
+    query_requests=50,
 )
 
 
@@ -97,7 +103,9 @@ def store_filesystem(path: Path) -> str:
     return " ".join(found.split()[2:]) or "unknown"
 
 
-async def measure(system: System, plan: Plan, results: Results, store_on_tmpfs: bool) -> None:
+async def measure(
+    system: System, plan: Plan, results: Results, store_on_tmpfs: bool, databases: dict[str, str]
+) -> None:
     """Every measurement in turn (`store_on_tmpfs`: the run's broker store is already in memory). Ctrl-C or SIGTERM cancels the run: each measurement stops its processes on the way
     out, and the figures so far are kept."""
     stopping, run = asyncio.Event(), asyncio.current_task()
@@ -141,6 +149,10 @@ async def measure(system: System, plan: Plan, results: Results, store_on_tmpfs: 
                 )
         if plan.wire_s:
             results.wire = await cycles.run_scenario(system, 1, 0.0, 1.0, plan.wire_s, 20, count_wire=True)
+        # The first scenario again, with the query side's indexer beside it: what it costs, its lag, its rebuild.
+        results.cycles_with_index = await cycles.run_scenario(
+            system, 1, 0.0, plan.warmup_s, plan.measure_s, plan.in_flight, with_indexer=True
+        )
 
     async def latencies() -> None:
         results.latency = await latency.measure(system, plan.latency_rate, plan.latency_window, plan.latency_s)
@@ -159,6 +171,9 @@ async def measure(system: System, plan: Plan, results: Results, store_on_tmpfs: 
         async with connected(system.url) as client:
             results.state_load = await state_load.measure(client, list(plan.history_lengths))
 
+    async def queries() -> None:
+        results.query = await query.measure(system, databases, list(plan.query_sizes), plan.query_requests)
+
     async def memories() -> None:
         results.orchestrator_memory = await memory.orchestrator_memory(
             system, plan.waiting_target, plan.waiting_time_box_s
@@ -170,12 +185,17 @@ async def measure(system: System, plan: Plan, results: Results, store_on_tmpfs: 
     await section("4. latency", latencies)
     await section("5. state load vs history length", history)
     await section("6. memory", memories)
+    await section("7. the query side: list, search and inbox as the index grows", queries)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about a minute: fewer, shorter scenarios")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where results and logs go")
+    parser.add_argument(
+        "--postgres-url",
+        help="also measure the query side on this PostgreSQL database (postgresql+asyncpg://...; emptied first)",
+    )
     parser.add_argument(
         "--store-dir",
         type=Path,
@@ -198,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     results.machine["store"] = f"{system.server.store_dir} on {filesystem}"
     results.machine["durability"] = f"sync_interval {DURABLE}: every write on disk before its ack"
     try:
-        asyncio.run(measure(system, plan, results, store_on_tmpfs=filesystem.split()[-1] == "tmpfs"))
+        databases = {"sqlite": f"sqlite+aiosqlite:///{args.out.resolve() / 'logs' / 'query-index.sqlite'}"}
+        databases |= {"postgresql": args.postgres_url} if args.postgres_url else {}
+        asyncio.run(measure(system, plan, results, store_on_tmpfs=filesystem.split()[-1] == "tmpfs",
+                            databases=databases))
     except (asyncio.CancelledError, KeyboardInterrupt):
         interrupted = True
         say("interrupted: stopping every process; the figures so far follow")

@@ -13,6 +13,7 @@ from nats.aio.client import Client
 
 from bench.system import drop_topology, new_topology, say
 from contracts.eventlog import read_events
+from contracts.chain import digest
 from contracts.events import CommandRejected, RecordedEvent, WorkflowCreated, WorkflowStarted
 from contracts.state import WorkflowState
 from contracts.topology import Topology
@@ -56,7 +57,8 @@ async def build_history(client: Client, store: JetStreamEventStore, topology: To
     payload, subject = rejected.model_dump_json().encode(), topology.events_subject(workflow_id)
     futures = [await js.publish_async(subject, payload) for _ in range(length - len(opening))]
     await js.publish_async_completed()
-    state = fold(state, [RecordedEvent(sequence=future.result().seq, event=rejected) for future in futures])
+    appended = [RecordedEvent(sequence=future.result().seq, event=rejected, digest=digest(payload)) for future in futures]
+    state = fold(state, appended)
     await store.save(state)
     return state
 

@@ -7,7 +7,7 @@ class IndexerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.lag = Histogram(
             "wf_index_lag_seconds",
-            "Projection lag: from a decision (the state's updated_at) to its row committed in the index",
+            "Projection lag: from a state's write to the read model (the broker's time) to its row committed in the index",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=registry,
         )

@@ -5,6 +5,7 @@ at all, and a restart resumes right after the last one applied. A row never goes
 row (by the log sequence it reflects) changes nothing, so applying the same changes twice changes nothing either."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from alembic import command
@@ -44,6 +45,7 @@ class Change:
     sequence: int  # in the read model's stream
     workflow_id: str
     state: WorkflowState | None
+    written_at: datetime | None = None  # when the broker stored it in the read model
 
 
 class PositionMoved(Exception):
@@ -54,6 +56,14 @@ class IndexProjection:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        # One statement for every batch (compiled once; its rows go as parameter sets): insert the rows, or update
+        # those the index holds at an older log sequence; it returns the ids it wrote.
+        statement = self._insert(workflows)
+        self._newer = statement.on_conflict_do_update(
+            index_elements=[workflows.c.id],
+            set_={column.name: statement.excluded[column.name] for column in workflows.columns if column.name != "id"},
+            where=workflows.c.last_sequence < statement.excluded.last_sequence,
+        ).returning(workflows.c.id)
 
     async def position(self) -> int:
         """The read model's stream sequence the index has applied up to (0: nothing yet)."""
@@ -95,14 +105,7 @@ class IndexProjection:
 
     async def _upsert(self, connection: AsyncConnection, states: list[WorkflowState]) -> None:
         """Write the rows of states newer than what the index holds; replace those rows' children."""
-        rows = [workflow_row(state) for state in states]
-        statement = self._insert(workflows).values(rows)
-        statement = statement.on_conflict_do_update(
-            index_elements=[workflows.c.id],
-            set_={column: statement.excluded[column] for column in rows[0] if column != "id"},
-            where=workflows.c.last_sequence < statement.excluded.last_sequence,
-        ).returning(workflows.c.id)
-        changed = set((await connection.execute(statement)).scalars())
+        changed = set((await connection.execute(self._newer, [workflow_row(state) for state in states])).scalars())
         if not changed:
             return
         newer = [state for state in states if state.id in changed]
