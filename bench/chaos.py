@@ -280,7 +280,7 @@ class Chaos:
             await seconds_until(lambda: self.follower.connections > 0, time.monotonic())
             fleet = await self.drive(result.kills)
             say(f"{self.elapsed():6.1f} s  checking the log")
-            report = await _settled_check(self.js, self.topology, fleet.sent_commands)
+            report = await settled_check(self.js, self.topology, fleet.sent_commands)
             await seconds_until(lambda: self.follower.position >= report.events, time.monotonic())
             following.cancel()
         self.tally(result, fleet, report)
@@ -323,7 +323,7 @@ class Chaos:
         result.total_s = round(self.elapsed(), 1)
 
 
-async def _settled_check(js: JetStreamContext, topology, sent_commands) -> Report:
+async def settled_check(js: JetStreamContext, topology, sent_commands) -> Report:
     """The checker's report once clean, or as it stands after CHECK_SETTLE_S."""
     deadline = time.monotonic() + CHECK_SETTLE_S
     while not (report := await check(js, topology, sent_commands)).ok and time.monotonic() < deadline:

@@ -14,6 +14,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     KeyValueConfig,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -79,6 +80,11 @@ class Topology:
     @property
     def types_bucket(self) -> str:
         return f"{self.prefix}_types"
+
+    @property
+    def exports_bucket(self) -> str:
+        """The object store where retention keeps the log of each workflow it removes (`export_name`)."""
+        return f"{self.prefix}_exports"
 
     # subjects
     def events_subject(self, workflow_id: str = "*") -> str:
@@ -213,6 +219,8 @@ class Topology:
         for bucket in (self.state_bucket, self.types_bucket):
             config = KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=self.replicas)
             await patiently(partial(_create_or_update_bucket, js, config))
+        exports = ObjectStoreConfig(bucket=self.exports_bucket, storage=StorageType.FILE, replicas=self.replicas)
+        await patiently(partial(_create_object_store, js, exports))
         if writes is None:
             writes = [config.subjects[0] for config in self.stream_configs()]
             writes += [self.kv_subjects(bucket) for bucket in (self.state_bucket, self.types_bucket)]
@@ -224,6 +232,19 @@ class Topology:
         for stream in streams:
             await _until_created(js, stream)
         await _until_each_answers(js, writes)
+
+
+def export_name(workflow_id: str) -> str:
+    """The object a removed workflow's log is exported to: its events as stored, one per line."""
+    return f"{workflow_id}.jsonl"
+
+
+async def _create_object_store(js: JetStreamContext, config: ObjectStoreConfig) -> None:
+    try:
+        await js.create_object_store(config.bucket, config)
+    except BadRequestError as error:
+        if error.err_code != STREAM_EXISTS_WITH_OTHER_CONFIG:
+            raise
 
 
 async def _create_or_update(js: JetStreamContext, config: StreamConfig) -> None:

@@ -19,9 +19,9 @@ from contracts.eventlog import read_events, read_stored
 from contracts.events import EVENT, CommandRejected, Event, RecordedEvent
 from contracts.nats_link import NatsLink
 from contracts.state import WorkflowState
-from contracts.topology import MAX_COMMAND_BYTES
+from contracts.topology import MAX_COMMAND_BYTES, export_name
 from contracts.types import WorkflowTypeInfo
-from services.api.errors import CommandRefused, CommandTooLarge, TypeNotFound, WorkflowNotFound
+from services.api.errors import CommandRefused, CommandTooLarge, TypeNotFound, WorkflowNotFound, WorkflowRemoved
 from services.api.pagination import Page
 from services.api.settings import ApiSettings
 
@@ -98,14 +98,23 @@ class Workflows:
     async def get(self, workflow_id: str) -> WorkflowState:
         state = await self.find(workflow_id)
         if state is None:
-            raise WorkflowNotFound(workflow_id)
+            raise await self._missing(workflow_id)
         return state
+
+    async def _missing(self, workflow_id: str) -> Exception:
+        """Why a workflow is not there: removed by retention (its export exists), or never known."""
+        try:
+            exports = await self._link.js.object_store(self._topology.exports_bucket)
+            await exports.get_info(export_name(workflow_id))
+        except NotFoundError:
+            return WorkflowNotFound(workflow_id)
+        return WorkflowRemoved(workflow_id, self._topology.exports_bucket, export_name(workflow_id))
 
     async def events(self, workflow_id: str, after: int, limit: int) -> Page[RecordedEvent]:
         """The workflow's events with a sequence above `after`, oldest first, at most `limit` of them."""
         events = await read_events(self._link.js, self._topology, workflow_id, after=after, limit=limit + 1)
-        if not events and await self.find(workflow_id) is None:
-            raise WorkflowNotFound(workflow_id)
+        if not events:
+            await self.get(workflow_id)  # 404, or 410 for one removed by retention
         page = events[:limit]
         return Page(page, str(page[-1].sequence) if len(events) > limit else None)
 
@@ -114,7 +123,7 @@ class Workflows:
         state = await self.find(workflow_id)
         stored = await read_stored(self._link.js, self._topology, workflow_id)
         if not stored and state is None:
-            raise WorkflowNotFound(workflow_id)
+            raise await self._missing(workflow_id)
         head = (state.last_sequence, state.chain_head) if state and state.chain_head else None
         return verify(workflow_id, (Link.of(*event) for event in stored), head)
 

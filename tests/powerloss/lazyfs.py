@@ -23,8 +23,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mfusepy
-
 PAGE = 4096
 # The backing file is opened read-write whatever the mode (a page is read before it is written), and never to append
 # (a write comes with its offset) nor to sync (the kernel asks for the syncs).
@@ -51,10 +49,10 @@ class CachedFile:
             page[tail:] = bytes(PAGE - tail)
 
 
-class LazyFS(mfusepy.Operations):
-    """The operations, on paths inside the mount; a file handle is the backing file's descriptor. Single-threaded
-    (mounted with nothreads): no locks. The cache is keyed by the backing file's inode, so a file's unsynced data
-    follows it through a rename."""
+class LazyFS:
+    """The operations mfusepy calls (those left out answer ENOSYS), on paths inside the mount; a file handle is the
+    backing file's descriptor. Single-threaded (mounted with nothreads): no locks. The cache is keyed by the backing
+    file's inode, so a file's unsynced data follows it through a rename."""
 
     use_ns = True  # times in nanoseconds (mfusepy)
 
@@ -261,6 +259,8 @@ class LazyMount:
 
 
 def main() -> None:
+    import mfusepy  # loads libfuse3: in the file system's process only, so tests can skip where FUSE cannot work
+
     backing, mountpoint = sys.argv[1:3]
     mfusepy.FUSE(LazyFS(Path(backing)), mountpoint, foreground=True, nothreads=True, fsname="lazyfs")
 
