@@ -82,7 +82,7 @@ Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="at most this m
 
 # What a route may answer besides its success, for the OpenAPI document (services/api/errors.py says what each means).
 READ_ERRORS = error_answers(401, 422, 503)
-LOOKUP_ERRORS = error_answers(401, 404, 422, 503)
+LOOKUP_ERRORS = error_answers(401, 404, 410, 422, 503)
 PENDING = {HTTP_202_ACCEPTED: ResponseSpec(CommandResult, description="no outcome within the wait: `pending`")}
 CREATE_ANSWERS = PENDING | error_answers(401, 403, 409, 413, 422, 429, 503)
 SEARCH_ERRORS = error_answers(400, 401, 503)

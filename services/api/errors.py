@@ -12,6 +12,7 @@ from litestar.status_codes import (
     HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_410_GONE,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_429_TOO_MANY_REQUESTS,
@@ -49,6 +50,15 @@ CODE_OF_STATUS: dict[int, str] = {
 class WorkflowNotFound(Exception):
     def __init__(self, workflow_id: str) -> None:
         super().__init__(f"workflow {workflow_id} not found")
+
+
+class WorkflowRemoved(Exception):
+    """Retention removed the workflow; its log is kept as an export."""
+
+    def __init__(self, workflow_id: str, bucket: str, name: str) -> None:
+        super().__init__(f"workflow {workflow_id} was removed by retention: its log is exported to the object store "
+                         f"{bucket} as {name}")
+        self.bucket, self.name = bucket, name
 
 
 class TypeNotFound(Exception):
@@ -109,6 +119,12 @@ def workflow_not_found(_: Request, error: WorkflowNotFound) -> Response[dict[str
     return _error(HTTP_404_NOT_FOUND, str(error), "unknown_workflow")
 
 
+def workflow_removed(_: Request, error: WorkflowRemoved) -> Response[dict[str, Any]]:
+    body = {"status_code": HTTP_410_GONE, "detail": str(error), "code": "removed",
+            "export": {"object_store": error.bucket, "name": error.name}}
+    return Response(body, status_code=HTTP_410_GONE)
+
+
 def type_not_found(_: Request, error: TypeNotFound) -> Response[dict[str, Any]]:
     return _error(HTTP_404_NOT_FOUND, str(error), "unknown_type")
 
@@ -145,6 +161,7 @@ EXCEPTION_HANDLERS = {
     ValidationException: validation_failed,
     HTTPException: http_error,
     WorkflowNotFound: workflow_not_found,
+    WorkflowRemoved: workflow_removed,
     TypeNotFound: type_not_found,
     CommandRefused: command_refused,
     CommandTooLarge: command_too_large,
@@ -171,6 +188,7 @@ ERROR_MEANINGS: dict[int, str] = {
     HTTP_401_UNAUTHORIZED: "no token, or one that is not valid (code `unauthorized`)",
     HTTP_403_FORBIDDEN: "the token's holder has no role the command takes (code `forbidden`)",
     HTTP_404_NOT_FOUND: "no such workflow (code `unknown_workflow`) or type (code `unknown_type`)",
+    HTTP_410_GONE: "the workflow was removed by retention; `export` names the object its log was exported to",
     HTTP_409_CONFLICT: "the workflow's state refused the command, or it exists already (the rejection's code)",
     HTTP_413_REQUEST_ENTITY_TOO_LARGE: "the body is larger than a command may be",
     HTTP_422_UNPROCESSABLE_ENTITY: "the request is not valid, or the orchestrator found the command not valid",
