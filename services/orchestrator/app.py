@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.commands import COMMAND
 from contracts.draining import GRACEFUL_TIMEOUT_S
+from contracts.envelope import utcnow
 from contracts.errors import describe, printable
 from contracts.ids import CommandId, WorkflowId
 from contracts.nats_protocol import read_every_subject_as_the_server_sends_it
@@ -29,6 +30,7 @@ from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.outbox import JetStreamOutbox
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.store import JetStreamEventStore
+from services.orchestrator.retention import Retention
 from services.orchestrator.sweeper import PassedOverSweeper
 
 log = logging.getLogger("orchestrator")
@@ -101,6 +103,9 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         consumer.start()
         sweeper = PassedOverSweeper(js, topology, keep_dead_letter)
         background.add(asyncio.create_task(sweeper.run(settings.sweep_every_s), name="sweeper"))
+        if settings.retention_days:
+            retention = Retention(js, topology, settings.retention_days).run(settings.retention_every_s, utcnow)
+            background.add(asyncio.create_task(retention, name="retention"))
 
     @app.on_shutdown
     async def drain() -> None:

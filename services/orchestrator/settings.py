@@ -1,6 +1,7 @@
 from pydantic import Field
 
 from contracts.settings import ServiceSettings
+from services.orchestrator.retention import RETENTION_EVERY_S
 from services.orchestrator.sweeper import SWEEP_EVERY_S
 
 
@@ -10,3 +11,7 @@ class OrchestratorSettings(ServiceSettings):
     port: int = Field(8002, ge=0, le=65535, validation_alias="WF_ORCHESTRATOR_PORT")  # /metrics and /healthz
     # How often the commands stream is searched for messages its consumer passed over (services/orchestrator/sweeper.py)
     sweep_every_s: float = Field(SWEEP_EVERY_S, gt=0, validation_alias="WF_SWEEP_EVERY_S")
+    # Unset: workflows stay for good. Set: ended ones unchanged for this many days are exported and removed
+    # (services/orchestrator/retention.py), checked every `retention_every_s`.
+    retention_days: float | None = Field(None, gt=0, validation_alias="WF_RETENTION_DAYS")
+    retention_every_s: float = Field(RETENTION_EVERY_S, gt=0, validation_alias="WF_RETENTION_EVERY_S")

@@ -1,0 +1,83 @@
+"""Retention: ended workflows older than WF_RETENTION_DAYS leave the system, their whole log kept as an export.
+
+For each one, in this order: its log, byte for byte as stored (one event per line, what contracts/chain.py verifies),
+goes to the exports object store as `<workflow id>.jsonl`; then its subject is purged from the events stream; then
+its key from the read model (which the indexer follows, so its row leaves the index too). A crash between the steps
+is finished by the next sweep: an export that exists is never written again (the log may be gone by then), so nothing
+is lost. The API answers 410 for a removed workflow, with where its export is."""
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
+
+from contracts.eventlog import read_stored
+from contracts.state import WorkflowState
+from contracts.topology import Topology, export_name
+from services.orchestrator.domain.engine import has_ended
+
+log = logging.getLogger("orchestrator")
+
+RETENTION_EVERY_S = 3600.0
+SCAN_BATCH = 500
+
+
+class Retention:
+    def __init__(self, js: JetStreamContext, topology: Topology, days: float) -> None:
+        self.js, self.topology, self.kept_for = js, topology, timedelta(days=days)
+
+    async def run(self, every_s: float, clock) -> None:
+        """Sweep every `every_s` (the first at once) until cancelled."""
+        while True:
+            try:
+                removed = await self.sweep(clock())
+                if removed:
+                    log.info("retention: %d ended workflow(s) exported and removed", removed)
+            except Exception as error:  # noqa: BLE001 - the next round tries again
+                log.warning("retention sweep failed: %s: %s", type(error).__name__, error)
+            await asyncio.sleep(every_s)
+
+    async def sweep(self, now: datetime) -> int:
+        """Export and remove every workflow that ended before `now` minus the retention period. How many."""
+        removed = 0
+        for state in await self._ended_before(now - self.kept_for):
+            await self.remove(state.id)
+            removed += 1
+        return removed
+
+    async def remove(self, workflow_id: str) -> None:
+        exports = await self.js.object_store(self.topology.exports_bucket)
+        name = export_name(workflow_id)
+        try:
+            await exports.get_info(name)
+        except NotFoundError:
+            stored = await read_stored(self.js, self.topology, workflow_id)
+            await exports.put(name, b"".join(data + b"\n" for _, data in stored))
+        await self.js.purge_stream(self.topology.events_stream, subject=self.topology.events_subject(workflow_id))
+        await (await self.js.key_value(self.topology.state_bucket)).purge(workflow_id)
+
+    async def _ended_before(self, cutoff: datetime) -> list[WorkflowState]:
+        """The read model's workflows that have ended and not changed since `cutoff` (one pass over its keys)."""
+        stream = self.topology.kv_stream(self.topology.state_bucket)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE,
+                                mem_storage=True, num_replicas=1, inactive_threshold=60.0)
+        subscription = await self.js.pull_subscribe(self.topology.kv_subjects(self.topology.state_bucket),
+                                                    stream=stream, config=config)
+        found = []
+        try:
+            pending = (await subscription.consumer_info()).num_pending
+            while pending:
+                for message in await subscription.fetch(min(SCAN_BATCH, pending), timeout=5):
+                    pending = message.metadata.num_pending
+                    if (message.headers or {}).get(KV_OP) in (KV_DEL, KV_PURGE):
+                        continue
+                    state = WorkflowState.model_validate_json(message.data)
+                    if state.exists and state.updated_at and state.updated_at < cutoff and has_ended(state):
+                        found.append(state)
+        finally:
+            await subscription.unsubscribe()
+        return found
