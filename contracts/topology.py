@@ -45,6 +45,7 @@ PROBE_TOKEN = "_probe"
 PROBE_RETRY_S = 0.05
 EXPECTED_STREAM_MISMATCH = 10060
 CREATED_RETRY_S = 0.5
+BULK_KEPT_S = 7 * 24 * 3600.0  # a bulk action's keys (contracts/bulk.py) are dropped this long after their last write
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class Topology:
     def exports_bucket(self) -> str:
         """The object store where retention keeps the log of each workflow it removes (`export_name`)."""
         return f"{self.prefix}_exports"
+
+    @property
+    def bulk_bucket(self) -> str:
+        """The bulk actions the API runs: each one's workflows, progress, refusals and lease (contracts/bulk.py)."""
+        return f"{self.prefix}_bulk"
 
     # subjects
     def events_subject(self, workflow_id: str = "*") -> str:
@@ -203,6 +209,13 @@ class Topology:
             max_ack_pending=1000,
         )
 
+    def bucket_configs(self) -> list[KeyValueConfig]:
+        kept = {self.bulk_bucket: BULK_KEPT_S}
+        return [
+            KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=self.replicas, ttl=kept.get(bucket))
+            for bucket in (self.state_bucket, self.types_bucket, self.bulk_bucket)
+        ]
+
     def kv_stream(self, bucket: str) -> str:
         return KV_STREAM_PREFIX + bucket
 
@@ -216,14 +229,13 @@ class Topology:
         stream and bucket) answer publishes from this connection."""
         for config in self.stream_configs():
             await patiently(partial(_create_or_update, js, config))
-        for bucket in (self.state_bucket, self.types_bucket):
-            config = KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=self.replicas)
+        for config in self.bucket_configs():
             await patiently(partial(_create_or_update_bucket, js, config))
         exports = ObjectStoreConfig(bucket=self.exports_bucket, storage=StorageType.FILE, replicas=self.replicas)
         await patiently(partial(_create_object_store, js, exports))
         if writes is None:
             writes = [config.subjects[0] for config in self.stream_configs()]
-            writes += [self.kv_subjects(bucket) for bucket in (self.state_bucket, self.types_bucket)]
+            writes += [self.kv_subjects(config.bucket) for config in self.bucket_configs()]
         await _until_each_answers(js, writes)
 
     async def wait_until_created(self, js: JetStreamContext, streams: Iterable[str], writes: Iterable[str]) -> None:

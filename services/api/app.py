@@ -33,6 +33,8 @@ from contracts.state import STATE_VIEW_EXCLUDE, WorkflowState
 from contracts.topology import MAX_COMMAND_BYTES
 from contracts.types import WorkflowTypeInfo
 from services.api.auth import OPEN_ROUTE_OPT, acting_as, authentication, commands_rate_limit, may
+from services.api.bulk_routes import get_bulk, start_bulk
+from services.api.bulks import BulkRunner, BulkStore
 from services.api.errors import EXCEPTION_HANDLERS, error_answers
 from services.api.pagination import NEXT_PAGE_HEADERS, Page, next_page_headers
 from services.api.schemas import (
@@ -445,11 +447,15 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     tokens = load_tokens(settings)  # first: with no tokens, nothing else starts
     topology = settings.topology
     streams = [topology.events_stream, topology.commands_stream]
-    streams += [topology.kv_stream(topology.state_bucket), topology.kv_stream(topology.types_bucket)]
-    link = NatsLink(settings, name="api", streams=streams, writes=[topology.commands_subject()])
+    streams += [topology.kv_stream(config.bucket) for config in topology.bucket_configs()]
+    writes = [topology.commands_subject(), topology.kv_subjects(topology.bulk_bucket)]
+    link = NatsLink(settings, name="api", streams=streams, writes=writes)
     index = WorkflowIndex(connect(settings.index_url))
+    workflows = Workflows(link, settings)
+    bulks = BulkRunner(link, BulkStore(link, settings), workflows, tokens, settings)
     metrics, metrics_route = prometheus("api")
     route_handlers = [WorkflowController, TypeController, healthz, client_config, inbox, who_am_i, metrics_route]
+    route_handlers += [start_bulk, get_bulk]
     if settings.web_dir.is_dir():  # open: the page asks for a token, then sends it with every request
         web_page = create_static_files_router(
             "/", directories=[settings.web_dir], html_mode=True, opt={OPEN_ROUTE_OPT: True}
@@ -458,8 +464,8 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     return Litestar(
         route_handlers=route_handlers,
         dependencies={"workflows": Provide(provide_workflows, sync_to_thread=False)},
-        state=State({"settings": settings, "link": link, "workflows": Workflows(link, settings), "index": index}),
-        lifespan=[link.lifespan, index.lifespan],
+        state=State({"settings": settings, "link": link, "workflows": workflows, "index": index, "bulks": bulks}),
+        lifespan=[link.lifespan, index.lifespan, bulks.lifespan],  # left in reverse: bulks release their leases first
         # In this order: metrics count every answer; a caller is known before its rate is counted.
         middleware=[metrics.middleware, authentication(tokens), commands_rate_limit(settings.commands_per_second)],
         request_max_body_size=MAX_COMMAND_BYTES,  # larger bodies answer 413 before they are read further

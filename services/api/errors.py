@@ -66,6 +66,11 @@ class TypeNotFound(Exception):
         super().__init__(f"workflow type {name} not found")
 
 
+class BulkNotFound(Exception):
+    def __init__(self, bulk_id: str) -> None:
+        super().__init__(f"bulk {bulk_id} not found")
+
+
 class CommandRefused(Exception):
     """The orchestrator recorded the command as rejected (a `CommandRejected` event)."""
 
@@ -129,6 +134,10 @@ def type_not_found(_: Request, error: TypeNotFound) -> Response[dict[str, Any]]:
     return _error(HTTP_404_NOT_FOUND, str(error), "unknown_type")
 
 
+def bulk_not_found(_: Request, error: BulkNotFound) -> Response[dict[str, Any]]:
+    return _error(HTTP_404_NOT_FOUND, str(error), "unknown_bulk")
+
+
 def command_refused(_: Request, error: CommandRefused) -> Response[dict[str, Any]]:
     return _error(STATUS_OF_REJECTION.get(error.code, HTTP_409_CONFLICT), str(error), error.code)
 
@@ -163,6 +172,7 @@ EXCEPTION_HANDLERS = {
     WorkflowNotFound: workflow_not_found,
     WorkflowRemoved: workflow_removed,
     TypeNotFound: type_not_found,
+    BulkNotFound: bulk_not_found,
     CommandRefused: command_refused,
     CommandTooLarge: command_too_large,
     NotConnected: nats_unavailable,
@@ -187,7 +197,8 @@ ERROR_MEANINGS: dict[int, str] = {
     HTTP_400_BAD_REQUEST: "a filter the list cannot take: an unknown field, a bad operator or value (code `bad_filter`)",
     HTTP_401_UNAUTHORIZED: "no token, or one that is not valid (code `unauthorized`)",
     HTTP_403_FORBIDDEN: "the token's holder has no role the command takes (code `forbidden`)",
-    HTTP_404_NOT_FOUND: "no such workflow (code `unknown_workflow`) or type (code `unknown_type`)",
+    HTTP_404_NOT_FOUND: "no such workflow (code `unknown_workflow`), type (code `unknown_type`) or bulk (code "
+    "`unknown_bulk`)",
     HTTP_410_GONE: "the workflow was removed by retention; `export` names the object its log was exported to",
     HTTP_409_CONFLICT: "the workflow's state refused the command, or it exists already (the rejection's code)",
     HTTP_413_REQUEST_ENTITY_TOO_LARGE: "the body is larger than a command may be",

@@ -2,9 +2,10 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from contracts.auth import Role
+from contracts.bulk import BulkAction, BulkRefusal
 from contracts.commands import Actor, CreateWorkflow, Text
 from contracts.ids import WorkflowId
 
@@ -36,6 +37,32 @@ class StopRequest(RequestBody):
     """Why a workflow is cancelled or terminated."""
 
     reason: Text = ""
+
+
+class BulkRequest(RequestBody):
+    """What a bulk's commands carry: a `reason` (cancel, reject) or a `comment` (approve)."""
+
+    reason: Text | None = None
+    comment: Text | None = None
+
+
+class BulkView(BaseModel):
+    """A bulk action: the workflows it acts on (`total`, fixed when it started), how many of their commands were
+    applied (`done`) or `refused` (each with the rejection's code and reason), how many are `remaining`. `finished_at`
+    is set once it has acted on every one, or `stopped` says why it ended before (its starter's token no longer
+    valid)."""
+
+    id: str
+    action: BulkAction
+    filter: str
+    by: str
+    total: int
+    done: int
+    refused: list[BulkRefusal]
+    remaining: int
+    started_at: AwareDatetime
+    finished_at: AwareDatetime | None = None
+    stopped: str | None = None
 
 
 class CommandResult(BaseModel):

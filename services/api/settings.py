@@ -30,3 +30,8 @@ class ApiSettings(AuthSettings, IndexSettings):
     commands_per_second: int = Field(50, ge=1, validation_alias="WF_API_COMMANDS_PER_S")
     # The most workflows one page of a list answers.
     max_page: int = Field(1000, ge=1, le=10_000, validation_alias="WF_API_MAX_PAGE")
+    # Bulk actions: the commands one bulk has in flight at once; how long an API process holds a bulk it runs unless
+    # it renews the hold (after that, another takes it over); the most workflows one bulk may act on.
+    bulk_concurrency: int = Field(16, ge=1, le=256, validation_alias="WF_BULK_CONCURRENCY")
+    bulk_lease_s: float = Field(15.0, gt=0, validation_alias="WF_BULK_LEASE_S")
+    bulk_max: int = Field(100_000, ge=1, validation_alias="WF_BULK_MAX")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 from pydantic import ValidationError
@@ -40,6 +41,43 @@ class Outcome:
     state: WorkflowState | None  # None: no outcome within the wait
 
 
+async def current_values(js: JetStreamContext, bucket: str, keys: str = ">") -> list[bytes]:
+    """The current value of every key that matches `keys` (wildcards allowed), oldest write first. Read through a pull
+    consumer (last value per key), which delivers nothing before it is asked, so the count it starts with is exact. A
+    KV watcher's "that was all" marker is not: it can come before the values, when the broker sends its answer to the
+    count ahead of the values."""
+    stream = f"KV_{bucket}"
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        filter_subject=f"$KV.{bucket}.{keys}",
+        ack_policy=AckPolicy.NONE,
+        mem_storage=True,
+        num_replicas=1,
+        inactive_threshold=SCAN_IDLE_LIMIT_S,
+    )
+    consumer = await js.add_consumer(stream, config)
+    values: list[bytes] = []
+    try:
+        remaining = consumer.num_pending
+        if remaining == 0:
+            return values
+        subscription = await js.pull_subscribe_bind(consumer=consumer.name, stream=stream)
+        try:
+            while remaining:
+                for message in await subscription.fetch(SCAN_PAGE_SIZE, timeout=SCAN_FETCH_TIMEOUT_S):
+                    remaining = message.metadata.num_pending
+                    if (message.headers or {}).get(KV_OP) not in (KV_DEL, KV_PURGE):
+                        values.append(message.data)
+        finally:
+            await subscription.unsubscribe()
+    finally:
+        try:
+            await js.delete_consumer(stream, consumer.name)
+        except NatsError as error:  # the broker deletes it anyway once idle: the answer stands
+            log.info("could not delete scan consumer %s (the broker will): %r", consumer.name, error)
+    return values
+
+
 class Workflows:
     def __init__(self, link: NatsLink, settings: ApiSettings) -> None:
         self._link = link
@@ -50,41 +88,6 @@ class Workflows:
 
     async def _bucket(self, name: str) -> KeyValue:
         return await self._link.js.key_value(name)
-
-    async def _current_values(self, bucket: str) -> list[bytes]:
-        """Every key's current value. Read through a pull consumer (last value per key), which delivers nothing
-        before it is asked, so the count it starts with is exact. A KV watcher's "that was all" marker is not: it
-        can come before the values, when the broker sends its answer to the count ahead of the values."""
-        js, stream = self._link.js, f"KV_{bucket}"
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            filter_subject=f"$KV.{bucket}.>",
-            ack_policy=AckPolicy.NONE,
-            mem_storage=True,
-            num_replicas=1,
-            inactive_threshold=SCAN_IDLE_LIMIT_S,
-        )
-        consumer = await js.add_consumer(stream, config)
-        values: list[bytes] = []
-        try:
-            remaining = consumer.num_pending
-            if remaining == 0:
-                return values
-            subscription = await js.pull_subscribe_bind(consumer=consumer.name, stream=stream)
-            try:
-                while remaining:
-                    for message in await subscription.fetch(SCAN_PAGE_SIZE, timeout=SCAN_FETCH_TIMEOUT_S):
-                        remaining = message.metadata.num_pending
-                        if (message.headers or {}).get(KV_OP) not in (KV_DEL, KV_PURGE):
-                            values.append(message.data)
-            finally:
-                await subscription.unsubscribe()
-        finally:
-            try:
-                await js.delete_consumer(stream, consumer.name)
-            except NatsError as error:  # the broker deletes it anyway once idle: the answer stands
-                log.info("could not delete scan consumer %s (the broker will): %r", consumer.name, error)
-        return values
 
     # reads
 
@@ -138,7 +141,7 @@ class Workflows:
         """Every workflow type the orchestrator published, by name."""
         infos = [
             WorkflowTypeInfo.model_validate_json(value)
-            for value in await self._current_values(self._topology.types_bucket)
+            for value in await current_values(self._link.js, self._topology.types_bucket)
         ]
         return sorted(infos, key=lambda info: info.name)
 
@@ -157,6 +160,14 @@ class Workflows:
         if not entry.value:
             raise TypeNotFound(name)
         return WorkflowTypeInfo.model_validate_json(entry.value)
+
+    async def recorded_outcome(self, workflow_id: str, command_id: str) -> Event | None:
+        """The first event the command caused, from the log (a CommandRejected when it was refused); None when the
+        log holds none."""
+        for recorded in await read_events(self._link.js, self._topology, workflow_id):
+            if recorded.event.causation_id == command_id:
+                return recorded.event
+        return None
 
     # commands
 

@@ -25,10 +25,12 @@ from nats.js.client import JetStreamContext
 from pydantic import BaseModel, NonNegativeInt, TypeAdapter, ValidationError
 
 from contracts.auth import TokenRefused, TokensFile, bearer_token, load_tokens
+from contracts.bulk import BulkId
 from contracts.ids import WorkflowId
 from contracts.http_metrics import prometheus
 from contracts.nats_link import NatsLink, NotConnected, cancel_all
 from contracts.topology import Topology
+from services.broadcaster.bulk import BulkProgress
 from services.broadcaster.hub import Follower, Hub
 from services.broadcaster.messages import event_message, heartbeat_message
 from services.broadcaster.replay import LogReplay
@@ -36,11 +38,13 @@ from services.broadcaster.settings import BroadcasterSettings
 
 log = logging.getLogger(__name__)
 
+WS_NORMAL = 1000
 WS_POLICY_VIOLATION = 1008
 WS_TRY_AGAIN_LATER = 1013
 WS_UNAUTHORIZED = 4401  # an application's code (4000-4999): HTTP's 401, which a browser cannot see on a WebSocket
 
 WORKFLOW_ID = TypeAdapter(WorkflowId)
+BULK_ID = TypeAdapter(BulkId)
 SEQUENCE = TypeAdapter(NonNegativeInt)
 
 
@@ -130,12 +134,8 @@ class Session:
         """Send events until the client leaves, falls so far behind that the hub dropped it, or its token no longer
         holds."""
 
-        async def until_client_leaves() -> None:
-            while True:
-                await self.socket.receive_data(mode="text")  # clients have nothing to say; raises when they leave
-
         sending = asyncio.create_task(self.send_events())
-        listening = asyncio.create_task(until_client_leaves())
+        listening = asyncio.create_task(until_client_leaves(self.socket))
         dropped = asyncio.create_task(self.follower.dropped.wait())
         tasks = {sending, listening, dropped}
         refused = None  # WF_AUTH=off: no token to lose
@@ -160,11 +160,53 @@ class Session:
             log.info("client connection ended: %r", listening.exception())
 
     async def _close(self, code: int, reason: str) -> None:
-        try:
-            # The close frame waits behind what the client has not read yet: bound the wait.
-            await asyncio.wait_for(self.socket.close(code=code, reason=reason[:120]), self.settings.close_timeout_s)
-        except (TimeoutError, WebSocketDisconnect, OSError) as error:
-            log.info("could not close a client's connection cleanly: %r", error)
+        await close(self.socket, code, reason, self.settings.close_timeout_s)
+
+
+async def close(socket: WebSocket, code: int, reason: str, timeout_s: float) -> None:
+    try:
+        # The close frame waits behind what the client has not read yet: bound the wait.
+        await asyncio.wait_for(socket.close(code=code, reason=reason[:120]), timeout_s)
+    except (TimeoutError, WebSocketDisconnect, OSError) as error:
+        log.info("could not close a client's connection cleanly: %r", error)
+
+
+async def until_client_leaves(socket: WebSocket) -> None:
+    while True:
+        await socket.receive_data(mode="text")  # clients have nothing to say; raises when they leave
+
+
+async def follow_bulk(socket: WebSocket, state: State, bulk_id: str, token: str | None) -> None:
+    """A bulk action's progress (services/broadcaster/bulk.py) until it has finished (then closed with 1000), the
+    client leaves, or its token no longer holds (4401)."""
+    progress = BulkProgress(state.link.js, state.settings.topology, bulk_id)
+    try:
+        if not await progress.exists():
+            return await refuse(socket, WS_POLICY_VIOLATION, f"bulk: no bulk {bulk_id}")
+    except (NatsError, NotConnected) as error:
+        return await refuse(socket, WS_TRY_AGAIN_LATER, f"could not read the bulk: {error!r}")
+    await socket.accept()
+
+    async def send_progress() -> None:
+        async with aclosing(progress.messages()) as messages:
+            async for message in messages:
+                await socket.send_text(message)
+
+    sending = asyncio.create_task(send_progress())
+    tasks = {sending, asyncio.create_task(until_client_leaves(socket))}
+    tokens: TokensFile | None = state.tokens
+    refused = asyncio.create_task(tokens.until_refused(token)) if tokens is not None and token is not None else None
+    tasks |= {refused} if refused else set()
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    await cancel_all(pending)
+    timeout_s = state.settings.close_timeout_s
+    if refused in done:
+        await close(socket, WS_UNAUTHORIZED, refused.result(), timeout_s)
+    elif sending in done and sending.exception() is None:
+        await close(socket, WS_NORMAL, "the bulk has finished", timeout_s)
+    elif sending in done and not isinstance(sending.exception(), WebSocketDisconnect):
+        log.warning("could not follow bulk %s: %r", bulk_id, sending.exception())
+        await close(socket, WS_TRY_AGAIN_LATER, "could not read the bulk: reconnect", timeout_s)
 
 
 async def refuse(socket: WebSocket, code: int, reason: str) -> None:
@@ -180,12 +222,14 @@ async def events_socket(
     workflow_id: FromQuery[str | None] = None,
     since: FromQuery[str | None] = None,
     token: FromQuery[str | None] = None,
+    bulk: FromQuery[str | None] = None,
 ) -> None:
     """Every event from now on, or after sequence `since` (the last one the client saw), as JSON
     `{"sequence", "event"}`, after a first `{"type": "heartbeat", "sequence"}` that gives the position it starts
-    from; only one workflow's with `?workflow_id=`. The token comes as `?token=` (browsers cannot set a WebSocket's
-    headers) or as `Authorization: Bearer`; without a valid one the connection is closed with 4401, as it is later
-    when the token expires or is removed from the tokens file."""
+    from; only one workflow's with `?workflow_id=`. With `?bulk=<id>` instead: that bulk action's progress
+    (services/broadcaster/bulk.py). The token comes as `?token=` (browsers cannot set a WebSocket's headers) or as
+    `Authorization: Bearer`; without a valid one the connection is closed with 4401, as it is later when the token
+    expires or is removed from the tokens file."""
     tokens: TokensFile | None = state.tokens
     if tokens is not None:
         token = token or bearer_token(socket.headers.get("Authorization"))
@@ -205,8 +249,17 @@ async def events_socket(
             since = SEQUENCE.validate_strings(since)
         except ValidationError as error:
             return await refuse(socket, WS_POLICY_VIOLATION, f"since: {error.errors()[0]['msg']}")
+    if bulk is not None:
+        try:
+            BULK_ID.validate_python(bulk)
+        except ValidationError as error:
+            return await refuse(socket, WS_POLICY_VIOLATION, f"bulk: {error.errors()[0]['msg']}")
+        if workflow_id is not None or since is not None:
+            return await refuse(socket, WS_POLICY_VIOLATION, "bulk: follows a bulk action, not workflow_id or since")
     if not state.link.ready:
         return await refuse(socket, WS_TRY_AGAIN_LATER, "not connected to NATS yet")
+    if bulk is not None:
+        return await follow_bulk(socket, state, bulk, token)
     follower = state.hub.follow(workflow_id)  # before accepting: nothing published after the handshake is missed
     try:
         try:

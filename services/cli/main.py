@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from services.cli import bulk
 from services.cli.api import Api, CliError
 from services.cli.output import event_line, workflow_details, workflow_line, workflow_table
 from services.cli.watch import watch
@@ -212,6 +213,8 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--since", type=int, metavar="SEQUENCE", help="first the events after it (0: all)")
     command.add_argument("--count", type=positive, metavar="N", help="stop after N events")
     command.set_defaults(run=follow)
+
+    bulk.add_arguments(add_command("bulk", help="act on every workflow the filters match, and follow it until done"))
 
     command = add_command("bench", help="run the benchmark (python -m bench.run; `wf bench -- --help`)")
     command.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="...", help="its options, e.g. --quick")

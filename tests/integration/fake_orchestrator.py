@@ -9,7 +9,15 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from contracts.commands import COMMAND, ArchiveWorkflow, CancelWorkflow, Command, CreateWorkflow, ProcessWorkflow
+from contracts.commands import (
+    COMMAND,
+    ApproveWorkflow,
+    ArchiveWorkflow,
+    CancelWorkflow,
+    Command,
+    CreateWorkflow,
+    ProcessWorkflow,
+)
 from contracts.events import (
     CommandRejected,
     Event,
@@ -25,8 +33,8 @@ Decision = tuple[list[Event], WorkflowState | None]
 
 
 def approval_rules(command: Command, state: WorkflowState | None, now: datetime) -> Decision:
-    """Just enough of the approval workflow to give each kind of outcome: create, process once, cancel what has not
-    ended, archive what has, refuse the rest."""
+    """Just enough of the approval workflow to give each kind of outcome: create, process once, approve what waits
+    for approval, cancel what has not ended, archive what has, refuse the rest."""
 
     def rejected(code: str, reason: str) -> Decision:
         event = CommandRejected(
@@ -70,6 +78,11 @@ def approval_rules(command: Command, state: WorkflowState | None, now: datetime)
             workflow_id=command.workflow_id, trigger="process", source="Unprocessed", dest="Sending To Queue"
         )
         return [moved], processing
+    if isinstance(command, ApproveWorkflow) and state.business_state == "Waiting For Approval":
+        finished = state.model_copy(update={"business_state": "Finished", "infra_status": InfraStatus.COMPLETED})
+        moved = TransitionTaken(workflow_id=command.workflow_id, trigger="approve", source="Waiting For Approval",
+                                dest="Finished", actor=command.approver, note=command.comment)
+        return [moved], finished
     if isinstance(command, CancelWorkflow) and state.business_state not in ("Cancelled", "Finished"):
         cancelled = state.model_copy(update={"business_state": "Cancelled", "infra_status": InfraStatus.CANCELLED})
         return [WorkflowCancelled(workflow_id=command.workflow_id, reason=command.reason)], cancelled

@@ -177,6 +177,16 @@ async def test_every_service_runs_as_its_own_user_and_a_workflow_finishes_with_n
         replayed = [json.loads(await socket.recv()) for _ in range(len(logged) + 1)]
     assert [message["sequence"] for message in replayed[1:]] == [item["sequence"] for item in logged]
 
+    # A bulk action: the api keeps it in its bucket and sends its commands, the broadcaster relays its progress.
+    async with httpx.AsyncClient(base_url=api_url, headers=bearer("ann"), timeout=30) as api:
+        bulk = await api.post("/workflows/bulk/archive?business_state=Finished")
+        assert bulk.status_code == 202 and bulk.json()["total"] == 1, bulk.text
+        async with connect(f"ws://127.0.0.1:{broadcaster_port}/ws?bulk={bulk.json()['id']}",
+                           additional_headers=bearer("ann")) as socket:
+            progress = [json.loads(text) async for text in socket]
+        assert (progress[-1]["done"], progress[-1]["remaining"]) == (1, 0), progress
+        assert (await api.get(f"/bulk/{bulk.json()['id']}")).json()["done"] == 1
+
     # What cannot be read is kept in the dead letters, by the orchestrator (a command, and the one passed over) and
     # the processor (a job).
     await client.nc.jetstream().publish(TOPOLOGY.commands_subject(workflow_id), b"not json")
