@@ -24,7 +24,7 @@ from sqlalchemy import (
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contracts.state import STATE_VIEW_EXCLUDE, WorkflowState
@@ -109,9 +109,15 @@ def workflow_row(state: WorkflowState) -> dict[str, Any]:
 def search_value_rows(state: WorkflowState) -> list[dict[str, Any]]:
     return [
         {"workflow_id": state.id, "name": name, "number": value if isinstance(value, float) else None,
-         "text": value if isinstance(value, str) else None}
+         "text": storable_text(value) if isinstance(value, str) else None}
         for name, value in sorted(state.search_values.items())
     ]
+
+
+def storable_text(text: str) -> str:
+    """Text as every database can hold it: PostgreSQL's text cannot hold NUL (a write of one fails), so NUL is kept
+    as U+FFFD, the replacement character, on either database (no filter can name NUL: the API refuses one)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def waiting_for_rows(state: WorkflowState) -> list[dict[str, Any]]:
@@ -131,9 +137,11 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 
 def connect(url: str) -> AsyncEngine:
     """An engine for the index. SQLite: in WAL mode (readers do not wait for the writer), waiting on a lock rather
-    than failing at once, with foreign keys on."""
-    engine = create_async_engine(url)
-    if engine.dialect.name == "sqlite":
+    than failing at once, with foreign keys on. A server (PostgreSQL): each pooled connection is checked as it is
+    taken, so one the server dropped (a restart) is replaced rather than failing the request that took it."""
+    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    engine = create_async_engine(url, pool_pre_ping=not is_sqlite)
+    if is_sqlite:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _configure(connection, _record) -> None:

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 # System packages the tests need, each as `command=package`: a package whose command is already on PATH is not
 # installed. chromium: the browser the browser tests drive (Playwright's own browser download cannot work here).
 # fuse3: FUSE (fusermount3, libfuse3) for the power-loss test's file system.
-TEST_APT_PACKAGES="docker-compose=docker-compose chromium=chromium fusermount3=fuse3"
+# postgresql: a server the index's tests start their own of (tests/postgres.py); its programs stay off PATH
+# (/usr/lib/postgresql/<version>/bin), so the check is pg_ctlcluster, which the same install puts on it.
+TEST_APT_PACKAGES="docker-compose=docker-compose chromium=chromium fusermount3=fuse3 pg_ctlcluster=postgresql"
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv

@@ -17,6 +17,7 @@ from nats.js.errors import NotFoundError
 from contracts.auth import Role, TokenHolder, write_tokens_file
 from contracts.topology import Topology
 from services.launcher.nats_server import NatsServer
+from tests.postgres import PostgresServer
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -75,6 +76,26 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = NatsServer(tmp_path_factory.mktemp("nats")).start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session, of the tests' own (tests/postgres.py), with a database; started when a
+    test first needs it. Its URL as the superuser: postgres.url()."""
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A postgresql+asyncpg:// URL to an empty schema of this test's own in the session's database: what it creates
+    there, nothing else sees. Dropped after the test."""
+    schema = postgres.create_schema()
+    yield postgres.url(schema)
+    postgres.drop_schema(schema)
 
 
 @pytest.fixture

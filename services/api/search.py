@@ -68,6 +68,8 @@ class Cursor:
         try:
             sorted_by, value, workflow_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
             position = cls(str(sorted_by), datetime.fromisoformat(value), str(workflow_id))
+            if "\x00" in position.workflow_id:
+                raise ValueError("NUL")  # (no workflow id holds one)
         except (ValueError, TypeError, binascii.Error):
             raise BadFilter("cursor: not one this API gave out (pass X-Next-Cursor back as it came)") from None
         if position.sort != sort or position.value.tzinfo is None:
@@ -93,6 +95,8 @@ def parse(query: str, types: list[WorkflowTypeInfo], max_limit: int, default_sor
             raise BadFilter(f"{unquote_plus(part)!r}: a filter is name=value, or a search field compared with "
                             "=, !=, >=, <=, > or <")
         name, operator, value = match.groups()
+        if "\x00" in value:
+            raise BadFilter(f"{name}: a value cannot contain NUL (%00)")
         if name in (*TEXT_FILTERS, *TIME_FILTERS, *PAGING):
             if operator != "=":
                 raise BadFilter(f"{name}: takes = only, not {operator}")

@@ -73,9 +73,28 @@ async def api_client(
         yield client
 
 
+INDEX_DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "index_databases(*names): the databases the `index_url` fixture runs the test "
+                                       f"on (the closest marker counts); without one, every one: {INDEX_DATABASES}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes an index (`index_url`, through the indexer or the API's settings too) runs once per database
+    the index supports, or on those its closest `index_databases` marker names."""
+    if "index_url" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("index_databases")
+        metafunc.parametrize("index_url", marker.args if marker else INDEX_DATABASES, indirect=True)
+
+
 @pytest.fixture
-def index_url(tmp_path) -> str:
-    """The test's own index (contracts/index.py): what the indexer writes and the API reads."""
+def index_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """The test's own index (contracts/index.py): what the indexer writes and the API reads. An SQLite file, or a
+    schema of its own on the session's PostgreSQL server."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
     return f"sqlite+aiosqlite:///{tmp_path / 'index.sqlite'}"
 
 

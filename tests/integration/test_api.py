@@ -24,10 +24,13 @@ from services.launcher.nats_server import free_port
 from services.orchestrator.domain.engine import Context, decide
 from services.orchestrator.store import ConcurrencyConflict, JetStreamEventStore
 from tests.conftest import bearer
-from tests.integration.conftest import api_client, eventually, indexed
+from tests.integration.conftest import INDEX_DATABASES, api_client, eventually, indexed
 from tests.integration.fake_orchestrator import FakeOrchestrator
 
-pytestmark = pytest.mark.integration
+# Only the tests that list read the index: they run on each database it supports (EVERY_DATABASE), the others, which
+# never reach it, on SQLite alone.
+pytestmark = [pytest.mark.integration, pytest.mark.index_databases("sqlite")]
+EVERY_DATABASE = pytest.mark.index_databases(*INDEX_DATABASES)
 
 BAD_WORKFLOW_IDS = ["a.b", "*", ">", "a b", "x" * 65]
 
@@ -245,6 +248,7 @@ async def test_a_bad_wait_answers_422(api, orchestrator, js, topology, wait):
     assert await commands_published(js, topology) == 0
 
 
+@EVERY_DATABASE
 async def test_a_cancelled_workflow_once_archived_leaves_the_default_list(api, orchestrator, indexer, js, topology):
     workflow_id = (await api.post("/workflows", json={"type": "approval"})).json()["workflow_id"]
 
@@ -367,6 +371,7 @@ async def test_a_command_over_the_size_limit_answers_413(api, js, topology):
 # listing
 
 
+@EVERY_DATABASE
 async def test_list_is_newest_first_and_filters_by_either_state(api, js, topology, indexer):
     kv = await js.key_value(topology.state_bucket)
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -402,6 +407,7 @@ async def test_list_is_newest_first_and_filters_by_either_state(api, js, topolog
     assert bad.status_code == 400 and bad.json()["detail"].startswith("infra_status: 'Sleeping' is not one of")
 
 
+@EVERY_DATABASE
 async def test_list_is_empty_before_any_workflow(api):
     response = await api.get("/workflows")
 
@@ -423,6 +429,7 @@ def next_link(response: httpx.Response) -> str | None:
     return link[1 : link.index(">")]
 
 
+@EVERY_DATABASE
 async def test_list_pages_follow_the_next_cursor_without_repeats_or_gaps(api, js, topology, seed):
     await seed(js, topology, *(seeded(f"w{minute}", minute) for minute in range(5)))
 
@@ -442,6 +449,7 @@ async def test_list_pages_follow_the_next_cursor_without_repeats_or_gaps(api, js
     assert "X-Next-Cursor" not in third.headers and next_link(third) is None
 
 
+@EVERY_DATABASE
 async def test_list_filters_by_type_and_shows_archived_ones_only_when_asked(api, js, topology, seed):
     await seed(
         js,
@@ -464,6 +472,7 @@ async def test_list_filters_by_type_and_shows_archived_ones_only_when_asked(api,
     assert await ids("?archived=false&type=approval&limit=1") == ["a"]
 
 
+@EVERY_DATABASE
 async def test_list_leaves_out_deleted_keys(api, js, topology, seed, indexer):
     await seed(js, topology, seeded("kept", 0), seeded("gone", 1))
     await (await js.key_value(topology.state_bucket)).delete("gone")

@@ -28,7 +28,7 @@ from tests.integration.test_api import (  # noqa: F401 (fixtures)
     seeded,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.index_databases("sqlite")]  # (who may do what: not the index's)
 
 WORKFLOW = "w1"  # in the read model, so that a command on it is published; no orchestrator answers (?wait=0)
 COMMAND_REQUESTS = [("/workflows", "create")] + [

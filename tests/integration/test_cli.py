@@ -23,10 +23,11 @@ from services.cli.main import main
 from services.launcher.nats_server import free_port
 from tests.conftest import TEST_TOKENS, bearer, eventually
 from tests.integration.fake_orchestrator import FakeOrchestrator
-from tests.integration.conftest import indexed
+from tests.integration.conftest import INDEX_DATABASES, indexed
 from tests.integration.serving import served
 
-pytestmark = pytest.mark.integration
+# `wf ls` reads the index: those tests run on each database it supports, the others on SQLite alone.
+pytestmark = [pytest.mark.integration, pytest.mark.index_databases("sqlite")]
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ async def test_deciding_as_someone_other_than_the_tokens_holder_is_refused(wf, o
 # reading
 
 
+@pytest.mark.index_databases(*INDEX_DATABASES)
 async def test_ls_lists_newest_first_follows_the_pages_and_filters(wf, js, topology, indexer):
     kv = await js.key_value(topology.state_bucket)
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -231,6 +233,7 @@ async def test_ls_lists_newest_first_follows_the_pages_and_filters(wf, js, topol
     assert [workflow["id"] for workflow in json.loads(errors.out)] == ["w080", "w040", "w000"]
 
 
+@pytest.mark.index_databases(*INDEX_DATABASES)
 async def test_ls_searches_by_declared_fields_and_inbox_lists_what_waits_for_the_holder(wf, js, topology, seed):
     expense = WorkflowTypeInfo(name="expense", title="Expense", initial="Draft", states=[], transitions=[],
                                search_fields={"amount": "number", "requester": "text"})

@@ -14,7 +14,7 @@ from contracts.eventlog import read_events
 from services.orchestrator.domain.engine import Context, decide
 from services.orchestrator.store import JetStreamEventStore
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.index_databases("sqlite")]  # (the log's, not the index's)
 
 CONTEXT = Context(now=datetime(2026, 12, 3, 12, 0, tzinfo=UTC), send_fails=lambda *_: False)
 CHAIN_SCRIPT = Path(__file__).resolve().parents[2] / "contracts" / "chain.py"
