@@ -2,7 +2,16 @@
 // body. A 401 means the token is not (or no longer) good: the page signs out and asks for another.
 
 import { type Identity, signOut, token } from "./auth";
-import type { ChainCheck, CommandKind, CommandResult, RecordedEvent, WorkflowTypeInfo, WorkflowView } from "./model";
+import type {
+  BulkAction,
+  BulkReport,
+  ChainCheck,
+  CommandKind,
+  CommandResult,
+  RecordedEvent,
+  WorkflowTypeInfo,
+  WorkflowView,
+} from "./model";
 
 export class ApiError extends Error {
   constructor(
@@ -114,5 +123,15 @@ export const api = {
 
   async command(id: string, kind: CommandKind, body?: Record<string, string>): Promise<Answer<CommandResult>> {
     return request<CommandResult>("POST", `${workflowPath(id)}/${kind}`, body);
+  },
+
+  /** Start a bulk action on every workflow the filters match now (archived ones are left out): answered at once. */
+  async startBulk(action: BulkAction, filters: ListFilters = {}, body?: Record<string, string>): Promise<BulkReport> {
+    const query = listQuery(filters, {});
+    return (await request<BulkReport>("POST", `/workflows/bulk/${action}${query ? `?${query}` : ""}`, body)).data;
+  },
+
+  async bulk(id: string): Promise<BulkReport> {
+    return (await request<BulkReport>("GET", `/bulk/${encodeURIComponent(id)}`)).data;
   },
 };

@@ -85,3 +85,22 @@ export interface CommandResult {
 }
 
 export const ENDED_INFRA_STATUSES: readonly InfraStatus[] = ["Completed", "Errored", "Cancelled"];
+
+/** A bulk action (POST /workflows/bulk/<action>): one command for each workflow its filter matched at the start. */
+export type BulkAction = "cancel" | "approve" | "reject" | "retry" | "archive";
+
+/** GET /bulk/<id>; on the WebSocket (`?bulk=<id>`, type "bulk") the same, with `refused` as a count. */
+export interface BulkReport<Refused = { workflow_id: string; code: string; reason: string }[]> {
+  id: string;
+  action: BulkAction;
+  filter: string;
+  by: string;
+  total: number;
+  done: number;
+  refused: Refused;
+  remaining: number;
+  started_at: string;
+  finished_at: string | null;
+  stopped: string | null; // why it ended before acting on every workflow
+}
+export type BulkProgress = BulkReport<number>;
