@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import make_url
 
-from services.launcher.nats_users import SERVICE_USERS, NatsUsers
+from services.launcher.nats_users import COMPOSE_PASSWORDS, SERVICE_USERS, NatsUsers
 
 pytestmark = pytest.mark.integration
 
@@ -19,15 +20,18 @@ CLUSTER_ENV = PROJECT / "deploy" / "cluster.env"
 NATS_USERS = NatsUsers.generate()  # as data/secrets/nats.env gives them (one --env-file only in compose v1: the shell)
 
 
-def docker_compose(*args: str, passwords: bool = True) -> subprocess.CompletedProcess[str]:
+def docker_compose(*args: str, passwords: dict[str, str] = NATS_USERS.file_environment()
+                   ) -> subprocess.CompletedProcess[str]:
+    """docker-compose with `passwords` (by default all the env file holds) in its environment."""
     executable = shutil.which("docker-compose")
     if executable is None:
         message = "docker-compose is not installed (`make test` installs it)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("WF_NATS_")}
-    environment |= NATS_USERS.server_environment() if passwords else {}
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("WF_NATS_") and name not in COMPOSE_PASSWORDS}
+    environment |= passwords
     return subprocess.run(
         [executable, "-f", str(COMPOSE_FILE), *args],
         env=environment,
@@ -56,7 +60,7 @@ def resolved(*args: str) -> dict:
 def test_compose_runs_nats_and_every_service() -> None:
     services = resolved()
     by_default = {name for name, service in services.items() if not service.get("profiles")}
-    assert by_default == {"nats", "api", "orchestrator", "processor", "broadcaster"}
+    assert by_default == {"nats", "api", "orchestrator", "processor", "broadcaster", "indexer", "postgres"}
     assert services["nats"]["command"] == ["nats-server", "-c", "/etc/nats/single-tls.conf"]
     assert services["orchestrator"]["environment"]["NATS_URL"] == "tls://nats:4222"
 
@@ -75,10 +79,30 @@ def test_nats_runs_the_users_of_auth_conf_and_each_service_connects_as_its_own()
         assert services[name]["environment"]["NATS_PASSWORD"] == NATS_USERS.passwords[name]
 
 
-def test_without_the_passwords_compose_says_where_they_are() -> None:
-    result = docker_compose("config", "-q", passwords=False)
+@pytest.mark.parametrize("missing", ["every one", "WF_POSTGRES_PASSWORD"])
+def test_without_the_passwords_compose_says_where_they_are(missing: str) -> None:
+    given = NATS_USERS.file_environment()
+    passwords = {} if missing == "every one" else {name: value for name, value in given.items() if name != missing}
+    result = docker_compose("config", "-q", passwords=passwords)
     assert result.returncode != 0
     assert "pass --env-file data/secrets/nats.env" in result.stderr
+
+
+def test_the_indexer_keeps_the_index_in_postgres_and_the_api_reads_the_same_database() -> None:
+    services = resolved()
+    indexer, api, postgres = services["indexer"], services["api"], services["postgres"]
+    assert api["environment"]["WF_INDEX_URL"] == indexer["environment"]["WF_INDEX_URL"]
+    url = make_url(indexer["environment"]["WF_INDEX_URL"])
+    assert (url.drivername, url.host, url.port) == ("postgresql+asyncpg", "postgres", 5432)
+    database = postgres["environment"]
+    assert (url.database, url.username, url.password) == (
+        database["POSTGRES_DB"], database["POSTGRES_USER"], database["POSTGRES_PASSWORD"])
+    assert url.password == NATS_USERS.compose_passwords["WF_POSTGRES_PASSWORD"]  # generated into the env file
+    assert indexer["depends_on"] == {name: {"condition": "service_healthy"} for name in ("nats", "postgres")}
+    assert api["depends_on"]["indexer"] == {"condition": "service_healthy"}  # the indexer makes the index's tables
+    assert indexer["environment"]["WF_INDEXER_PORT"] == "8004"
+    assert "http://127.0.0.1:8004/healthz" in " ".join(indexer["healthcheck"]["test"])
+    assert "pg_isready" in postgres["healthcheck"]["test"]
 
 
 def test_the_cluster_profile_runs_three_nats_nodes_and_two_replicas_of_the_workers() -> None:
@@ -89,7 +113,7 @@ def test_the_cluster_profile_runs_three_nats_nodes_and_two_replicas_of_the_worke
     nodes = ("nats", "nats-2", "nats-3")
     assert all(services[node]["command"] == ["nats-server", "-c", "/etc/nats/cluster-tls.conf"] for node in nodes)
     assert len({services[node]["environment"]["NATS_SERVER_NAME"] for node in nodes}) == 3
-    for name in ("api", "orchestrator", "orchestrator-2", "processor", "processor-2", "broadcaster"):
+    for name in ("api", "orchestrator", "orchestrator-2", "processor", "processor-2", "broadcaster", "indexer"):
         environment = services[name]["environment"]
         assert environment["NATS_URL"].split(",") == [f"tls://{node}:4222" for node in nodes]
         assert environment["WF_REPLICAS"] == "3"
@@ -114,7 +138,8 @@ def test_nats_the_api_and_the_websocket_speak_tls_with_the_local_ca(cluster: boo
         assert services[node]["command"][-1].endswith("-tls.conf")  # single-tls.conf, cluster-tls.conf: tls.conf
         assert {"source": "tls-key"} in services[node]["secrets"]
         assert services[node]["environment"]["NATS_TLS_KEY"] == "/run/secrets/tls-key"
-    for name in {"api", "broadcaster", "orchestrator", "processor"} | ({"orchestrator-2"} if cluster else set()):
+    clients = {"api", "broadcaster", "orchestrator", "processor", "indexer"}
+    for name in clients | ({"orchestrator-2"} if cluster else set()):
         environment = services[name]["environment"]
         assert all(url.startswith("tls://") for url in environment["NATS_URL"].split(","))
         assert environment["NATS_CA_FILE"] == "/run/secrets/tls-ca"

@@ -34,6 +34,18 @@ def test_a_password_missing_from_the_file_is_added_and_the_others_kept(tmp_path)
     assert password_variable("client") in path.read_text() and again.passwords["client"] != kept.passwords["client"]
 
 
+def test_the_file_also_keeps_composes_database_password_and_adds_it_to_a_file_made_before_it(tmp_path):
+    path = secrets_file(tmp_path)
+    first = NatsUsers.load_or_create(path)
+    assert set(first.compose_passwords) == {"WF_POSTGRES_PASSWORD"} and NatsUsers.load_or_create(path) == first
+    path.write_text("".join(line + "\n" for line in path.read_text().splitlines() if "POSTGRES" not in line))
+
+    again = NatsUsers.load_or_create(path)
+
+    assert again.passwords == first.passwords and again.compose_passwords["WF_POSTGRES_PASSWORD"]
+    assert f"WF_POSTGRES_PASSWORD={again.compose_passwords['WF_POSTGRES_PASSWORD']}\n" in path.read_text()
+
+
 def test_a_service_connects_to_every_server_as_its_own_user(monkeypatch):
     users = NatsUsers.generate()
     monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:4222,nats://127.0.0.1:4223")
