@@ -243,7 +243,7 @@ class BulkRunner:
             try:
                 return await self._outcome(command)
             except (NoOutcomeYet, *TRANSIENT) as error:
-                log.info("bulk %s: no outcome for %s yet (%r): sending it again in %.1fs", bulk.id, workflow_id,
+                log.info("bulk %s: no outcome for %s yet (%s): sending it again in %.1fs", bulk.id, workflow_id,
                          error, pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, RETRY_LAST_S)

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 SCAN_PAGE_SIZE = 500
 SCAN_FETCH_TIMEOUT_S = 5.0
 SCAN_IDLE_LIMIT_S = 60.0  # the broker deletes a scan's consumer left this long (its request died midway)
+# The broker deletes the consumers a command's outcome is awaited with this long after the API stops listening. Not its
+# defaults (5 s; 5 minutes for a KV watch): a stream holds at most 1 000 consumers, and at a few hundred commands a
+# second the lingering ones reached that (a bulk action's commands were refused "maximum consumers limit reached").
+LISTEN_IDLE_LIMIT_S = 1.0
 TYPES_KEPT_S = 5.0  # a new type shows in searches within this long
 
 
@@ -226,6 +230,7 @@ class Workflows:
             stream=self._topology.events_stream,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
+            inactive_threshold=LISTEN_IDLE_LIMIT_S,
         )
 
     async def _first_events_caused_by(
@@ -253,7 +258,8 @@ class Workflows:
     async def _state_once_applied(self, workflow_id: str, command_id: str) -> WorkflowState:
         """The read model once it has folded the command in. The watch starts with the current value, so an update
         written before it began is not missed."""
-        watcher = await (await self._bucket(self._topology.state_bucket)).watch(workflow_id)
+        bucket = await self._bucket(self._topology.state_bucket)
+        watcher = await bucket.watch(workflow_id, inactive_threshold=LISTEN_IDLE_LIMIT_S)
         try:
             while True:
                 entry = await watcher.updates(timeout=None)

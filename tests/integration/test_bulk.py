@@ -147,6 +147,12 @@ async def test_a_bulk_cancel_cancels_each_matching_workflow_once_and_reports_it(
     listed = (await api.get("/workflows?type=approval&business_state=Cancelled")).json()
     assert sorted(item["id"] for item in listed) == ids
 
+    async def nobody_listens() -> bool:  # a stream keeps at most 1 000 consumers: those of each outcome must go
+        streams = (topology.events_stream, topology.kv_stream(topology.state_bucket))
+        return not [info for stream in streams for info in await js.consumers_info(stream) if info.config.deliver_subject]
+
+    await eventually(nobody_listens, 10)
+
 
 async def test_a_refused_command_is_reported_with_its_reason_and_the_others_go_on(api, js, topology, seed, orchestrator):
     waiting = [workflow(f"wait{minute}", minute, "Waiting For Approval") for minute in range(3)]
