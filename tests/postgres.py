@@ -2,9 +2,11 @@
 cluster in a temporary directory, on a free port, never the machine's own. PostgreSQL refuses to run as root, so as
 root it runs as the `postgres` user the package creates. Tuned for tests, not durability (fsync off)."""
 
+import ctypes
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -18,6 +20,8 @@ DATABASE = "wf"
 NOT_DURABLE = ("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 START_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.02
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+DIRECTORY_PREFIX = "wf-test-postgres-"  # then the pid of the tests' process
 
 
 def postgres_bin_dir() -> Path:
@@ -34,8 +38,9 @@ class PostgresServer:
     def __init__(self) -> None:
         self.bin_dir = postgres_bin_dir()
         self.port = free_port()
+        _remove_those_left_by_killed_runs()
         # Not under pytest's temporary directories: the postgres user cannot enter those (root's, mode 0700).
-        self.dir = Path(tempfile.mkdtemp(prefix="wf-test-postgres-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{DIRECTORY_PREFIX}{os.getpid()}-"))
         self.data = self.dir / "data"
         self.process: subprocess.Popen | None = None
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -54,7 +59,8 @@ class PostgresServer:
             self.process = subprocess.Popen(
                 [*self.as_user, self.bin_dir / "postgres", "-D", self.data, "-p", str(self.port), "-k", self.dir,
                  "-c", "listen_addresses=127.0.0.1", *NOT_DURABLE], cwd=self.dir, stdout=log, stderr=log,
-                start_new_session=True)  # (a Ctrl-C reaches pytest only, which then stops the server)
+                start_new_session=True,  # (a Ctrl-C reaches pytest only, which then stops the server)
+                preexec_fn=_terminated_with_its_parent)
         deadline = time.monotonic() + START_TIMEOUT_S
         while subprocess.run([self.bin_dir / "pg_isready", "-q", "-h", self.dir, "-p", str(self.port)]).returncode:
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -102,3 +108,17 @@ class PostgresServer:
         done = subprocess.run(command, capture_output=True, text=True, cwd=self.dir)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}\n{self.log()}")
+
+
+def _terminated_with_its_parent() -> None:
+    """A pytest killed before it could stop the server (SIGTERM, SIGKILL) takes it along: the child gets a SIGTERM
+    (runuser passes it on; postgres shuts down, its clients being gone)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _remove_those_left_by_killed_runs() -> None:
+    """The directories of servers whose tests' process was killed (their server went with it): ~40 MB each."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{DIRECTORY_PREFIX}*"):
+        pid = directory.name.removeprefix(DIRECTORY_PREFIX).split("-")[0]
+        if pid.isdigit() and not Path("/proc", pid).exists():
+            shutil.rmtree(directory, ignore_errors=True)
