@@ -176,9 +176,9 @@ def _moment(name: str, value: str) -> datetime:
         moment = datetime.fromisoformat(value) if "T" in value or " " in value else None
         if moment is None:
             moment = datetime.combine(date.fromisoformat(value), datetime.min.time())
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # (a time whose UTC falls outside the years 1 to 9999 overflows)
         raise BadFilter(f"{name}: {value!r} is not a date (2026-12-01) or a time (2026-12-01T09:30:00Z)") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _limit(value: str, most: int) -> int:

@@ -101,6 +101,7 @@ async def test_a_search_by_generic_and_declared_fields_finds_exactly_what_matche
         ("amount>=nan", "amount: 'nan' is not a finite number"),
         ("type>=expense", "type: takes = only, not >="),
         ("created_after=yesterday", "created_after: 'yesterday' is not a date"),
+        ("created_after=9999-12-31T23:59:59-05:00", "created_after: '9999-12-31T23:59:59-05:00' is not a date"),
         ("sort=amount", "sort: 'amount' is not one of created_at, updated_at"),
         ("limit=1&limit=2", "limit: given twice"),
         ("amount~5", "'amount~5': a filter is name=value"),
