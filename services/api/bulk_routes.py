@@ -14,7 +14,7 @@ from litestar.params import JSONBody, PathParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from contracts.auth import TokenHolder
-from contracts.bulk import BULK_ACTIONS, BulkId, BulkRecord, BulkRefusal
+from contracts.bulk import BULK_ACTIONS, BulkAction, BulkId, BulkRecord, BulkRefusal
 from services.api.auth import may
 from services.api.bulks import BulkRunner, matching_ids
 from services.api.errors import error_answers
@@ -63,7 +63,7 @@ async def start_bulk(
     request: Request[TokenHolder, str | None, State],
     state: State,
     workflows: NamedDependency[Workflows],
-    action: Annotated[str, PathParameter(description=f"one of {', '.join(BULK_ACTIONS)}")],
+    action: Annotated[BulkAction, PathParameter(description="the command each matching workflow is sent")],
     data: JSONBody[BulkRequest | None] = None,
 ) -> Response[BulkView]:
     """Act on every workflow the filter matches now (the query string of `GET /workflows`, without `limit` and

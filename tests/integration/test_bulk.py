@@ -19,6 +19,7 @@ from nats.js.client import JetStreamContext
 from websockets.asyncio.client import connect as open_socket
 from websockets.exceptions import ConnectionClosed
 
+from contracts.auth import Role, TokenHolder, write_tokens_file
 from contracts.bulk import BulkRecord, command_id, ids_key, meta_key
 from contracts.eventlog import read_events
 from contracts.events import CommandRejected, WorkflowCancelled
@@ -402,6 +403,35 @@ async def test_two_api_processes_never_both_run_an_abandoned_bulk(nats_url, topo
 
     assert (report["done"], report["refused"], report["remaining"]) == (6, [], 0)
     await assert_each_applied_once(js, topology, bulk_id, ids, fake)
+
+
+async def test_a_bulk_stops_when_the_token_that_started_it_is_revoked(nats_url, topology, js, seed, index_url, indexer,
+                                                                      tmp_path):
+    ids = [f"w{minute}" for minute in range(6)]
+    await seed(js, topology, *(workflow(workflow_id, minute) for minute, workflow_id in enumerate(ids)))
+    carl = {"Authorization": "Bearer carls-token"}
+    holders = {"carls-token": TokenHolder(name="carl", roles={Role.OPERATOR}),
+               TEST_TOKENS["admin"]: TokenHolder(name="admin", roles=set(Role))}
+    tokens_file = tmp_path / "tokens.json"
+    write_tokens_file(tokens_file, holders)
+    settings = ApiSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=str(tokens_file),
+                           WF_INDEX_URL=index_url, WF_BULK_CONCURRENCY="2")
+    async with GatedOrchestrator(js, topology, answer_first=2) as fake, api_app(settings) as (_, api):
+        bulk_id = (await api.post("/workflows/bulk/cancel", headers=carl)).json()["id"]
+        await eventually(lambda: fake.taken > 2)  # its second batch is in flight
+        del holders["carls-token"]
+        write_tokens_file(tokens_file, holders)
+
+        async def revoked() -> bool:  # the API has read the file again (at most a second on)
+            return (await api.get("/me", headers=carl)).status_code == 401
+
+        await eventually(revoked)
+        fake.gate.set()
+        report = await finished(api, bulk_id)
+
+    assert report["stopped"] == "stopped: the token carl started it with is no longer valid"
+    assert (report["done"], report["refused"], report["remaining"]) == (4, [], 2)  # the batch in flight, no more
+    assert len(fake.received) == 4
 
 
 # wf bulk

@@ -31,7 +31,7 @@ from tests.conftest import TEST_TOKENS, bearer, eventually
 pytestmark = pytest.mark.integration
 
 EXISTING = ["fuzz-unprocessed", "fuzz-processing", "fuzz-cancelled"]  # workflows in three states, for commands
-KNOWN_PATH_VALUES = {"workflow_id": EXISTING, "name": ["approval", "expense"]}
+KNOWN_PATH_VALUES = {"workflow_id": EXISTING, "name": ["approval", "expense"]}  # and a bulk's id, once started
 OPEN_OPERATIONS = {"GET /healthz"}  # the rest need a token (services/api/auth.py)
 # An unknown query parameter is ignored, as HTTP APIs do: not a request to refuse.
 GENERATION = {"allow-extra-parameters": False}
@@ -50,9 +50,10 @@ FUZZ_SETTINGS = settings(
 
 @pytest.fixture
 def api_url(nats_url, topology, start_service) -> str:
-    """The api and the orchestrator as the launcher runs them."""
+    """The api, the orchestrator and the indexer as the launcher runs them."""
     port = free_port()
     start_service("orchestrator", nats_url, topology, WF_SEND_FAILURE_RATE="0")
+    start_service("indexer", nats_url, topology)  # the lists and the bulk actions read its index
     # A budget of commands the fuzzing never spends: the rate limit is not what is fuzzed here.
     limits = {"WF_COMMAND_TIMEOUT_S": "2", "WF_API_COMMANDS_PER_S": "100000"}
     start_service("api", nats_url, topology, WF_API_PORT=str(port), **limits)
@@ -70,6 +71,9 @@ def api_url(nats_url, topology, start_service) -> str:
         for workflow_id, start in zip(EXISTING, (False, True, False), strict=True):
             assert client.post("/workflows", json={"workflow_id": workflow_id, "start": start}).status_code == 201
         assert client.post(f"/workflows/{EXISTING[2]}/cancel").status_code == 200
+        bulk = client.post("/workflows/bulk/archive?business_state=Cancelled")
+        assert bulk.status_code == 202, bulk.text
+    KNOWN_PATH_VALUES["bulk_id"] = [bulk.json()["id"]]
     return base_url
 
 
