@@ -59,7 +59,8 @@ class BulkRecord(BaseModel):
     reason: str = ""  # given to cancel and reject
     comment: str = ""  # given to approve
     by: str  # who started it: approve and reject decide as them
-    token_digest: str | None = None  # of the token that started it: each command needs it still valid (None: WF_AUTH=off)
+    # The digest of the token that started it: its commands are sent while that token holds (None: WF_AUTH=off).
+    token_digest: str | None = None
     total: int
     chunks: int  # keys of ids
     started_at: AwareDatetime

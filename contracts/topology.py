@@ -210,10 +210,10 @@ class Topology:
         )
 
     def bucket_configs(self) -> list[KeyValueConfig]:
-        kept = {self.bulk_bucket: BULK_KEPT_S}
+        kept = {self.bulk_bucket: BULK_KEPT_S}  # (the others: for ever)
         return [
-            KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=self.replicas, ttl=kept.get(bucket))
-            for bucket in (self.state_bucket, self.types_bucket, self.bulk_bucket)
+            KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, replicas=self.replicas, ttl=kept.get(name))
+            for name in (self.state_bucket, self.types_bucket, self.bulk_bucket)
         ]
 
     def kv_stream(self, bucket: str) -> str:

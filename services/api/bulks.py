@@ -129,14 +129,19 @@ class BulkStore:
     async def save(self, record: BulkRecord, revision: int) -> int:
         """Write the record if it is still at `revision` (else LeaseLost); its new revision."""
         try:
-            return await (await self._kv()).update(meta_key(record.id), record.model_dump_json().encode(), last=revision)
+            kv = await self._kv()
+            return await kv.update(meta_key(record.id), record.model_dump_json().encode(), last=revision)
         except KeyWrongLastSequenceError:
             raise LeaseLost(record.id) from None
 
     async def ids(self, record: BulkRecord) -> list[str]:
+        """The ids of its workflows, in order; fewer than its total when some have expired (the bucket's TTL)."""
         kv, ids = await self._kv(), []
         for chunk in range(record.chunks):
-            ids += json.loads((await kv.get(ids_key(record.id, chunk))).value)
+            try:
+                ids += json.loads((await kv.get(ids_key(record.id, chunk))).value)
+            except KeyNotFoundError:
+                break
         return ids
 
     async def refuse(self, bulk_id: str, refusal: BulkRefusal) -> None:
@@ -252,7 +257,8 @@ class BulkRunner:
         workflow_id = command.workflow_id
         state = await self._workflows.find(workflow_id)
         if state is None:
-            return BulkRefusal(workflow_id=workflow_id, code="unknown_workflow", reason=f"workflow {workflow_id} not found")
+            reason = f"workflow {workflow_id} not found"
+            return BulkRefusal(workflow_id=workflow_id, code="unknown_workflow", reason=reason)
         if command.message_id in state.applied_commands:  # sent before (by a runner that stopped): its outcome stands
             return _refusal(workflow_id, await self._workflows.recorded_outcome(workflow_id, command.message_id))
         try:

@@ -6,7 +6,8 @@ event after that position, in stream order: with `since`, it joins the live feed
 log up to where the feed took over, then relays the queue, skipping the sequences already sent. No gap, no duplicate.
 When idle it is sent a heartbeat with the position it is up to; reconnecting with `since` = the last sequence it got
 (event or heartbeat) resumes exactly there. Every client needs one of the API's tokens (any role: it only reads); a
-client whose token expires or is removed from the tokens file is closed with 4401."""
+client whose token expires or is removed from the tokens file is closed with 4401. With `?bulk=<id>`, a client
+follows a bulk action's progress instead (services/broadcaster/bulk.py)."""
 
 import asyncio
 import logging

@@ -150,12 +150,15 @@ async def test_a_bulk_cancel_cancels_each_matching_workflow_once_and_reports_it(
 
     async def nobody_listens() -> bool:  # a stream keeps at most 1 000 consumers: those of each outcome must go
         streams = (topology.events_stream, topology.kv_stream(topology.state_bucket))
-        return not [info for stream in streams for info in await js.consumers_info(stream) if info.config.deliver_subject]
+        consumers = [info for stream in streams for info in await js.consumers_info(stream)]
+        return not [info for info in consumers if info.config.deliver_subject]
 
     await eventually(nobody_listens, 10)
 
 
-async def test_a_refused_command_is_reported_with_its_reason_and_the_others_go_on(api, js, topology, seed, orchestrator):
+async def test_a_refused_command_is_reported_with_its_reason_and_the_others_go_on(
+    api, js, topology, seed, orchestrator
+):
     waiting = [workflow(f"wait{minute}", minute, "Waiting For Approval") for minute in range(3)]
     await seed(js, topology, *waiting, workflow("fresh", 9))
 
@@ -334,7 +337,8 @@ async def test_an_api_killed_midway_leaves_the_bulk_to_its_restart_once_the_leas
 ):
     ids = [f"w{minute:02}" for minute in range(12)]
     await seed(js, topology, *(workflow(workflow_id, minute) for minute, workflow_id in enumerate(ids)))
-    settings = {"WF_BULK_CONCURRENCY": "4", "WF_COMMAND_TIMEOUT_S": "1", "WF_BULK_LEASE_S": "2", "WF_INDEX_URL": index_url}
+    settings = {"WF_BULK_CONCURRENCY": "4", "WF_COMMAND_TIMEOUT_S": "1", "WF_BULK_LEASE_S": "2"}
+    settings["WF_INDEX_URL"] = index_url  # the test's, which the indexer keeps
     async with GatedOrchestrator(js, topology, answer_first=5) as fake:
         port = free_port()
         killed = start_service("api", nats_url, topology, WF_API_PORT=str(port), **settings)
