@@ -27,13 +27,19 @@ log = logging.getLogger(__name__)
 # How long a stopping service lets its running handlers finish before they are cancelled (and their messages nak'd):
 # the broker's graceful_timeout. Within the launcher's 10 s between SIGTERM and a kill.
 GRACEFUL_TIMEOUT_S = 5.0
+# How much longer a pull may live at the broker than the client waited for it: the time its request took to arrive
+# (a loaded 2-core machine: the rolling-restart test saw a command handed to a stopped orchestrator's last pull).
+PULL_OUTLIVES_ITS_WAIT_S = 0.25
 
 
 async def late_deliveries(nc: Client, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
     """What the broker sent to this subscription's pulls after this side stopped waiting for them: nats-py has a pull
-    run out at the broker 0.1 ms before its own wait ends, so a message sent just then arrives after `fetch` returned.
-    Unsubscribing would drop it unread (held by the broker until the ack wait). After a round trip it has all arrived.
-    Read off the pull's inbox, not fetched: a fetch would open another pull."""
+    run out at the broker 0.1 ms before its own wait ends, but the broker counts from when the pull reached it, so on
+    a busy machine a pull outlives the client's wait by however long the request took to arrive, and a message sent
+    then arrives after `fetch` returned. Unsubscribing would drop it unread (held by the broker until the ack wait).
+    So: let such a pull run out (PULL_OUTLIVES_ITS_WAIT_S), then after a round trip it has all arrived. Read off the
+    pull's inbox, not fetched: a fetch would open another pull."""
+    await asyncio.sleep(PULL_OUTLIVES_ITS_WAIT_S)
     await nc.flush()
     late = []
     while subscription.pending_msgs:
