@@ -2,13 +2,15 @@
 fields, by the search fields their types declare, and by who may answer them now. Run on every database the index
 supports (the `index_url` fixture)."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from contracts.commands import CreateWorkflow, ProcessWorkflow
-from contracts.index import search_values, waiting_for, workflow_row, workflows
+from contracts.index import connect, position, search_values, waiting_for, workflow_row, workflows
 from contracts.state import InfraStatus, WorkflowState
 from contracts.types import WorkflowTypeInfo
 from services.indexer.app import create_app as create_indexer
@@ -16,7 +18,7 @@ from services.indexer.settings import IndexerSettings
 from services.orchestrator.domain.engine import Context, decide
 from services.orchestrator.maintenance import check
 from services.orchestrator.store import JetStreamEventStore
-from tests.conftest import bearer
+from tests.conftest import bearer, eventually
 from tests.integration.conftest import indexed, running
 
 pytestmark = pytest.mark.integration
@@ -235,3 +237,48 @@ async def test_the_next_page_link_keeps_filters_with_any_operator(api, expenses)
     second = await api.get(link[1: link.index(">")])
     assert second.status_code == 200, second.text
     assert [w["id"] for w in second.json()] == ["e1"]
+
+
+async def test_an_indexer_killed_mid_stream_and_started_again_loses_and_doubles_nothing(
+    nats_url, nc, js, topology, start_service, tmp_path
+):
+    """A real indexer process, killed with -9 while it is taking in the read model, then started again: the index
+    equals the replay of the log (maintenance check), every workflow once. (start_service's index: a SQLite file.)"""
+    store = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
+    context = Context(now=START, send_fails=lambda *_: False)
+
+    async def created(first: int, count: int) -> None:
+        for number in range(first, first + count):
+            workflow_id = f"k{number}"
+            state = await store.append(decide(WorkflowState(id=workflow_id), CreateWorkflow(
+                workflow_id=workflow_id, workflow_type="expense", input={"amount": number, "requester": "ann"}),
+                context))
+            await store.save(state)
+
+    indexer = start_service("indexer", nats_url, topology)
+    engine = connect(f"sqlite+aiosqlite:///{tmp_path / 'index.sqlite'}")
+    try:
+        async def indexed_some() -> bool:
+            try:
+                async with engine.connect() as connection:
+                    return (await connection.scalar(select(func.count()).select_from(workflows))) > 0
+            except OperationalError:  # not migrated yet
+                return False
+
+        writing = asyncio.create_task(created(0, 400))
+        await eventually(indexed_some, timeout_s=30)
+        indexer.stop(kill=True)  # while the read model is still being written and taken in
+        await writing
+        start_service("indexer", nats_url, topology)
+        end = (await js.stream_info(topology.kv_stream(topology.state_bucket))).state.last_seq
+
+        async def caught_up() -> bool:
+            async with engine.connect() as connection:
+                at = await connection.scalar(select(position.c.sequence).where(position.c.name == "read_model"))
+            return (at or 0) >= end
+
+        await eventually(caught_up, timeout_s=30)
+        report = await check(js, topology, index_engine=engine)
+        assert report.ok and report.workflows == 400, report.problems
+    finally:
+        await engine.dispose()
