@@ -51,9 +51,10 @@ FUZZ_SETTINGS = settings(
 @pytest.fixture
 def api_url(nats_url, topology, start_service) -> str:
     """The api, the orchestrator and the indexer as the launcher runs them."""
-    port = free_port()
+    port, indexer_port = free_port(), free_port()
     start_service("orchestrator", nats_url, topology, WF_SEND_FAILURE_RATE="0")
-    start_service("indexer", nats_url, topology)  # the lists and the bulk actions read its index
+    # The lists and the bulk actions read its index: waited for below, with its tables made and caught up.
+    start_service("indexer", nats_url, topology, WF_INDEXER_PORT=str(indexer_port))
     # A budget of commands the fuzzing never spends: the rate limit is not what is fuzzed here.
     limits = {"WF_COMMAND_TIMEOUT_S": "2", "WF_API_COMMANDS_PER_S": "100000"}
     start_service("api", nats_url, topology, WF_API_PORT=str(port), **limits)
@@ -62,7 +63,8 @@ def api_url(nats_url, topology, start_service) -> str:
     async def healthy() -> bool:
         try:
             async with httpx.AsyncClient() as client:
-                return (await client.get(f"{base_url}/healthz")).status_code == 200
+                answers = [await client.get(f"{url}/healthz") for url in (base_url, f"http://127.0.0.1:{indexer_port}")]
+                return all(answer.status_code == 200 for answer in answers)
         except httpx.HTTPError:
             return False
 
