@@ -150,6 +150,8 @@ class WorkflowController(Controller):
         request: Request,
         state: State,
         workflows: NamedDependency[Workflows],
+        # The filters below are declared for the OpenAPI document only: the query is parsed whole, from its raw text,
+        # since an operator is part of a name there (`amount>=1000`), and so every filter is refused the same way.
         business_state: FromQuery[str | None] = None,
         infra_status: FromQuery[str | None] = None,
         workflow_type: Annotated[str | None, QueryParameter(name="type", required=False)] = None,
