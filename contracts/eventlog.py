@@ -1,11 +1,16 @@
-"""How a workflow's log is read: the events on its subject, in stream order, with their sequences."""
+"""How a workflow's log is read: the events on its subject, in stream order, with their sequences; and how a
+bucket's current entries are read whole."""
 
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
 
 from contracts.chain import digest
 from contracts.events import EVENT, RecordedEvent
 from contracts.topology import Topology
+
+SCAN_BATCH = 500
 
 
 async def last_sequence(js: JetStreamContext, topology: Topology, workflow_id: str) -> int:
@@ -42,3 +47,27 @@ async def read_stored(
 def recorded_event(sequence: int, data: bytes) -> RecordedEvent:
     """An event as read from the log, with the hash of its stored bytes: what the next event's link names."""
     return RecordedEvent(sequence=sequence, event=EVENT.validate_json(data), digest=digest(data))
+
+
+async def current_entries(js: JetStreamContext, topology: Topology, bucket: str) -> dict[str, bytes]:
+    """Every live key of a bucket with its current value, read through a short-lived pull consumer (the last entry
+    per key), which delivers nothing before asked, so the count it starts with is exact. (nats-py's `kv.keys()` can
+    answer "no keys" when its watcher's end marker overtakes the values, as it did on a busy machine.)"""
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE,
+                            mem_storage=True, num_replicas=1, inactive_threshold=60.0)
+    subscription = await js.pull_subscribe(topology.kv_subjects(bucket), stream=topology.kv_stream(bucket),
+                                           config=config)
+    entries: dict[str, bytes] = {}
+    try:
+        pending = (await subscription.consumer_info()).num_pending
+        while pending:
+            for message in await subscription.fetch(min(SCAN_BATCH, pending), timeout=5):
+                pending = message.metadata.num_pending
+                key = message.subject.split(".", 2)[2]
+                if (message.headers or {}).get(KV_OP) in (KV_DEL, KV_PURGE):
+                    entries.pop(key, None)
+                else:
+                    entries[key] = message.data
+    finally:
+        await subscription.unsubscribe()
+    return entries

@@ -20,14 +20,14 @@ from pathlib import Path
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import index
 from contracts.chain import verify
-from contracts.eventlog import recorded_event
+from contracts.eventlog import current_entries, recorded_event
 from contracts.events import RecordedEvent
 from contracts.settings import ServiceSettings
 from contracts.state import WorkflowState
@@ -229,11 +229,8 @@ async def rebuild(
     """Empty the read model, then write each workflow's state as a replay of its log gives it. The store never moves
     an entry backwards, so an orchestrator appending meanwhile is not undone."""
     bucket = await js.key_value(topology.state_bucket)
-    try:
-        for key in await bucket.keys():
-            await bucket.purge(key)
-    except NoKeysError:
-        pass
+    for key in await current_entries(js, topology, topology.state_bucket):
+        await bucket.purge(key)
     logs = await read_all_events(js, topology, progress)
     store = JetStreamEventStore(nc, js, bucket, topology)
     for workflow_id, log in logs.items():

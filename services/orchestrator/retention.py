@@ -10,12 +10,10 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
-from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
 
-from contracts.eventlog import read_stored
+from contracts.eventlog import current_entries, read_stored
 from contracts.state import WorkflowState
 from contracts.topology import Topology, export_name
 from services.orchestrator.domain.engine import has_ended
@@ -23,7 +21,6 @@ from services.orchestrator.domain.engine import has_ended
 log = logging.getLogger("orchestrator")
 
 RETENTION_EVERY_S = 3600.0
-SCAN_BATCH = 500
 
 
 class Retention:
@@ -62,22 +59,7 @@ class Retention:
 
     async def _ended_before(self, cutoff: datetime) -> list[WorkflowState]:
         """The read model's workflows that have ended and not changed since `cutoff` (one pass over its keys)."""
-        stream = self.topology.kv_stream(self.topology.state_bucket)
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE,
-                                mem_storage=True, num_replicas=1, inactive_threshold=60.0)
-        subscription = await self.js.pull_subscribe(self.topology.kv_subjects(self.topology.state_bucket),
-                                                    stream=stream, config=config)
-        found = []
-        try:
-            pending = (await subscription.consumer_info()).num_pending
-            while pending:
-                for message in await subscription.fetch(min(SCAN_BATCH, pending), timeout=5):
-                    pending = message.metadata.num_pending
-                    if (message.headers or {}).get(KV_OP) in (KV_DEL, KV_PURGE):
-                        continue
-                    state = WorkflowState.model_validate_json(message.data)
-                    if state.exists and state.updated_at and state.updated_at < cutoff and has_ended(state):
-                        found.append(state)
-        finally:
-            await subscription.unsubscribe()
-        return found
+        states = [WorkflowState.model_validate_json(data)
+                  for data in (await current_entries(self.js, self.topology, self.topology.state_bucket)).values()]
+        return [state for state in states
+                if state.exists and state.updated_at and state.updated_at < cutoff and has_ended(state)]

@@ -14,7 +14,7 @@ from contracts.commands import (
     RejectWorkflow,
 )
 from contracts.chain import digest
-from contracts.eventlog import read_events
+from contracts.eventlog import current_entries, read_events
 from contracts.events import CommandRejected, RecordedEvent, TransitionTaken, WorkflowArchived, WorkflowCreated
 from contracts.state import WorkflowState
 from services.orchestrator.domain.engine import Context, Decision, decide, fold
@@ -106,13 +106,13 @@ async def test_rebuilding_the_read_model_from_the_log_gives_identical_state(nc, 
         await finished(store, workflow_id)
     await apply(store, CreateWorkflow(workflow_id="r4"))
     bucket = await js.key_value(topology.state_bucket)
-    before = {key: (await bucket.get(key)).value for key in await bucket.keys()}
+    before = await current_entries(js, topology, topology.state_bucket)
     await bucket.put("r1", b"{}")  # damage, which the rebuild must not keep
 
     progress = []
     rebuilt = await rebuild(nc, js, topology, lambda done, total: progress.append((done, total)))
 
-    after = {key: (await bucket.get(key)).value for key in await bucket.keys()}
+    after = await current_entries(js, topology, topology.state_bucket)
     assert rebuilt == 4 and after == before
     assert progress[-1][0] == progress[-1][1] > 0
     assert (await check(js, topology)).ok
