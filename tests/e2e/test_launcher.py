@@ -100,7 +100,6 @@ def test_launcher_starts_the_system_and_stops_every_process_on_ctrl_c(tmp_path: 
     assert len(started) == 6, f"expected nats-server and five services:\n{log}"
     assert [pid for pid in started if is_running(pid)] == [], log
     assert (tmp_path / "data" / "nats").is_dir()
-    assert (tmp_path / "data" / "index.sqlite").is_file()  # the indexer's, in the data directory
     assert_nats_ran_with_its_users(tmp_path / "data", [tmp_path / "data" / "nats.log"])
 
 
