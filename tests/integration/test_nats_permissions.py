@@ -24,7 +24,6 @@ from contracts.settings import inbox_prefix
 from contracts.topology import ORCHESTRATOR_CONSUMER, Topology
 from services.launcher.nats_server import NatsServer, free_port
 from services.launcher.nats_users import SERVICE_USERS, NatsUsers
-from services.orchestrator.sweeper import PASSED_OVER
 from tests.conftest import a_pull_waits, bearer, eventually
 from tests.integration.driving import SEED, Driver, Luck, first_id
 
@@ -197,7 +196,11 @@ async def test_every_service_runs_as_its_own_user_and_a_workflow_finishes_with_n
 
     await eventually(all_dead_lettered)
     dead = [await observer.nc.jetstream().get_msg(TOPOLOGY.dead_stream, seq=seq) for seq in (1, 2, 3)]
-    assert [letter.data for letter in dead if letter.headers["Wf-Error"] == PASSED_OVER] == [b"passed over"]
+    # Kept either way: passed over by the broker and swept (as a rule), or, when the orchestrator's waiting pull ran out
+    # just as it came in (seen once on a busy machine), delivered and dead-lettered as unreadable.
+    # (tests/integration/test_sweeper.py pins the sweep itself down.)
+    kept = {letter.data: letter.headers["Wf-Error"] for letter in dead}
+    assert b"passed over" in kept, kept
     await eventually(lambda: driver.has(workflow_id, "CommandRejected"))  # and the sender learns why
 
     await driver.assert_consistent(workflow_id)
