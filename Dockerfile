@@ -18,6 +18,7 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 COPY pyproject.toml ./
 COPY contracts ./contracts
+COPY runtime ./runtime
 COPY services ./services
 COPY --from=web /web/dist ./web/dist
 RUN pip install . && useradd --system --no-create-home app

@@ -17,6 +17,7 @@ from nats.js.client import JetStreamContext
 
 from bench.system import cpu_seconds, drop_topology, new_topology, say
 from contracts.events import TransitionTaken
+from runtime.streams import ensure_topology
 
 WORKFLOWS = 1000  # the messages go round-robin to this many subjects, as the events of that many workflows would
 CONCURRENT_WRITERS = 8
@@ -91,7 +92,7 @@ async def atomic_batches(nc: Client, subjects: list[str], payload: bytes, second
 
 async def measure(nc: Client, seconds: float, server_pid: int) -> BrokerLimit:
     js, topology = nc.jetstream(), new_topology("broker")
-    await topology.ensure(js)
+    await ensure_topology(js, topology)
     subjects = [topology.events_subject(f"w{n}") for n in range(WORKFLOWS)]
     payload = sample_event_payload()
     try:

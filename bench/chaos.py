@@ -31,7 +31,7 @@ from websockets.exceptions import WebSocketException
 
 from bench.fleet import Fleet
 from bench.system import SEED, Service, System, connected, http_get, new_topology, say, wait_http_ok
-from contracts.topology import UNAVAILABLE
+from runtime.streams import UNAVAILABLE, ensure_topology
 from services.orchestrator.maintenance import Report, check
 
 NATS = "nats-server"
@@ -273,7 +273,7 @@ class Chaos:
             self.system.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=_connection_trouble
         ) as client:
             self.js = client.jetstream(timeout=5)
-            await self.topology.ensure(self.js)
+            await ensure_topology(self.js, self.topology)
             following = asyncio.create_task(self.follower.follow())
             for service in self.instances.values():  # every process is up before anything is killed
                 await wait_http_ok(f"http://127.0.0.1:{service.port}/healthz", service)

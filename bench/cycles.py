@@ -33,8 +33,8 @@ from bench.system import (
     wait_until,
 )
 from contracts.commands import ApproveWorkflow, CreateWorkflow, ProcessWorkflow
-from contracts.index import connect
 from contracts.topology import Topology
+from runtime.index_db import connect
 from services.indexer.projection import IndexProjection
 
 BATCH_COMMITS = "wf_event_batch_commits_total"

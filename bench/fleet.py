@@ -10,7 +10,7 @@ from nats.js.errors import APIError, KeyNotFoundError
 
 from contracts.commands import ApproveWorkflow, CreateWorkflow, RejectWorkflow
 from contracts.state import WorkflowState
-from contracts.topology import UNAVAILABLE
+from runtime.streams import UNAVAILABLE
 
 FINAL = {"Finished", "Error"}
 RESEND_FOR_S = 60.0

@@ -30,6 +30,7 @@ from bench.system import (
 )
 from contracts.commands import CreateWorkflow
 from contracts.topology import Topology
+from runtime.streams import ensure_topology
 
 SETTLE_TIMEOUT_S = 20.0
 
@@ -170,7 +171,7 @@ async def measure(
     results = []
     async with connected(system.url) as nc:
         js = nc.jetstream()
-        await topology.ensure(js)
+        await ensure_topology(js, topology)
         orchestrator = system.start_service("orchestrator", topology, WF_SEND_FAILURE_RATE="0")
         broadcaster, port = await start_broadcaster(system, topology)
         try:

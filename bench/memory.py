@@ -24,6 +24,7 @@ from bench.system import (
     wait_until,
 )
 from contracts.events import WorkflowArchived
+from runtime.streams import ensure_topology
 
 CONNECT_CONCURRENCY = 50
 
@@ -143,7 +144,7 @@ async def broadcaster_memory(system: System, clients: int, burst_events: int = 2
     topology = new_topology("memb")
     async with connected(system.url) as nc:
         js = nc.jetstream()
-        await topology.ensure(js)
+        await ensure_topology(js, topology)
         broadcaster, port = await start_broadcaster(system, topology)
         sockets: list[Client] = []
         try:

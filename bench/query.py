@@ -17,8 +17,9 @@ import httpx
 
 from bench.cycles import percentile
 from bench.system import System, connected, drop_topology, new_topology, say, wait_http_ok
-from contracts.index import connect
 from contracts.state import InfraStatus, WorkflowState
+from runtime.index_db import connect
+from runtime.streams import ensure_topology
 from services.indexer.projection import Change, IndexProjection, migrate
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 
@@ -88,7 +89,7 @@ async def measure(system: System, databases: dict[str, str], sizes: list[int], r
     topology = new_topology("query")
     async with connected(system.url) as nc:
         js = nc.jetstream()
-        await topology.ensure(js)
+        await ensure_topology(js, topology)
         types = await js.key_value(topology.types_bucket)
         for declared in WORKFLOW_TYPES.values():
             await types.put(declared.name, declared.describe().model_dump_json().encode())

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from bench.broker import CONCURRENT_WRITERS, BrokerLimit
 from bench.cycles import CycleResult
-from bench.query import QueryFigure
 from bench.latency import LatencyResult
 from bench.memory import BroadcasterMemory, OrchestratorMemory
+from bench.query import QueryFigure
 from bench.state_load import LoadCost
 
 

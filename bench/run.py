@@ -22,7 +22,6 @@ from bench.report import Results, format_table, rows, write_html, write_json
 from bench.system import System, connected, say
 from services.launcher.nats_server import DURABLE, nats_server_binary
 
-
 TMPFS = Path("/dev/shm")
 NATS_DEFAULT_SYNC_INTERVAL = "120s"  # nats-server's own default: not durable against a power cut
 

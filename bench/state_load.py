@@ -3,7 +3,7 @@
 A history is built fast by appending directly: a created and started workflow, then rejected commands (events that
 change nothing but the log's length) with `publish_async`, and the folded state saved as its snapshot with the
 store's `save`. Then it is loaded the way the orchestrator does (`JetStreamEventStore.load`: the snapshot plus the
-events after it) and by a full replay of the log (`contracts.eventlog.read_events` from the start, then the fold)."""
+events after it) and by a full replay of the log (`runtime.eventlog.read_events` from the start, then the fold)."""
 
 import statistics
 import time
@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 
 from bench.system import drop_topology, new_topology, say
-from contracts.eventlog import read_events
 from contracts.chain import digest
 from contracts.events import CommandRejected, RecordedEvent, WorkflowCreated, WorkflowStarted
 from contracts.state import WorkflowState
 from contracts.topology import Topology
+from runtime.eventlog import read_events
+from runtime.streams import ensure_topology
 from services.orchestrator.domain.engine import Decision, fold
 from services.orchestrator.store import JetStreamEventStore
 
@@ -75,7 +76,7 @@ async def timed(call, runs: int) -> float:
 
 async def measure(client: Client, lengths: list[int]) -> list[LoadCost]:
     js, topology = client.jetstream(), new_topology("hist")
-    await topology.ensure(js)
+    await ensure_topology(js, topology)
     store = JetStreamEventStore(client, js, await js.key_value(topology.state_bucket), topology)
     results = []
     try:

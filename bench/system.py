@@ -24,6 +24,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.topology import Topology
+from runtime.streams import ensure_topology
 from services.launcher.nats_server import DURABLE, NatsServer, free_port
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -248,7 +249,7 @@ async def start_workers(
     system: System, js: JetStreamContext, topology: Topology, replicas: int, **env: str
 ) -> tuple[list[Service], list[Service]]:
     """`replicas` orchestrators and as many processors on one prefix, once all of them pull from their queue."""
-    await topology.ensure(js)
+    await ensure_topology(js, topology)
     orchestrators = [system.start_service("orchestrator", topology, n, **env) for n in range(1, replicas + 1)]
     processors = [system.start_service("processor", topology, n, **env) for n in range(1, replicas + 1)]
     await wait_consumers(js, topology.commands_stream, "orchestrator", orchestrators)

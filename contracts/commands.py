@@ -8,6 +8,7 @@ from pydantic import Field, TypeAdapter
 from contracts.envelope import Message
 from contracts.ids import CommandId, MessageId, new_id
 
+
 class CommandMessage(Message):
     message_id: CommandId = Field(default_factory=new_id)
 

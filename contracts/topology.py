@@ -3,37 +3,22 @@
 Every name derives from one prefix (default `wf`), so tests and tenants can share a server without meeting. Every
 stream and bucket is stored on `replicas` servers: 1 on a single server, 3 on a cluster (WF_REPLICAS)."""
 
-import asyncio
 import logging
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import partial
 
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     KeyValueConfig,
-    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.client import JetStreamContext
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
 DUPLICATE_WINDOW_S = 120.0
 MAX_COMMAND_BYTES = 64 * 1024
-STREAM_EXISTS_WITH_OTHER_CONFIG = 10058
-# What a cluster answers, for a moment, while a stream or consumer elects a leader: ask again.
-UNAVAILABLE = (
-    NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ServiceUnavailableError
-)
-UNAVAILABLE_RETRY_S = 0.2
 JOB_ACK_WAIT_S = 5.0
 ORCHESTRATOR_CONSUMER = "orchestrator"
 PROCESSOR_CONSUMER = "processor"
@@ -41,10 +26,6 @@ RESULT_KINDS, FIRED_KINDS = {"complete_job", "fail_job"}, {"fire_timer"}
 INBOUND_KINDS = ("commands", "results", "fired")  # the subjects' second token
 JOB_HEARTBEAT_S = 1.5
 KV_STREAM_PREFIX = "KV_"  # nats-py stores a bucket `b` in the stream `KV_b`
-PROBE_TOKEN = "_probe"
-PROBE_RETRY_S = 0.05
-EXPECTED_STREAM_MISMATCH = 10060
-CREATED_RETRY_S = 0.5
 BULK_KEPT_S = 7 * 24 * 3600.0  # a bulk action's keys (contracts/bulk.py) are dropped this long after their last write
 
 
@@ -222,110 +203,7 @@ class Topology:
     def kv_subjects(self, bucket: str) -> str:
         return f"$KV.{bucket}.>"
 
-    async def ensure(self, js: JetStreamContext, writes: Iterable[str] | None = None) -> None:
-        """Create every stream and bucket, or bring an existing one to this config. Idempotent. The orchestrator
-        calls it at start (and tools do): the other services' NATS users may not create streams, they call
-        `wait_until_created`. It returns once the streams behind the subjects it `writes` (by default one of each
-        stream and bucket) answer publishes from this connection."""
-        for config in self.stream_configs():
-            await patiently(partial(_create_or_update, js, config))
-        for config in self.bucket_configs():
-            await patiently(partial(_create_or_update_bucket, js, config))
-        exports = ObjectStoreConfig(bucket=self.exports_bucket, storage=StorageType.FILE, replicas=self.replicas)
-        await patiently(partial(_create_object_store, js, exports))
-        if writes is None:
-            writes = [config.subjects[0] for config in self.stream_configs()]
-            writes += [self.kv_subjects(config.bucket) for config in self.bucket_configs()]
-        await _until_each_answers(js, writes)
-
-    async def wait_until_created(self, js: JetStreamContext, streams: Iterable[str], writes: Iterable[str]) -> None:
-        """For a service that uses streams but does not create them: wait until the orchestrator has created each of
-        `streams` (a bucket's too: `kv_stream`), then until those behind the subjects it `writes` answer it."""
-        for stream in streams:
-            await _until_created(js, stream)
-        await _until_each_answers(js, writes)
-
 
 def export_name(workflow_id: str) -> str:
     """The object a removed workflow's log is exported to: its events as stored, one per line."""
     return f"{workflow_id}.jsonl"
-
-
-async def _create_object_store(js: JetStreamContext, config: ObjectStoreConfig) -> None:
-    try:
-        await js.create_object_store(config.bucket, config)
-    except BadRequestError as error:
-        if error.err_code != STREAM_EXISTS_WITH_OTHER_CONFIG:
-            raise
-
-
-async def _create_or_update(js: JetStreamContext, config: StreamConfig) -> None:
-    try:
-        await js.add_stream(config)
-    except BadRequestError as error:
-        if error.err_code != STREAM_EXISTS_WITH_OTHER_CONFIG:
-            raise
-        await js.update_stream(config)
-
-
-async def _create_or_update_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
-    try:
-        await js.create_key_value(config)
-    except BadRequestError as error:
-        if error.err_code != STREAM_EXISTS_WITH_OTHER_CONFIG:
-            raise
-        # Created with other replicas: bring the bucket's stream to ours, keeping the rest of its config.
-        existing = (await js.stream_info(KV_STREAM_PREFIX + config.bucket)).config
-        await js.update_stream(existing.evolve(num_replicas=config.replicas))
-
-
-async def patiently(request, timeout_s: float = 30.0):
-    """Ask again while the cluster answers "unavailable" or not at all: on a cluster just formed, with every service
-    creating the same streams at once, a creation was seen to go unanswered for more than the client's 5 s."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return await request()
-        except UNAVAILABLE:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(UNAVAILABLE_RETRY_S)
-
-
-async def _until_created(js: JetStreamContext, stream: str) -> None:
-    """Wait for ever: the orchestrator may start long after."""
-    told = False
-    while True:
-        try:
-            await patiently(partial(js.stream_info, stream))
-            return
-        except NotFoundError:
-            if not told:
-                log.info("waiting for the stream %s: the orchestrator creates it", stream)
-                told = True
-            await asyncio.sleep(CREATED_RETRY_S)
-
-
-async def _until_each_answers(js: JetStreamContext, subjects: Iterable[str]) -> None:
-    for subject in subjects:
-        await _until_answering(js, subject.replace("*", PROBE_TOKEN).replace(">", PROBE_TOKEN))
-
-
-async def _until_answering(js: JetStreamContext, subject: str, timeout_s: float = 30.0) -> None:
-    """Wait until the stream that stores `subject` answers a publish on this connection. On a cluster a stream just
-    created (or whose leader just changed) answers "no responders" until its leader's interest reaches the server the
-    client is on. The probe expects another stream, so the leader refuses it and stores nothing."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            await js.publish(subject, b"", headers={"Nats-Expected-Stream": PROBE_TOKEN}, timeout=2)
-        except BadRequestError as error:
-            if error.err_code == EXPECTED_STREAM_MISMATCH:
-                return
-            raise
-        except (NoStreamResponseError, NatsTimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(PROBE_RETRY_S)
-            continue
-        raise RuntimeError(f"the probe on {subject} was stored")

@@ -45,6 +45,7 @@ from contracts.commands import (  # noqa: E402
     RetryWorkflow,
 )
 from contracts.topology import Topology  # noqa: E402
+from runtime.streams import ensure_topology  # noqa: E402
 from services.launcher.nats_server import NatsCluster, NatsServer, free_port  # noqa: E402
 from services.orchestrator.maintenance import read_all_events  # noqa: E402
 from tests.integration.driving import Fleet  # noqa: E402
@@ -198,7 +199,7 @@ async def scenario(measure: str, replicas: int, cluster: bool, root: Path, workf
             await wait_ok(f"http://127.0.0.1:{port}/healthz")
         nc = await nats.connect(servers.url.split(","), max_reconnect_attempts=-1)
         js = nc.jetstream(timeout=10)
-        await topology.ensure(js)
+        await ensure_topology(js, topology)
         await asyncio.sleep(1.0)  # every replica has started pulling (not part of what is measured)
         figures = {"measure": measure, "replicas": replicas, "cluster": cluster}
         figures |= await (cycles(js, topology, ports, workflows) if measure == "cycles" else order(js, topology, ports))

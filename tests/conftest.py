@@ -14,8 +14,10 @@ from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from contracts.auth import Role, TokenHolder, write_tokens_file
+from contracts.auth import Role, TokenHolder
 from contracts.topology import Topology
+from runtime.streams import ensure_topology
+from runtime.tokens import write_tokens_file
 from services.launcher.nats_server import NatsServer
 from tests.postgres import PostgresServer
 
@@ -122,7 +124,7 @@ async def nc(nats_url: str) -> AsyncIterator[Client]:
 @pytest.fixture
 async def js(nc: Client, topology: Topology) -> JetStreamContext:
     jetstream = nc.jetstream()
-    await topology.ensure(jetstream)
+    await ensure_topology(jetstream, topology)
     return jetstream
 
 

@@ -12,7 +12,7 @@ from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter,
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
 
-from contracts.auth import TokenHolder, load_tokens
+from contracts.auth import TokenHolder
 from contracts.commands import (
     ApproveWorkflow,
     ArchiveWorkflow,
@@ -26,16 +26,18 @@ from contracts.commands import (
 )
 from contracts.events import RecordedEvent
 from contracts.ids import CommandId, WorkflowId, new_id
-from contracts.index import connect
-from contracts.http_metrics import prometheus
-from contracts.nats_link import NatsLink
 from contracts.state import STATE_VIEW_EXCLUDE, WorkflowState
 from contracts.topology import MAX_COMMAND_BYTES
 from contracts.types import WorkflowTypeInfo
+from runtime.http_metrics import prometheus
+from runtime.index_db import connect
+from runtime.nats_link import NatsLink
+from runtime.tokens import load_tokens
 from services.api.auth import OPEN_ROUTE_OPT, acting_as, authentication, commands_rate_limit, may
 from services.api.bulk_routes import get_bulk, start_bulk
 from services.api.bulks import BulkRunner, BulkStore
 from services.api.errors import EXCEPTION_HANDLERS, error_answers
+from services.api.index import WorkflowIndex
 from services.api.pagination import NEXT_PAGE_HEADERS, Page, next_page_headers
 from services.api.schemas import (
     ApproveRequest,
@@ -49,9 +51,8 @@ from services.api.schemas import (
     StopRequest,
     WorkflowView,
 )
-from services.api.settings import MAX_WAIT_S, ApiSettings
-from services.api.index import WorkflowIndex
 from services.api.search import parse
+from services.api.settings import MAX_WAIT_S, ApiSettings
 from services.api.workflows import Outcome, Workflows
 
 # Litestar leaves a bound of 0 out of the OpenAPI document (it tests the bound for truth): say it again there.

@@ -14,7 +14,8 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.types import ASGIApp, Guard
 
-from contracts.auth import ANYONE, COMMAND_ROLES, TokenHolder, TokenRefused, TokensFile, bearer_token, token_digest
+from contracts.auth import ANYONE, COMMAND_ROLES, TokenHolder
+from runtime.tokens import TokenRefused, TokensFile, bearer_token, token_digest
 
 # Open to anyone: probes, scrapers, the API's description, and the web page (which then signs in with a token).
 OPEN_PATHS = ["^/healthz$", "^/metrics$", "^/schema"]

@@ -20,7 +20,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from contracts.auth import COMMAND_ROLES, TokenHolder, TokensFile
+from contracts.auth import COMMAND_ROLES, TokenHolder
 from contracts.bulk import (
     IDS_PER_KEY,
     REASON_KEPT,
@@ -43,7 +43,8 @@ from contracts.commands import (
 from contracts.envelope import utcnow
 from contracts.events import CommandRejected, Event
 from contracts.ids import new_id
-from contracts.nats_link import NatsLink, NotConnected, cancel_all
+from runtime.nats_link import NatsLink, NotConnected, cancel_all
+from runtime.tokens import TokensFile
 from services.api.errors import BulkNotFound, CommandRefused
 from services.api.index import WorkflowIndex
 from services.api.search import BadFilter, Cursor, Search

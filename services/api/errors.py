@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from contracts.events import RejectionCode
-from contracts.nats_link import NotConnected
+from runtime.nats_link import NotConnected
 from services.api.search import BadFilter
 
 log = logging.getLogger(__name__)

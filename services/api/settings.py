@@ -4,8 +4,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from contracts.auth import AuthSettings
-from contracts.index import IndexSettings
+from runtime.index_db import IndexSettings
+from runtime.tokens import AuthSettings
 
 MAX_WAIT_S = 60.0  # the longest a request may hold its connection waiting for an outcome
 

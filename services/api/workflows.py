@@ -14,14 +14,14 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 from pydantic import ValidationError
 
-from contracts.commands import CommandMessage
 from contracts.chain import Link, Verification, verify
-from contracts.eventlog import read_events, read_stored
+from contracts.commands import CommandMessage
 from contracts.events import EVENT, CommandRejected, Event, RecordedEvent
-from contracts.nats_link import NatsLink
 from contracts.state import WorkflowState
 from contracts.topology import MAX_COMMAND_BYTES, export_name
 from contracts.types import WorkflowTypeInfo
+from runtime.eventlog import read_events, read_stored
+from runtime.nats_link import NatsLink
 from services.api.errors import CommandRefused, CommandTooLarge, TypeNotFound, WorkflowNotFound, WorkflowRemoved
 from services.api.pagination import Page
 from services.api.settings import ApiSettings

@@ -25,12 +25,12 @@ from nats.js.api import DeliverPolicy
 from nats.js.client import JetStreamContext
 from pydantic import BaseModel, NonNegativeInt, TypeAdapter, ValidationError
 
-from contracts.auth import TokenRefused, TokensFile, bearer_token, load_tokens
 from contracts.bulk import BulkId
 from contracts.ids import WorkflowId
-from contracts.http_metrics import prometheus
-from contracts.nats_link import NatsLink, NotConnected, cancel_all
 from contracts.topology import Topology
+from runtime.http_metrics import prometheus
+from runtime.nats_link import NatsLink, NotConnected, cancel_all
+from runtime.tokens import TokenRefused, TokensFile, bearer_token, load_tokens
 from services.broadcaster.bulk import BulkProgress
 from services.broadcaster.hub import Follower, Hub
 from services.broadcaster.messages import event_message, heartbeat_message

@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from contracts.auth import AuthSettings
+from runtime.tokens import AuthSettings
 
 
 class BroadcasterSettings(AuthSettings):

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from contracts.settings import trusting
+from runtime.settings import trusting
 
 # Longer than the longest wait a command may ask the API for (60 s): the API answers 202 before this passes.
 HTTP_TIMEOUT_S = 75.0

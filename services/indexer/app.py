@@ -12,8 +12,8 @@ from nats.aio.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 
-from contracts.index import connect
-from contracts.nats_link import NatsLink, cancel_all
+from runtime.index_db import connect
+from runtime.nats_link import NatsLink, cancel_all
 from services.indexer.feed import ReadModelFeed
 from services.indexer.metrics import IndexerMetrics
 from services.indexer.projection import IndexProjection, migrate

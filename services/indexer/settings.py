@@ -2,8 +2,8 @@
 
 from pydantic import Field
 
-from contracts.index import IndexSettings
-from contracts.settings import ServiceSettings
+from runtime.index_db import IndexSettings
+from runtime.settings import ServiceSettings
 
 
 class IndexerSettings(ServiceSettings, IndexSettings):

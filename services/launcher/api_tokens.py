@@ -6,7 +6,7 @@ to get new tokens.
 
 `python -m services.launcher.api_tokens` makes that file without starting anything, and with a command manages any
 tokens file (WF_API_TOKENS_FILE, or `--file`): `issue` a token (shown once), `revoke` one, `list` them. The api and the
-broadcaster see a change within a second, without a restart (contracts/auth.py, TokensFile)."""
+broadcaster see a change within a second, without a restart (runtime/tokens.py, TokensFile)."""
 
 import argparse
 import re
@@ -17,16 +17,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from contracts.auth import (
-    DIGEST_PREFIX,
-    AuthNotConfigured,
-    Role,
-    TokenHolder,
-    Tokens,
-    new_token,
-    token_digest,
-    write_tokens_file,
-)
+from contracts.auth import Role, TokenHolder
+from runtime.tokens import DIGEST_PREFIX, AuthNotConfigured, Tokens, new_token, token_digest, write_tokens_file
 from services.launcher.settings import LauncherSettings
 
 # Who a local run's tokens belong to: one that may do everything, and the approvers the expense type names.

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contracts.settings import with_credentials
+from runtime.settings import with_credentials
 from services.launcher.settings import LauncherSettings
 
 SERVICE_USERS = ("orchestrator", "processor", "api", "broadcaster", "indexer")  # each service connects as the user of its name
@@ -70,7 +70,7 @@ class NatsUsers:
         return self.server_environment() | self.compose_passwords
 
     def service_environment(self, user: str) -> dict[str, str]:
-        """How a service connects as `user` (contracts/settings.py)."""
+        """How a service connects as `user` (runtime/settings.py)."""
         return {"NATS_USER": user, "NATS_PASSWORD": self.passwords[user]}
 
     def url(self, user: str, urls: str) -> str:

@@ -14,23 +14,23 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.commands import COMMAND
-from contracts.draining import GRACEFUL_TIMEOUT_S
 from contracts.envelope import utcnow
 from contracts.errors import describe, printable
 from contracts.ids import CommandId, WorkflowId
-from contracts.nats_protocol import read_every_subject_as_the_server_sends_it
-from contracts.observability import correlation_id, report_consumer_lag
-from contracts.randomness import Randomness
-from contracts.settings import pull_inbox_prefix
-from contracts.topology import patiently
+from runtime.draining import GRACEFUL_TIMEOUT_S
+from runtime.nats_protocol import read_every_subject_as_the_server_sends_it
+from runtime.observability import correlation_id, report_consumer_lag
+from runtime.randomness import Randomness
+from runtime.settings import pull_inbox_prefix
+from runtime.streams import ensure_topology, patiently
 from services.orchestrator.consumer import CommandConsumer
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 from services.orchestrator.handler import CommandHandler
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.outbox import JetStreamOutbox
+from services.orchestrator.retention import Retention
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.store import JetStreamEventStore
-from services.orchestrator.retention import Retention
 from services.orchestrator.sweeper import PassedOverSweeper
 
 log = logging.getLogger("orchestrator")
@@ -67,7 +67,7 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         writes = [topology.events_subject(), topology.jobs_subject(), topology.timer_subject("*", "*")]
         writes += [topology.dead_subject("commands"), topology.kv_subjects(topology.state_bucket)]
         writes += [topology.kv_subjects(topology.types_bucket)]
-        await topology.ensure(js, writes)
+        await ensure_topology(js, topology, writes)
         state_bucket = await js.key_value(topology.state_bucket)
         store = JetStreamEventStore(nc, js, state_bucket, topology, on_batch_commit=metrics.batch_commits.inc)
         outbox = JetStreamOutbox(js, topology)

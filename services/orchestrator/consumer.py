@@ -19,8 +19,8 @@ from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
 
-from contracts.draining import late_deliveries
-from contracts.topology import UNAVAILABLE
+from runtime.draining import late_deliveries
+from runtime.streams import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from typing import Protocol
 from contracts.commands import Command, CreateWorkflow, FireTimer
 from contracts.events import CommandRejected
 from contracts.ids import new_id
-from contracts.randomness import Randomness
 from contracts.jobs import ProcessJob
 from contracts.state import PendingTimer, WorkflowState
+from runtime.randomness import Randomness
 from services.orchestrator.domain.engine import Context, Decision, decide, outbox
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.store import ConcurrencyConflict, EventStore

@@ -11,9 +11,9 @@ import asyncio
 import sys
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -21,17 +21,18 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError
-
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import index
 from contracts.chain import verify
-from contracts.eventlog import current_entries, recorded_event
 from contracts.events import RecordedEvent
-from contracts.settings import ServiceSettings
 from contracts.state import WorkflowState
-from contracts.topology import UNAVAILABLE, UNAVAILABLE_RETRY_S, Topology, patiently
+from contracts.topology import Topology
+from runtime.eventlog import current_entries, recorded_event
+from runtime.index_db import IndexSettings
+from runtime.settings import ServiceSettings
+from runtime.streams import UNAVAILABLE, UNAVAILABLE_RETRY_S, patiently
 from services.orchestrator.domain.declaration import IllegalTransition
 from services.orchestrator.domain.engine import fold
 from services.orchestrator.store import JetStreamEventStore
@@ -296,7 +297,7 @@ async def rebuild_index(js: JetStreamContext, topology: Topology, engine: AsyncE
     return 0
 
 
-class MaintenanceSettings(ServiceSettings, index.IndexSettings):
+class MaintenanceSettings(ServiceSettings, IndexSettings):
     @property
     def has_index(self) -> bool:
         """A database server, or an index file that exists (the default one is the launcher's, under data/)."""

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from contracts.eventlog import current_entries, read_stored
 from contracts.state import WorkflowState
 from contracts.topology import Topology, export_name
+from runtime.eventlog import current_entries, read_stored
 from services.orchestrator.domain.engine import has_ended
 
 log = logging.getLogger("orchestrator")

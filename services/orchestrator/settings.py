@@ -1,6 +1,6 @@
 from pydantic import Field
 
-from contracts.settings import ServiceSettings
+from runtime.settings import ServiceSettings
 from services.orchestrator.retention import RETENTION_EVERY_S
 from services.orchestrator.sweeper import SWEEP_EVERY_S
 

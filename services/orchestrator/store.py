@@ -18,10 +18,10 @@ from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequen
 from nats.js.kv import KeyValue
 
 from contracts.chain import anchor, digest
-from contracts.eventlog import last_sequence, read_events, recorded_event
 from contracts.events import Event, RecordedEvent
 from contracts.state import WorkflowState
 from contracts.topology import Topology
+from runtime.eventlog import last_sequence, read_events, recorded_event
 from services.orchestrator.domain.engine import Decision, fold
 
 WRONG_LAST_SEQUENCE = 10071

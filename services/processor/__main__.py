@@ -1,10 +1,10 @@
 """`python -m services.processor`: the job worker, with /metrics and /healthz on WF_PROCESSOR_PORT."""
 
-from contracts.stopping import exit_cleanly_on_sigterm
+from runtime.stopping import exit_cleanly_on_sigterm
 
 exit_cleanly_on_sigterm()  # first: a stop during start-up is clean too
 
-from contracts.observability import configure_logging, serve  # noqa: E402 (after the handler)
+from runtime.observability import configure_logging, serve  # noqa: E402 (after the handler)
 from services.processor.app import create_app  # noqa: E402 (after the handler)
 from services.processor.settings import ProcessorSettings  # noqa: E402 (after the handler)
 

@@ -18,13 +18,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from pydantic import ValidationError
 
 from contracts.commands import CompleteJob, FailJob
-from contracts.draining import GRACEFUL_TIMEOUT_S, drain_on_shutdown
 from contracts.errors import describe
 from contracts.jobs import ProcessJob
-from contracts.observability import correlation_id, report_consumer_lag
-from contracts.randomness import Randomness
-from contracts.settings import pull_inbox_prefix
-from contracts.topology import JOB_HEARTBEAT_S, PROCESSOR_CONSUMER, patiently
+from contracts.topology import JOB_HEARTBEAT_S, PROCESSOR_CONSUMER
+from runtime.draining import GRACEFUL_TIMEOUT_S, drain_on_shutdown
+from runtime.observability import correlation_id, report_consumer_lag
+from runtime.randomness import Randomness
+from runtime.settings import pull_inbox_prefix
+from runtime.streams import patiently, wait_until_created
 from services.processor.settings import ProcessorSettings
 
 log = logging.getLogger("processor")
@@ -68,7 +69,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         streams = [topology.jobs_stream, topology.commands_stream, topology.dead_stream]
         writes = [topology.results_subject(), topology.dead_subject("jobs")]
         js = broker.connection.jetstream()
-        await topology.wait_until_created(js, streams, writes)
+        await wait_until_created(js, streams, writes)
         # Its consumer, created (or brought to this config) before FastStream's subscriber looks it up. Patiently: on
         # a cluster just formed, a new consumer's raft group may take longer than one request's timeout, and a
         # processor whose subscriber failed to start would stop there.

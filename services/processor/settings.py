@@ -1,6 +1,6 @@
 from pydantic import Field
 
-from contracts.settings import ServiceSettings
+from runtime.settings import ServiceSettings
 
 
 class ProcessorSettings(ServiceSettings):

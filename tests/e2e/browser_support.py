@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from contracts.ids import job_id
-from contracts.randomness import Randomness
+from runtime.randomness import Randomness
 from services.launcher.nats_server import NatsServer, free_port
 from tests.conftest import PROJECT, ServiceProcess, bearer, eventually
 

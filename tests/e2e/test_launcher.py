@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.auth import Tokens
+from runtime.tokens import Tokens
 from services.launcher.nats_server import free_port
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from contracts.ids import job_id
-from contracts.randomness import Randomness
+from runtime.randomness import Randomness
 from services.launcher.nats_server import free_port
 from tests.conftest import PROJECT, TEST_TOKENS, bearer, eventually
 

@@ -6,9 +6,9 @@ from itertools import count
 
 from nats.js.errors import KeyNotFoundError
 
-from contracts.eventlog import read_events
-from contracts.randomness import Randomness
 from contracts.state import WorkflowState
+from runtime.eventlog import read_events
+from runtime.randomness import Randomness
 from services.orchestrator.domain.engine import fold
 from tests.conftest import eventually
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 import uvicorn
 
-from contracts.observability import SERVER_LIMITS
+from runtime.observability import SERVER_LIMITS
 from tests.conftest import eventually
 
 

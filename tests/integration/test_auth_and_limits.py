@@ -13,8 +13,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from contracts.auth import Role
-from contracts.observability import hide_tokens_in_urls
 from contracts.topology import Topology
+from runtime.observability import hide_tokens_in_urls
 from services.api.app import create_app as create_api
 from services.broadcaster.app import create_app as create_broadcaster
 from services.broadcaster.settings import BroadcasterSettings

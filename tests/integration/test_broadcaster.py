@@ -19,7 +19,8 @@ from websockets.asyncio.client import connect as open_socket
 from websockets.exceptions import ConnectionClosed
 
 from contracts.events import WorkflowCreated, WorkflowStarted
-from contracts.topology import UNAVAILABLE, Topology
+from contracts.topology import Topology
+from runtime.streams import UNAVAILABLE, ensure_topology
 from services.broadcaster.app import create_app
 from services.broadcaster.settings import BroadcasterSettings
 from services.launcher.nats_server import NatsServer, free_port
@@ -390,7 +391,7 @@ async def test_events_appended_after_nats_server_restarts_reach_a_connected_clie
     try:
         nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
         js = nc.jetstream()
-        await topology.ensure(js)
+        await ensure_topology(js, topology)
         async with serving(settings_for(server.url, topology)) as address, connect(f"ws://{address}/ws") as client:
             await receive(client)  # the starting position
             await asyncio.to_thread(server.restart, True)  # kill -9, same port and store

@@ -19,13 +19,14 @@ from nats.js.client import JetStreamContext
 from websockets.asyncio.client import connect as open_socket
 from websockets.exceptions import ConnectionClosed
 
-from contracts.auth import Role, TokenHolder, write_tokens_file
+from contracts.auth import Role, TokenHolder
 from contracts.bulk import BulkRecord, command_id, ids_key, meta_key
-from contracts.eventlog import read_events
 from contracts.events import CommandRejected, WorkflowCancelled
 from contracts.ids import new_id
 from contracts.state import InfraStatus, WorkflowState
 from contracts.topology import Topology
+from runtime.eventlog import read_events
+from runtime.tokens import write_tokens_file
 from services.api.app import create_app as create_api
 from services.api.settings import ApiSettings
 from services.broadcaster.app import create_app as create_broadcaster

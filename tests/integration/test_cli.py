@@ -22,8 +22,8 @@ from services.broadcaster.settings import BroadcasterSettings
 from services.cli.main import main
 from services.launcher.nats_server import free_port
 from tests.conftest import TEST_TOKENS, bearer, eventually
-from tests.integration.fake_orchestrator import FakeOrchestrator
 from tests.integration.conftest import INDEX_DATABASES, indexed
+from tests.integration.fake_orchestrator import FakeOrchestrator
 from tests.integration.serving import served
 
 # `wf ls` reads the index: those tests run on each database it supports, the others on SQLite alone.

@@ -14,7 +14,7 @@ import nats
 import pytest
 
 from bench.fleet import Fleet
-from contracts.topology import UNAVAILABLE, patiently
+from runtime.streams import UNAVAILABLE, ensure_topology, patiently
 from services.launcher.nats_server import NatsCluster, NatsServer
 from services.orchestrator.maintenance import check
 from tests.conftest import eventually
@@ -37,7 +37,7 @@ def cluster(tmp_path):
 async def ensured(js, topology) -> bool:
     """The streams and buckets exist; False while the cluster does not answer (the services create them meanwhile)."""
     try:
-        await topology.ensure(js)
+        await ensure_topology(js, topology)
         return True
     except UNAVAILABLE:
         return False

@@ -27,10 +27,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.commands import COMMAND, Command, CreateWorkflow
 from contracts.errors import printable
-from contracts.eventlog import last_sequence, read_events
 from contracts.events import CommandRejected
 from contracts.ids import WorkflowId
 from contracts.topology import MAX_COMMAND_BYTES
+from runtime.eventlog import last_sequence, read_events
 from services.launcher.nats_server import free_port
 from services.orchestrator.maintenance import check
 from tests.conftest import eventually

@@ -24,7 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from contracts.ids import WorkflowId
-from contracts.observability import SERVER_LIMITS
+from runtime.observability import SERVER_LIMITS
 from services.launcher.nats_server import free_port
 from tests.conftest import TEST_TOKENS, eventually
 from tests.integration.test_broadcaster import append, receive_event

@@ -10,9 +10,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import make_url
 
-from contracts.index import connect, metadata
+from contracts.index import metadata
 from contracts.state import InfraStatus, WorkflowState
 from contracts.types import WorkflowTypeInfo
+from runtime.index_db import connect
 from services.api.search import Cursor
 from services.indexer.projection import migrate
 

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pytest
 
-from contracts.draining import FetchedMessages
 from contracts.topology import ORCHESTRATOR_CONSUMER, PROCESSOR_CONSUMER
+from runtime.draining import FetchedMessages
 from services.orchestrator.consumer import CommandConsumer
 from tests.conftest import a_pull_waits, eventually
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from contracts.commands import CompleteJob, CreateWorkflow, ProcessWorkflow
-from contracts.eventlog import read_events
+from runtime.eventlog import read_events
 from services.orchestrator.domain.engine import Context, decide
 from services.orchestrator.store import JetStreamEventStore
 

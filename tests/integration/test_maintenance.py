@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from contracts.chain import digest
 from contracts.commands import (
     ApproveWorkflow,
     CancelWorkflow,
@@ -13,10 +14,9 @@ from contracts.commands import (
     ProcessWorkflow,
     RejectWorkflow,
 )
-from contracts.chain import digest
-from contracts.eventlog import current_entries, read_events
 from contracts.events import CommandRejected, RecordedEvent, TransitionTaken, WorkflowArchived, WorkflowCreated
 from contracts.state import WorkflowState
+from runtime.eventlog import current_entries, read_events
 from services.orchestrator.domain.engine import Context, Decision, decide, fold
 from services.orchestrator.maintenance import check, rebuild
 from services.orchestrator.store import JetStreamEventStore

@@ -20,8 +20,9 @@ from contracts.commands import CompleteJob, CreateWorkflow
 from contracts.events import TransitionTaken
 from contracts.ids import job_id
 from contracts.jobs import ProcessJob
-from contracts.settings import inbox_prefix
 from contracts.topology import ORCHESTRATOR_CONSUMER, Topology
+from runtime.settings import inbox_prefix
+from runtime.streams import ensure_topology
 from services.launcher.nats_server import NatsServer, free_port
 from services.launcher.nats_users import SERVICE_USERS, NatsUsers
 from tests.conftest import a_pull_waits, bearer, eventually
@@ -103,7 +104,7 @@ async def connect_as(secured_nats, users) -> AsyncIterator[Callable[[str], Await
 async def admin(connect_as) -> Connection:
     """Sets the streams and buckets up, as the orchestrator would, and reads what the others may not."""
     connection = await connect_as("admin")
-    await TOPOLOGY.ensure(connection.nc.jetstream())
+    await ensure_topology(connection.nc.jetstream(), TOPOLOGY)
     return connection
 
 

@@ -10,9 +10,10 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from contracts.commands import CreateWorkflow, ProcessWorkflow
-from contracts.index import connect, position, search_values, waiting_for, workflow_row, workflows
+from contracts.index import position, search_values, waiting_for, workflow_row, workflows
 from contracts.state import InfraStatus, WorkflowState
 from contracts.types import WorkflowTypeInfo
+from runtime.index_db import connect
 from services.indexer.app import create_app as create_indexer
 from services.indexer.settings import IndexerSettings
 from services.orchestrator.domain.engine import Context, decide

@@ -7,8 +7,8 @@ import pytest
 
 from contracts.chain import Link, verify
 from contracts.commands import CancelWorkflow, CreateWorkflow
-from contracts.eventlog import current_entries, read_stored
 from contracts.topology import export_name
+from runtime.eventlog import current_entries, read_stored
 from services.orchestrator.domain.engine import Context, decide
 from services.orchestrator.maintenance import check, rebuild
 from services.orchestrator.retention import Retention

@@ -1,5 +1,5 @@
 """A graceful stop loses nothing. SIGTERM drains a service: the handlers running finish and ack, and what it had fetched
-but not started is nak'd, redelivered at once rather than after the consumer's ack_wait (contracts/draining.py). So a
+but not started is nak'd, redelivered at once rather than after the consumer's ack_wait (runtime/draining.py). So a
 rolling restart, each service stopped with SIGTERM and replaced in turn while workflows run, loses no workflow, no
 command and no event, and a WebSocket client that resumes across the broadcaster's restart gets every event once."""
 

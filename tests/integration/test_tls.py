@@ -19,11 +19,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from websockets.asyncio.client import connect
 
-from contracts.settings import ServiceSettings
 from contracts.topology import Topology
+from runtime.settings import ServiceSettings
+from services.cli.main import main as cli
 from services.launcher.nats_server import NatsServer, free_port
 from services.launcher.nats_users import NatsUsers
-from services.cli.main import main as cli
 from services.launcher.tls import SERVER_ADDRESSES, SERVER_NAMES, TlsFiles
 from tests.conftest import PROJECT, TEST_TOKENS, bearer, eventually
 

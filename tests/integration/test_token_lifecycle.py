@@ -18,7 +18,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from contracts.auth import Role, TokenHolder, Tokens
+from contracts.auth import Role, TokenHolder
+from runtime.tokens import Tokens
 from services.launcher.nats_server import free_port
 from tests.conftest import PROJECT, ServiceProcess, eventually
 

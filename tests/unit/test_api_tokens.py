@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts.auth import (
+from contracts.auth import Role, TokenHolder
+from runtime.tokens import (
     AuthNotConfigured,
     AuthSettings,
-    Role,
-    TokenHolder,
     TokenRefused,
     Tokens,
     TokensFile,
@@ -139,7 +138,7 @@ def test_a_changed_file_that_cannot_be_used_keeps_the_tokens_read_before_and_say
     path.unlink() if content is None else path.write_text(content)
     clock.now = 1.0
 
-    with caplog.at_level(logging.ERROR, logger="contracts.auth"):
+    with caplog.at_level(logging.ERROR, logger="runtime.tokens"):
         assert tokens.admit("a").name == "ann" and tokens.admit("b").name == "bob"
         clock.now = 2.0
         tokens.admit("a")

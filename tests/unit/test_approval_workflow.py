@@ -2,11 +2,6 @@
 after every event, and what the state owes (its outbox)."""
 
 import pytest
-
-from contracts.commands import FireTimer
-from contracts.jobs import ProcessJob
-from contracts.state import InfraStatus, PendingTimer
-from services.orchestrator.domain.engine import outbox
 from workflow_history import (
     FIRST_STEP_VISIT,
     INPUT,
@@ -27,6 +22,11 @@ from workflow_history import (
     seconds_later,
     send_fails_on,
 )
+
+from contracts.commands import FireTimer
+from contracts.jobs import ProcessJob
+from contracts.state import InfraStatus, PendingTimer
+from services.orchestrator.domain.engine import outbox
 
 UNPROCESSED, SENDING, WAITING, FINISHED, ERROR = (
     "Unprocessed", "Sending To Queue", "Waiting For Approval", "Finished", "Error"

@@ -3,7 +3,7 @@
 from prometheus_client import CollectorRegistry
 
 from contracts.commands import CreateWorkflow
-from contracts.randomness import Randomness
+from runtime.randomness import Randomness
 from services.orchestrator.handler import CommandHandler
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.store import InMemoryEventStore

@@ -10,15 +10,9 @@ Hypothesis (bounded and derandomized, so every run checks the same cases).
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from contracts.commands import Command, FireTimer
-from contracts.events import CommandRejected
-from contracts.state import WorkflowState
-from services.orchestrator.domain.declaration import MAX_INPUT_SECONDS
-from services.orchestrator.domain.engine import fold
 from workflow_history import (
-    History,
     WORKFLOW_ID,
+    History,
     approve,
     archive,
     cancel,
@@ -27,11 +21,17 @@ from workflow_history import (
     fail_job,
     fire,
     process,
-    rejection,
     reject,
+    rejection,
     retry,
     terminate,
 )
+
+from contracts.commands import Command, FireTimer
+from contracts.events import CommandRejected
+from contracts.state import WorkflowState
+from services.orchestrator.domain.declaration import MAX_INPUT_SECONDS
+from services.orchestrator.domain.engine import fold
 
 PROPERTY_SETTINGS = settings(max_examples=200, derandomize=True, deadline=None, database=None,
                              suppress_health_check=[HealthCheck.too_slow])

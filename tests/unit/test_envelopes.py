@@ -1,7 +1,6 @@
 """Every event a decision makes is stamped from its command, and a decision is a function of state and command."""
 
 import pytest
-
 from workflow_history import (
     NOW,
     WORKFLOW_ID,

@@ -4,10 +4,6 @@ deadline passes, finance's approval by 2 of its 3 approvers (the same approver t
 from datetime import timedelta
 
 import pytest
-
-from contracts.commands import FireTimer
-from contracts.state import InfraStatus, PendingTimer
-from services.orchestrator.domain.engine import outbox
 from workflow_history import (
     INPUT,
     NOW,
@@ -27,6 +23,10 @@ from workflow_history import (
     scheduled,
     seconds_later,
 )
+
+from contracts.commands import FireTimer
+from contracts.state import InfraStatus, PendingTimer
+from services.orchestrator.domain.engine import outbox
 
 DAY = 24 * 3600
 

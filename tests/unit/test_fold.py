@@ -3,6 +3,18 @@
 from datetime import timedelta
 
 import pytest
+from workflow_history import (
+    NOW,
+    WORKFLOW_ID,
+    approve,
+    complete,
+    create,
+    given,
+    job_id,
+    numbered,
+    process,
+    written,
+)
 
 from contracts.events import (
     CommandRejected,
@@ -19,18 +31,6 @@ from contracts.events import (
 from contracts.state import APPLIED_COMMANDS_KEPT, WorkflowState
 from services.orchestrator.domain.declaration import IllegalTransition
 from services.orchestrator.domain.engine import fold
-from workflow_history import (
-    NOW,
-    WORKFLOW_ID,
-    approve,
-    complete,
-    create,
-    given,
-    job_id,
-    numbered,
-    process,
-    written,
-)
 
 CREATED = written(WorkflowCreated, workflow_type="approval")
 STARTED = written(WorkflowStarted)

@@ -10,10 +10,9 @@ import pytest
 
 from contracts.chain import Link, anchor, digest, verify
 from contracts.commands import ApproveWorkflow, CompleteJob, CreateWorkflow, ProcessWorkflow
+from services.orchestrator.domain.engine import Context, decide
 from services.orchestrator.store import InMemoryEventStore
 from tests.unit.workflow_history import NOW
-
-from services.orchestrator.domain.engine import Context, decide
 
 CHAIN_SCRIPT = Path(__file__).resolve().parents[2] / "contracts" / "chain.py"
 WORKFLOW = "order-42"

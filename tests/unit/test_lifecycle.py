@@ -1,9 +1,6 @@
 """Cancel, terminate, retry and archive: the commands about a workflow's life rather than its business."""
 
 import pytest
-
-from contracts.state import InfraStatus
-from services.orchestrator.domain.engine import outbox
 from workflow_history import (
     COMMAND_OF_KIND,
     INPUT,
@@ -25,6 +22,9 @@ from workflow_history import (
     scheduled,
     terminate,
 )
+
+from contracts.state import InfraStatus
+from services.orchestrator.domain.engine import outbox
 
 NOT_ENDED = [
     "approval: Unprocessed",

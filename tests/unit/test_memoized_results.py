@@ -5,11 +5,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-
-from contracts.state import WorkflowState
-from services.orchestrator.domain.declaration import End, Route, Step, WorkflowType
-from services.orchestrator.domain.engine import fold, outbox
-from services.orchestrator.domain.types import WORKFLOW_TYPES
 from workflow_history import (
     INPUT,
     WORKFLOW_ID,
@@ -21,6 +16,11 @@ from workflow_history import (
     job_id,
     process,
 )
+
+from contracts.state import WorkflowState
+from services.orchestrator.domain.declaration import End, Route, Step, WorkflowType
+from services.orchestrator.domain.engine import fold, outbox
+from services.orchestrator.domain.types import WORKFLOW_TYPES
 
 
 class CountingRoutes:

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from contracts.settings import ServiceSettings
+from runtime.settings import ServiceSettings
 from services.launcher.__main__ import nats_for_clients
 from services.launcher.nats_server import NatsCluster
 from services.launcher.nats_users import USERS, NatsUsers, password_variable, secrets_file

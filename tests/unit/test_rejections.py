@@ -2,10 +2,6 @@
 workflow otherwise unchanged."""
 
 import pytest
-
-from contracts.events import CommandRejected, RecordedEvent
-from services.orchestrator.domain.engine import evolve
-from services.orchestrator.domain.types import WORKFLOW_TYPES
 from workflow_history import (
     COMMAND_OF_KIND,
     INPUT,
@@ -27,6 +23,10 @@ from workflow_history import (
     rejection,
     send_fails_on,
 )
+
+from contracts.events import CommandRejected, RecordedEvent
+from services.orchestrator.domain.engine import evolve
+from services.orchestrator.domain.types import WORKFLOW_TYPES
 
 STEP_RUNNING = "a step is running; wait for it"
 NOT_ERRORED = "only a workflow that errored can be retried"

@@ -5,15 +5,11 @@ exponential from 0.2 s, FatalError not retryable, a 30 s timeout unless the inpu
 from datetime import timedelta
 
 import pytest
-
-from contracts.jobs import ProcessJob
-from contracts.state import InfraStatus, PendingTimer
-from services.orchestrator.domain.engine import outbox
 from workflow_history import (
-    approve,
     FIRST_STEP_VISIT,
     NOW,
     WORKFLOW_ID,
+    approve,
     complete,
     create,
     create_expense,
@@ -31,6 +27,10 @@ from workflow_history import (
     send_fails_on,
     sends_always_fail,
 )
+
+from contracts.jobs import ProcessJob
+from contracts.state import InfraStatus, PendingTimer
+from services.orchestrator.domain.engine import outbox
 
 SENDING, ERROR = "Sending To Queue", "Error"
 SEND_ERROR = "could not send the job to the queue"

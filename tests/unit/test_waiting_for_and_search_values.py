@@ -2,7 +2,6 @@
 quorum's members who have not voted yet, or `role:<role>` where anyone with the command's role may), and the values
 of its type's search fields, read off its input and its steps' results."""
 
-from services.orchestrator.domain.declaration import Wait, quorum
 from workflow_history import (
     INPUT,
     approve,
@@ -14,6 +13,8 @@ from workflow_history import (
     given,
     process,
 )
+
+from services.orchestrator.domain.declaration import Wait, quorum
 
 
 def test_a_state_anyone_with_the_role_may_answer_waits_for_the_role():

@@ -12,7 +12,7 @@ import uvicorn
 from nats.js.client import JetStreamContext
 from prometheus_client import Gauge
 
-from contracts.stopping import exit_cleanly_on_sigterm
+from runtime.stopping import exit_cleanly_on_sigterm
 
 # Set by a handler for the command or job it works on; every log line written meanwhile carries it.
 correlation_id = contextvars.ContextVar("correlation_id", default=None)

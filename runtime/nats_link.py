@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from contracts.settings import ServiceSettings
+from runtime.settings import ServiceSettings
+from runtime.streams import wait_until_created
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class NatsLink:
         )
         while True:
             try:
-                await self._settings.topology.wait_until_created(self._client.jetstream(), self._streams, self._writes)
+                await wait_until_created(self._client.jetstream(), self._streams, self._writes)
                 if self._on_connected:
                     await self._on_connected(self._client)
                 break

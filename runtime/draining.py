@@ -19,8 +19,8 @@ import time
 from faststream.asgi import AsgiFastStream
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.client import JetStreamContext
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.client import JetStreamContext
 
 log = logging.getLogger(__name__)
 
