@@ -104,8 +104,10 @@ async def measure(nc: Client, seconds: float, server_pid: int) -> BrokerLimit:
         sent = many * (time.perf_counter() - started)
         server_cpu_us = 1e6 * (cpu_seconds(server_pid) - server_before) / sent
         client_cpu_us = 1e6 * (cpu_seconds(os.getpid()) - client_before) / sent
-        say(f"broker: publish_async    {many:,.0f} msg/s (CPU per message: nats-server {server_cpu_us:.1f} µs, "
-            f"client {client_cpu_us:.1f} µs)")
+        say(
+            f"broker: publish_async    {many:,.0f} msg/s (CPU per message: nats-server {server_cpu_us:.1f} µs, "
+            f"client {client_cpu_us:.1f} µs)"
+        )
         atomic = await atomic_batches(nc, subjects, payload, seconds)
         say(f"broker: atomic batch of 2, one at a time  {atomic:,.0f} batches/s")
         atomic_concurrent = await atomic_batches(nc, subjects, payload, seconds, CONCURRENT_WRITERS)

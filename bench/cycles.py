@@ -345,7 +345,7 @@ async def run_scenario(
                 driver.errored_output - start_counts[1],
                 driver.errored_other - start_counts[2],
             )
-            window = driver.cycle_seconds[start_counts[3]:]
+            window = driver.cycle_seconds[start_counts[3] :]
             await driver.drain()
             after = await settled_counts(js, topology)
             timers_left = (await js.stream_info(topology.commands_stream)).state.messages
@@ -423,8 +423,10 @@ class IndexerBeside:
         finally:
             await engine.dispose()
         figures = IndexFigures(lag_p50, lag_p99, events, rebuild_s)
-        say(f"index: lag p50 {lag_p50:.1f} / p99 {lag_p99:.1f} ms; rebuilt from the read model of {events:,} events "
-            f"in {rebuild_s:.2f} s ({figures.rebuild_events_per_s:,.0f} events/s)")
+        say(
+            f"index: lag p50 {lag_p50:.1f} / p99 {lag_p99:.1f} ms; rebuilt from the read model of {events:,} events "
+            f"in {rebuild_s:.2f} s ({figures.rebuild_events_per_s:,.0f} events/s)"
+        )
         return figures
 
     @staticmethod

@@ -73,8 +73,10 @@ async def orchestrator_memory(system: System, target: int, time_box_s: float) ->
             await asyncio.sleep(1.0)
             idle, processor_idle = orchestrator.rss_mib(), processor.rss_mib()
             metrics_idle = await metrics_bytes(orchestrator.port)
-            say(f"memory: orchestrator idle {idle:.1f} MiB; leaving up to {target:,} workflows waiting for approval "
-                f"(time box {time_box_s:g} s)")
+            say(
+                f"memory: orchestrator idle {idle:.1f} MiB; leaving up to {target:,} workflows waiting for approval "
+                f"(time box {time_box_s:g} s)"
+            )
             driver = CycleDriver(nc, topology, in_flight=256, leave_waiting=target)
             started = time.perf_counter()
             await driver.start()
@@ -109,10 +111,14 @@ async def orchestrator_memory(system: System, target: int, time_box_s: float) ->
         finally:
             system.stop_services([*orchestrators, *processors])
             await drop_topology(js, topology)
-    say(f"memory: orchestrator {result.idle_mib:.1f} MiB idle → {result.final_mib:.1f} MiB with {result.reached:,} "
-        f"waiting (peak {result.peak_mib:.1f}; {result.seconds:.0f} s{', time-boxed' if time_boxed else ''})")
-    say(f"memory: processor {result.processor_idle_mib:.1f} → {result.processor_final_mib:.1f} MiB; orchestrator's "
-        f"/metrics {result.metrics_idle_bytes:,} → {result.metrics_final_bytes:,} B")
+    say(
+        f"memory: orchestrator {result.idle_mib:.1f} MiB idle → {result.final_mib:.1f} MiB with {result.reached:,} "
+        f"waiting (peak {result.peak_mib:.1f}; {result.seconds:.0f} s{', time-boxed' if time_boxed else ''})"
+    )
+    say(
+        f"memory: processor {result.processor_idle_mib:.1f} → {result.processor_final_mib:.1f} MiB; orchestrator's "
+        f"/metrics {result.metrics_idle_bytes:,} → {result.metrics_final_bytes:,} B"
+    )
     return result
 
 
@@ -175,8 +181,10 @@ async def broadcaster_memory(system: System, clients: int, burst_events: int = 2
             await wait_until(all_delivered, 60, f"{burst_events} events to reach {clients} clients")
             burst_s = time.perf_counter() - started
             after = broadcaster.rss_mib()
-            say(f"memory: broadcaster {after:.1f} MiB after relaying {burst_events} events to every client "
-                f"({burst_events * clients:,} messages in {burst_s:.2f} s)")
+            say(
+                f"memory: broadcaster {after:.1f} MiB after relaying {burst_events} events to every client "
+                f"({burst_events * clients:,} messages in {burst_s:.2f} s)"
+            )
         finally:
             await asyncio.gather(*(client.close() for client in sockets), return_exceptions=True)
             system.stop_services([broadcaster])

@@ -51,14 +51,26 @@ def seeded_state(number: int, rng: random.Random) -> WorkflowState:
         values: dict[str, float | str] = {"output": round(rng.random(), 4)}
         kind = "approval"
     else:
-        business, waiting = ("Paid", ()) if ended else rng.choice(
-            [("Manager Approval", ("role:approver",)), ("Finance Approval", ("fin-ann", "fin-bob", "fin-cy"))])
+        business, waiting = (
+            ("Paid", ())
+            if ended
+            else rng.choice(
+                [("Manager Approval", ("role:approver",)), ("Finance Approval", ("fin-ann", "fin-bob", "fin-cy"))]
+            )
+        )
         values = {"amount": float(rng.randrange(10, 5000)), "requester": rng.choice(["ann", "bob", "cy", "dee"])}
         kind = "expense"
     return WorkflowState(
-        id=f"q{number:08d}", type=kind, business_state=business, created_at=moment, updated_at=moment,
-        infra_status=InfraStatus.COMPLETED if ended else InfraStatus.WAITING_FOR_EVENT, started=True,
-        last_sequence=number + 1, waiting_for=waiting, search_values=values,
+        id=f"q{number:08d}",
+        type=kind,
+        business_state=business,
+        created_at=moment,
+        updated_at=moment,
+        infra_status=InfraStatus.COMPLETED if ended else InfraStatus.WAITING_FOR_EVENT,
+        started=True,
+        last_sequence=number + 1,
+        waiting_for=waiting,
+        search_values=values,
     )
 
 
@@ -66,8 +78,10 @@ async def seed(projection: IndexProjection, have: int, want: int) -> None:
     rng = random.Random(have)
     position = await projection.position()
     for first in range(have, want, SEED_BATCH):
-        changes = [Change(position + i + 1, state.id, state)
-                   for i, state in enumerate(seeded_state(n, rng) for n in range(first, min(want, first + SEED_BATCH)))]
+        changes = [
+            Change(position + i + 1, state.id, state)
+            for i, state in enumerate(seeded_state(n, rng) for n in range(first, min(want, first + SEED_BATCH)))
+        ]
         await projection.apply(position, changes)
         position = changes[-1].sequence
 
@@ -118,8 +132,14 @@ async def _on(system: System, topology, database: str, url: str, sizes: list[int
                 have, seeded_s = size, time.perf_counter() - started
                 for query, path in QUERIES.items():
                     seconds = await timed(http, path, requests)
-                    figure = QueryFigure(database, size, query, percentile(seconds, 0.5) * 1000,
-                                         percentile(seconds, 0.99) * 1000, seeded_s)
+                    figure = QueryFigure(
+                        database,
+                        size,
+                        query,
+                        percentile(seconds, 0.5) * 1000,
+                        percentile(seconds, 0.99) * 1000,
+                        seeded_s,
+                    )
                     say(f"query, {database}, {size:,}: {query} p50 {figure.p50_ms:.1f} / p99 {figure.p99_ms:.1f} ms")
                     figures.append(figure)
     finally:

@@ -64,19 +64,37 @@ def cpu_rows(results: Results) -> list[Row]:
         first, broker = results.cycles[0], results.broker
         server_ms = 10 * server_ms / first.cycles_per_s
         per_message_us = 1000 * server_ms / first.per_cycle.stored
-        table.append(Row("CPU/cycle", "nats-server per stored message: in the cycles (first scenario) / at the limit",
-                         f"{per_message_us:.1f} / {broker.server_cpu_us_per_msg:.1f} µs", ""))
+        table.append(
+            Row(
+                "CPU/cycle",
+                "nats-server per stored message: in the cycles (first scenario) / at the limit",
+                f"{per_message_us:.1f} / {broker.server_cpu_us_per_msg:.1f} µs",
+                "",
+            )
+        )
         per_limit_cycle = broker.in_flight_per_s / first.per_cycle.stored  # the ratio's denominator
         ceiling = 1000 * cores / server_ms
-        table.append(Row("CPU/cycle", "ceiling if only nats-server used the cores (first scenario)",
-                         f"{ceiling:,.0f} cycles/s", _percent(ceiling / per_limit_cycle)))
+        table.append(
+            Row(
+                "CPU/cycle",
+                "ceiling if only nats-server used the cores (first scenario)",
+                f"{ceiling:,.0f} cycles/s",
+                _percent(ceiling / per_limit_cycle),
+            )
+        )
         if results.wire and results.wire.wire:
             # Every message on the wire is sent or taken by one of the services' Python clients, at no less than
             # the limit's client spent on each of its two (a publish out, its ack in).
             client_ms = sum(results.wire.wire.values()) * broker.client_cpu_us_per_msg / 2 / 1000
             ceiling = 1000 * cores / (server_ms + client_ms)
-            table.append(Row("CPU/cycle", f"ceiling if the services did only their NATS I/O ({client_ms:.2f} ms)",
-                             f"{ceiling:,.0f} cycles/s", _percent(ceiling / per_limit_cycle)))
+            table.append(
+                Row(
+                    "CPU/cycle",
+                    f"ceiling if the services did only their NATS I/O ({client_ms:.2f} ms)",
+                    f"{ceiling:,.0f} cycles/s",
+                    _percent(ceiling / per_limit_cycle),
+                )
+            )
     return table
 
 
@@ -92,20 +110,40 @@ def rows(results: Results) -> list[Row]:
 
     if broker:
         table += [
-            Row("broker", "durable (synced before each ack): awaited publish", f"{broker.awaited_per_s:,.0f} msg/s",
-                _percent(broker.awaited_per_s / limit)),
+            Row(
+                "broker",
+                "durable (synced before each ack): awaited publish",
+                f"{broker.awaited_per_s:,.0f} msg/s",
+                _percent(broker.awaited_per_s / limit),
+            ),
             Row("broker", "durable: publish_async, the limit", f"{limit:,.0f} msg/s", "100 %"),
-            Row("broker", "atomic batch of 2, one at a time", f"{broker.atomic_per_s:,.0f} batch/s",
-                _percent(2 * broker.atomic_per_s / limit)),
-            Row("broker", f"atomic batch of 2, {CONCURRENT_WRITERS} writers",
-                f"{broker.atomic_concurrent_per_s:,.0f} batch/s", _percent(2 * broker.atomic_concurrent_per_s / limit)),
+            Row(
+                "broker",
+                "atomic batch of 2, one at a time",
+                f"{broker.atomic_per_s:,.0f} batch/s",
+                _percent(2 * broker.atomic_per_s / limit),
+            ),
+            Row(
+                "broker",
+                f"atomic batch of 2, {CONCURRENT_WRITERS} writers",
+                f"{broker.atomic_concurrent_per_s:,.0f} batch/s",
+                _percent(2 * broker.atomic_concurrent_per_s / limit),
+            ),
         ]
     if broker and (unsynced := results.broker_unsynced):
         table += [
-            Row("broker", "not durable (synced every 2 min): awaited publish", f"{unsynced.awaited_per_s:,.0f} msg/s",
-                f"durable is {broker.awaited_per_s / unsynced.awaited_per_s:.2f} × this"),
-            Row("broker", "not durable: publish_async", f"{unsynced.in_flight_per_s:,.0f} msg/s",
-                f"durable is {limit / unsynced.in_flight_per_s:.2f} × this"),
+            Row(
+                "broker",
+                "not durable (synced every 2 min): awaited publish",
+                f"{unsynced.awaited_per_s:,.0f} msg/s",
+                f"durable is {broker.awaited_per_s / unsynced.awaited_per_s:.2f} × this",
+            ),
+            Row(
+                "broker",
+                "not durable: publish_async",
+                f"{unsynced.in_flight_per_s:,.0f} msg/s",
+                f"durable is {limit / unsynced.in_flight_per_s:.2f} × this",
+            ),
         ]
     for cycle in results.cycles:
         name = f"×{cycle.replicas}, send failures {cycle.send_failure_rate:g}"
@@ -124,57 +162,129 @@ def rows(results: Results) -> list[Row]:
     if results.cycles:
         first = results.cycles[0].per_cycle
         parts = [
-            ("client commands", first.client_commands), ("processor results", first.results),
-            ("timer messages", first.timer_messages), ("events", first.events), ("jobs", first.jobs),
+            ("client commands", first.client_commands),
+            ("processor results", first.results),
+            ("timer messages", first.timer_messages),
+            ("events", first.events),
+            ("jobs", first.jobs),
             ("KV puts", first.kv_puts),
         ]
         table += [Row("msgs/cycle", f"  of which {name} (first scenario)", f"{value:.2f}", "") for name, value in parts]
         table.append(Row("msgs/cycle", "decisions (commands that appended events)", f"{first.decisions:.2f}", ""))
         atomic_ceiling = atomic_limit(broker) / first.atomic_commits if broker and first.atomic_commits else None
-        table.append(Row("msgs/cycle", "atomic batch commits (shared by decisions)", f"{first.atomic_commits:.2f}",
-                         f"atomic limit ÷ commits = {atomic_ceiling:,.0f} cycles/s" if atomic_ceiling else "—"))
-        table.append(Row("msgs/cycle", "step-timeout timers left to fire", f"{first.timers_left:.2f}",
-                         "each a no-op command later"))
+        table.append(
+            Row(
+                "msgs/cycle",
+                "atomic batch commits (shared by decisions)",
+                f"{first.atomic_commits:.2f}",
+                f"atomic limit ÷ commits = {atomic_ceiling:,.0f} cycles/s" if atomic_ceiling else "—",
+            )
+        )
+        table.append(
+            Row(
+                "msgs/cycle",
+                "step-timeout timers left to fire",
+                f"{first.timers_left:.2f}",
+                "each a no-op command later",
+            )
+        )
     if results.wire and results.wire.wire:
         total = sum(results.wire.wire.values())
-        table.append(Row("msgs/cycle", "on the wire (every NATS message)", f"{total:.1f}",
-                         f"limit ÷ msgs = {limit / total:,.0f} cycles/s" if limit else "—"))
+        table.append(
+            Row(
+                "msgs/cycle",
+                "on the wire (every NATS message)",
+                f"{total:.1f}",
+                f"limit ÷ msgs = {limit / total:,.0f} cycles/s" if limit else "—",
+            )
+        )
         table += [
             Row("msgs/cycle", f"  of which {kind}", f"{count:.2f}", "") for kind, count in results.wire.wire.items()
         ]
     for result in results.latency:
-        load = (f"{result.offered_per_s:g}/s offered" if result.load == "fixed"
-                else f"saturation, {result.in_flight} in flight") + result.store_suffix
-        paths = (("WebSocket", result.websocket), ("JetStream consumer", result.stream),
-                 ("core NATS, pre-commit", result.nats))
+        load = (
+            f"{result.offered_per_s:g}/s offered"
+            if result.load == "fixed"
+            else f"saturation, {result.in_flight} in flight"
+        ) + result.store_suffix
+        paths = (
+            ("WebSocket", result.websocket),
+            ("JetStream consumer", result.stream),
+            ("core NATS, pre-commit", result.nats),
+        )
         for path, figures in paths:
-            value = (f"p50 {figures.p50_ms:,.1f} / p95 {figures.p95_ms:,.1f} / p99 {figures.p99_ms:,.1f} / "
-                     f"max {figures.max_ms:,.1f} ms")
-            table.append(Row("latency", f"{load} ({result.achieved_per_s:,.0f}/s), {path}", value,
-                             f"p50 = {times_round_trip(figures.p50_ms)}"))
+            value = (
+                f"p50 {figures.p50_ms:,.1f} / p95 {figures.p95_ms:,.1f} / p99 {figures.p99_ms:,.1f} / "
+                f"max {figures.max_ms:,.1f} ms"
+            )
+            table.append(
+                Row(
+                    "latency",
+                    f"{load} ({result.achieved_per_s:,.0f}/s), {path}",
+                    value,
+                    f"p50 = {times_round_trip(figures.p50_ms)}",
+                )
+            )
     for cost in results.state_load:
-        table.append(Row("state load", f"{cost.events:,} events, snapshot", f"{cost.snapshot_ms:,.2f} ms",
-                         times_round_trip(cost.snapshot_ms)))
-        table.append(Row("state load", f"{cost.events:,} events, full replay", f"{cost.replay_ms:,.1f} ms",
-                         times_round_trip(cost.replay_ms)))
+        table.append(
+            Row(
+                "state load",
+                f"{cost.events:,} events, snapshot",
+                f"{cost.snapshot_ms:,.2f} ms",
+                times_round_trip(cost.snapshot_ms),
+            )
+        )
+        table.append(
+            Row(
+                "state load",
+                f"{cost.events:,} events, full replay",
+                f"{cost.replay_ms:,.1f} ms",
+                times_round_trip(cost.replay_ms),
+            )
+        )
     if memory := results.orchestrator_memory:
         boxed = f", time-boxed at {memory.seconds:.0f} s (target {memory.target:,})" if memory.time_boxed else ""
         table.append(Row("memory", "orchestrator idle", f"{memory.idle_mib:.1f} MiB", "—"))
-        table.append(Row("memory", f"orchestrator, {memory.reached:,} waiting{boxed}",
-                         f"{memory.final_mib:.1f} MiB (peak {memory.peak_mib:.1f})", "—"))
+        table.append(
+            Row(
+                "memory",
+                f"orchestrator, {memory.reached:,} waiting{boxed}",
+                f"{memory.final_mib:.1f} MiB (peak {memory.peak_mib:.1f})",
+                "—",
+            )
+        )
         growth = (memory.final_mib - memory.idle_mib) * 1024 / max(memory.reached, 1)
         table.append(Row("memory", "orchestrator growth per waiting workflow", f"{growth:.1f} KiB", "—"))
-        table.append(Row("memory", "orchestrator /metrics page, idle → end",
-                         f"{memory.metrics_idle_bytes:,} → {memory.metrics_final_bytes:,} B", "—"))
-        table.append(Row("memory", "processor, idle → end",
-                         f"{memory.processor_idle_mib:.1f} → {memory.processor_final_mib:.1f} MiB", "—"))
+        table.append(
+            Row(
+                "memory",
+                "orchestrator /metrics page, idle → end",
+                f"{memory.metrics_idle_bytes:,} → {memory.metrics_final_bytes:,} B",
+                "—",
+            )
+        )
+        table.append(
+            Row(
+                "memory",
+                "processor, idle → end",
+                f"{memory.processor_idle_mib:.1f} → {memory.processor_final_mib:.1f} MiB",
+                "—",
+            )
+        )
     if memory := results.broadcaster_memory:
         table.append(Row("memory", "broadcaster idle", f"{memory.idle_mib:.1f} MiB", "—"))
-        table.append(Row("memory", f"broadcaster, {memory.clients:,} WebSocket clients",
-                         f"{memory.connected_mib:.1f} MiB", "—"))
+        table.append(
+            Row("memory", f"broadcaster, {memory.clients:,} WebSocket clients", f"{memory.connected_mib:.1f} MiB", "—")
+        )
         rate = memory.burst_events * memory.clients / memory.burst_s
-        table.append(Row("memory", f"broadcaster after {memory.burst_events} events to each",
-                         f"{memory.after_burst_mib:.1f} MiB ({rate:,.0f} WebSocket msgs/s)", "—"))
+        table.append(
+            Row(
+                "memory",
+                f"broadcaster after {memory.burst_events} events to each",
+                f"{memory.after_burst_mib:.1f} MiB ({rate:,.0f} WebSocket msgs/s)",
+                "—",
+            )
+        )
     table += query_rows(results)
     for section, error in results.errors.items():
         table.append(Row(section, "FAILED", error[:100], ""))
@@ -191,23 +301,43 @@ def query_rows(results: Results) -> list[Row]:
     table = []
     if (indexed := results.cycles_with_index) and results.cycles:
         without = results.cycles[0]
-        table.append(Row("query side", "cycles/s ×1, failures 0: without / with the indexer",
-                         f"{without.cycles_per_s:,.1f} / {indexed.cycles_per_s:,.1f}",
-                         f"with is {indexed.cycles_per_s / without.cycles_per_s:.2f} × without"))
+        table.append(
+            Row(
+                "query side",
+                "cycles/s ×1, failures 0: without / with the indexer",
+                f"{without.cycles_per_s:,.1f} / {indexed.cycles_per_s:,.1f}",
+                f"with is {indexed.cycles_per_s / without.cycles_per_s:.2f} × without",
+            )
+        )
     if indexed and (index := indexed.index):
         met = "met" if index.lag_p99_ms < LAG_TARGET_MS else "NOT met"
-        table.append(Row("query side", "projection lag at the cycles' peak, p50 / p99",
-                         f"{index.lag_p50_ms:,.1f} / {index.lag_p99_ms:,.1f} ms",
-                         f"target p99 < {LAG_TARGET_MS:.0f} ms: {met}"))
+        table.append(
+            Row(
+                "query side",
+                "projection lag at the cycles' peak, p50 / p99",
+                f"{index.lag_p50_ms:,.1f} / {index.lag_p99_ms:,.1f} ms",
+                f"target p99 < {LAG_TARGET_MS:.0f} ms: {met}",
+            )
+        )
         met = "met" if index.rebuild_events_per_s >= REBUILD_TARGET else "NOT met"
-        table.append(Row("query side", f"rebuild from the read model ({index.rebuild_events:,} events)",
-                         f"{index.rebuild_s:.2f} s, {index.rebuild_events_per_s:,.0f} events/s",
-                         f"target ≥ {REBUILD_TARGET:,}/s: {met}"))
+        table.append(
+            Row(
+                "query side",
+                f"rebuild from the read model ({index.rebuild_events:,} events)",
+                f"{index.rebuild_s:.2f} s, {index.rebuild_events_per_s:,.0f} events/s",
+                f"target ≥ {REBUILD_TARGET:,}/s: {met}",
+            )
+        )
     for figure in results.query:
         met = "met" if figure.p50_ms < QUERY_TARGET_MS[0] and figure.p99_ms < QUERY_TARGET_MS[1] else "NOT met"
-        table.append(Row("query side", f"{figure.database}, {figure.workflows:,} workflows (seeded), {figure.query}",
-                         f"p50 {figure.p50_ms:,.1f} / p99 {figure.p99_ms:,.1f} ms",
-                         f"target p50 < {QUERY_TARGET_MS[0]:.0f}, p99 < {QUERY_TARGET_MS[1]:.0f}: {met}"))
+        table.append(
+            Row(
+                "query side",
+                f"{figure.database}, {figure.workflows:,} workflows (seeded), {figure.query}",
+                f"p50 {figure.p50_ms:,.1f} / p99 {figure.p99_ms:,.1f} ms",
+                f"target p50 < {QUERY_TARGET_MS[0]:.0f}, p99 < {QUERY_TARGET_MS[1]:.0f}: {met}",
+            )
+        )
     return table
 
 
@@ -261,19 +391,31 @@ def _scale(values: list[float], log: bool):
     return position, ticks
 
 
-def bar_chart(title: str, groups: list[str], series: list[tuple[str, list[float]]], unit: str, log: bool = False,
-              reference: tuple[str, float] | None = None) -> str:
+def bar_chart(
+    title: str,
+    groups: list[str],
+    series: list[tuple[str, list[float]]],
+    unit: str,
+    log: bool = False,
+    reference: tuple[str, float] | None = None,
+) -> str:
     values = [v for _, vs in series for v in vs] + ([reference[1]] if reference else [])
     position, ticks = _scale(values, log)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" '
-           f'font-size="11"><text x="{LEFT}" y="18" font-size="14" font-weight="bold">{html.escape(title)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" '
+        f'font-size="11"><text x="{LEFT}" y="18" font-size="14" font-weight="bold">{html.escape(title)}</text>'
+    ]
     for tick in ticks:
         y = TOP + plot_h * (1 - position(tick))
-        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-                   f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{_number(tick)}</text>')
-    out.append(f'<text x="12" y="{TOP + plot_h / 2}" transform="rotate(-90 12 {TOP + plot_h / 2})" '
-               f'text-anchor="middle">{html.escape(unit)}{" (log)" if log else ""}</text>')
+        out.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{_number(tick)}</text>'
+        )
+    out.append(
+        f'<text x="12" y="{TOP + plot_h / 2}" transform="rotate(-90 12 {TOP + plot_h / 2})" '
+        f'text-anchor="middle">{html.escape(unit)}{" (log)" if log else ""}</text>'
+    )
     group_w = plot_w / max(len(groups), 1)
     bar_w = group_w * 0.8 / max(len(series), 1)
     for g, group in enumerate(groups):
@@ -284,22 +426,30 @@ def bar_chart(title: str, groups: list[str], series: list[tuple[str, list[float]
                 continue
             h = plot_h * position(value)
             x = x0 + s * bar_w
-            out.append(f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
-                       f'fill="{COLOURS[s % len(COLOURS)]}"><title>{html.escape(name)}: {_number(value)} '
-                       f'{html.escape(unit)}</title></rect>'
-                       f'<text x="{x + bar_w / 2:.1f}" y="{TOP + plot_h - h - 3:.1f}" text-anchor="middle" '
-                       f'font-size="9">{_number(value)}</text>')
-        out.append(f'<text x="{x0 + group_w * 0.4:.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="middle">'
-                   f'{html.escape(group)}</text>')
+            out.append(
+                f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
+                f'fill="{COLOURS[s % len(COLOURS)]}"><title>{html.escape(name)}: {_number(value)} '
+                f"{html.escape(unit)}</title></rect>"
+                f'<text x="{x + bar_w / 2:.1f}" y="{TOP + plot_h - h - 3:.1f}" text-anchor="middle" '
+                f'font-size="9">{_number(value)}</text>'
+            )
+        out.append(
+            f'<text x="{x0 + group_w * 0.4:.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="middle">'
+            f"{html.escape(group)}</text>"
+        )
     if reference:
         y = TOP + plot_h * (1 - position(reference[1]))
-        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#c00" '
-                   f'stroke-dasharray="5,3"/><text x="{WIDTH - RIGHT}" y="{y - 4:.1f}" text-anchor="end" '
-                   f'fill="#c00">{html.escape(reference[0])}: {_number(reference[1])}</text>')
+        out.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#c00" '
+            f'stroke-dasharray="5,3"/><text x="{WIDTH - RIGHT}" y="{y - 4:.1f}" text-anchor="end" '
+            f'fill="#c00">{html.escape(reference[0])}: {_number(reference[1])}</text>'
+        )
     for s, (name, _) in enumerate(series):
         x = LEFT + s * 170
-        out.append(f'<rect x="{x}" y="{HEIGHT - 24}" width="10" height="10" fill="{COLOURS[s % len(COLOURS)]}"/>'
-                   f'<text x="{x + 14}" y="{HEIGHT - 15}">{html.escape(name)}</text>')
+        out.append(
+            f'<rect x="{x}" y="{HEIGHT - 24}" width="10" height="10" fill="{COLOURS[s % len(COLOURS)]}"/>'
+            f'<text x="{x + 14}" y="{HEIGHT - 15}">{html.escape(name)}</text>'
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -308,20 +458,28 @@ def line_chart(title: str, points: list[tuple[float, float]], x_label: str, y_la
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     x_max = max((x for x, _ in points), default=1) or 1
     y_position, ticks = _scale([y for _, y in points], log=False)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" '
-           f'font-size="11"><text x="{LEFT}" y="18" font-size="14" font-weight="bold">{html.escape(title)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" '
+        f'font-size="11"><text x="{LEFT}" y="18" font-size="14" font-weight="bold">{html.escape(title)}</text>'
+    ]
     for tick in ticks:
         y = TOP + plot_h * (1 - y_position(tick))
-        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-                   f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{_number(tick)}</text>')
+        out.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{_number(tick)}</text>'
+        )
     coordinates = " ".join(
         f"{LEFT + plot_w * x / x_max:.1f},{TOP + plot_h * (1 - y_position(y)):.1f}" for x, y in points
     )
     out.append(f'<polyline points="{coordinates}" fill="none" stroke="{COLOURS[0]}" stroke-width="2"/>')
-    out.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 20}" text-anchor="middle">{html.escape(x_label)} '
-               f'(0 – {x_max:,.0f})</text>')
-    out.append(f'<text x="12" y="{TOP + plot_h / 2}" transform="rotate(-90 12 {TOP + plot_h / 2})" '
-               f'text-anchor="middle">{html.escape(y_label)}</text></svg>')
+    out.append(
+        f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 20}" text-anchor="middle">{html.escape(x_label)} '
+        f"(0 – {x_max:,.0f})</text>"
+    )
+    out.append(
+        f'<text x="12" y="{TOP + plot_h / 2}" transform="rotate(-90 12 {TOP + plot_h / 2})" '
+        f'text-anchor="middle">{html.escape(y_label)}</text></svg>'
+    )
     return "".join(out)
 
 
@@ -331,44 +489,89 @@ def charts(results: Results) -> list[str]:
         replicas = sorted({c.replicas for c in results.cycles})
         rates = sorted({c.send_failure_rate for c in results.cycles})
         series = [
-            (f"send failures {rate:g}",
-             [next((c.cycles_per_s for c in results.cycles if c.replicas == r and c.send_failure_rate == rate), None)
-              for r in replicas])
+            (
+                f"send failures {rate:g}",
+                [
+                    next(
+                        (c.cycles_per_s for c in results.cycles if c.replicas == r and c.send_failure_rate == rate),
+                        None,
+                    )
+                    for r in replicas
+                ],
+            )
             for rate in rates
         ]
         reference = None
         if broker and results.cycles[0].per_cycle.atomic_commits:
             ceiling = atomic_limit(broker) / results.cycles[0].per_cycle.atomic_commits
             reference = ("atomic-commit ceiling", ceiling)
-        out.append(bar_chart("Full approval cycles per second", [f"×{r} replicas" for r in replicas], series,
-                             "cycles/s", reference=reference))
+        out.append(
+            bar_chart(
+                "Full approval cycles per second",
+                [f"×{r} replicas" for r in replicas],
+                series,
+                "cycles/s",
+                reference=reference,
+            )
+        )
     if broker:
         groups = ["awaited publish", "publish_async", "atomic ×1 (msgs)", f"atomic ×{CONCURRENT_WRITERS} (msgs)"]
-        values = [broker.awaited_per_s, broker.in_flight_per_s, 2 * broker.atomic_per_s,
-                  2 * broker.atomic_concurrent_per_s]
+        values = [
+            broker.awaited_per_s,
+            broker.in_flight_per_s,
+            2 * broker.atomic_per_s,
+            2 * broker.atomic_concurrent_per_s,
+        ]
         if results.cycles:
             best = max(results.cycles, key=lambda c: c.cycles_per_s)
             groups.append("best cycles × msgs")
             values.append(best.cycles_per_s * best.per_cycle.stored)
-        out.append(bar_chart("Broker throughput, and what the cycles put through it", groups, [("msg/s", values)],
-                             "messages/s", log=True))
+        out.append(
+            bar_chart(
+                "Broker throughput, and what the cycles put through it",
+                groups,
+                [("msg/s", values)],
+                "messages/s",
+                log=True,
+            )
+        )
     if results.latency:
-        groups = [f"{r.load}" + (f" {r.offered_per_s:g}/s" if r.offered_per_s else f" {r.in_flight} in flight")
-                  + r.store_suffix for r in results.latency]
-        series = [(name, [getattr(r.websocket, f"{name}_ms") for r in results.latency])
-                  for name in ("p50", "p95", "p99", "max")]
+        groups = [
+            f"{r.load}"
+            + (f" {r.offered_per_s:g}/s" if r.offered_per_s else f" {r.in_flight} in flight")
+            + r.store_suffix
+            for r in results.latency
+        ]
+        series = [
+            (name, [getattr(r.websocket, f"{name}_ms") for r in results.latency])
+            for name in ("p50", "p95", "p99", "max")
+        ]
         out.append(bar_chart("Latency: command publish → event on a WebSocket", groups, series, "ms", log=True))
     if results.state_load:
         groups = [f"{c.events:,} events" for c in results.state_load]
-        series = [("snapshot + tail", [c.snapshot_ms for c in results.state_load]),
-                  ("full replay", [c.replay_ms for c in results.state_load])]
+        series = [
+            ("snapshot + tail", [c.snapshot_ms for c in results.state_load]),
+            ("full replay", [c.replay_ms for c in results.state_load]),
+        ]
         out.append(bar_chart("Loading a workflow's state", groups, series, "ms", log=True))
     if (memory := results.orchestrator_memory) and memory.samples:
-        out.append(line_chart("Orchestrator RSS as workflows wait for approval", memory.samples,
-                              "workflows waiting for approval", "RSS MiB"))
+        out.append(
+            line_chart(
+                "Orchestrator RSS as workflows wait for approval",
+                memory.samples,
+                "workflows waiting for approval",
+                "RSS MiB",
+            )
+        )
     if memory := results.broadcaster_memory:
-        out.append(bar_chart(f"Broadcaster RSS", ["idle", f"{memory.clients:,} clients", "after the burst"],
-                             [("RSS", [memory.idle_mib, memory.connected_mib, memory.after_burst_mib])], "MiB"))
+        out.append(
+            bar_chart(
+                f"Broadcaster RSS",
+                ["idle", f"{memory.clients:,} clients", "after the burst"],
+                [("RSS", [memory.idle_mib, memory.connected_mib, memory.after_burst_mib])],
+                "MiB",
+            )
+        )
     return out
 
 

@@ -219,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         databases = {"sqlite": f"sqlite+aiosqlite:///{args.out.resolve() / 'logs' / 'query-index.sqlite'}"}
         databases |= {"postgresql": args.postgres_url} if args.postgres_url else {}
-        asyncio.run(measure(system, plan, results, store_on_tmpfs=filesystem.split()[-1] == "tmpfs",
-                            databases=databases))
+        asyncio.run(
+            measure(system, plan, results, store_on_tmpfs=filesystem.split()[-1] == "tmpfs", databases=databases)
+        )
     except (asyncio.CancelledError, KeyboardInterrupt):
         interrupted = True
         say("interrupted: stopping every process; the figures so far follow")

@@ -58,7 +58,9 @@ async def build_history(client: Client, store: JetStreamEventStore, topology: To
     payload, subject = rejected.model_dump_json().encode(), topology.events_subject(workflow_id)
     futures = [await js.publish_async(subject, payload) for _ in range(length - len(opening))]
     await js.publish_async_completed()
-    appended = [RecordedEvent(sequence=future.result().seq, event=rejected, digest=digest(payload)) for future in futures]
+    appended = [
+        RecordedEvent(sequence=future.result().seq, event=rejected, digest=digest(payload)) for future in futures
+    ]
     state = fold(state, appended)
     await store.save(state)
     return state

@@ -96,8 +96,9 @@ class System:
         self.log_dir = log_dir
         self.store_parent = store_parent
         self._store = tempfile.TemporaryDirectory(prefix="wf-bench-", dir=store_parent)
-        self.server = NatsServer(Path(self._store.name) / "nats", log_file=log_dir / "nats-server.log",
-                                 sync_interval=sync_interval)
+        self.server = NatsServer(
+            Path(self._store.name) / "nats", log_file=log_dir / "nats-server.log", sync_interval=sync_interval
+        )
         self.services: list[Service] = []
 
     @property

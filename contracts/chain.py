@@ -82,8 +82,10 @@ def verify(workflow_id: str, log: Iterable[Link], head: tuple[int, str] | None =
             return broken("the event carries no link (previous_hash)")
         if link.previous_hash != expected:
             what = "the workflow's anchor" if count == 1 else "the event before it"
-            return broken(f"its link {link.previous_hash[:12]}… is not {what} ({expected[:12]}…): an event before "
-                          "it was removed, altered, moved or inserted")
+            return broken(
+                f"its link {link.previous_hash[:12]}… is not {what} ({expected[:12]}…): an event before "
+                "it was removed, altered, moved or inserted"
+            )
         if head and link.at == head[0] and link.digest != head[1]:
             return broken(f"it hashes to {link.digest[:12]}…, not to the head {head[1][:12]}… recorded for it: altered")
         expected = link.digest

@@ -102,8 +102,12 @@ def workflow_row(state: WorkflowState) -> dict[str, Any]:
 
 def search_value_rows(state: WorkflowState) -> list[dict[str, Any]]:
     return [
-        {"workflow_id": state.id, "name": name, "number": value if isinstance(value, float) else None,
-         "text": storable_text(value) if isinstance(value, str) else None}
+        {
+            "workflow_id": state.id,
+            "name": name,
+            "number": value if isinstance(value, float) else None,
+            "text": storable_text(value) if isinstance(value, str) else None,
+        }
         for name, value in sorted(state.search_values.items())
     ]
 

@@ -36,6 +36,7 @@ class PendingTimer(BaseModel):
 # every id would let a long-lived workflow's snapshot outgrow the broker's 1 MB message limit (~30 000 commands).
 APPLIED_COMMANDS_KEPT = 1000
 
+
 class WorkflowState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -77,6 +78,14 @@ class WorkflowState(BaseModel):
 
 # What the public view leaves out: the engine's own bookkeeping.
 STATE_VIEW_EXCLUDE = {
-    "started", "visit", "step_try", "rounds", "inputs", "last_step_state", "applied_commands", "chain_head",
-    "pending_job", "timers",
+    "started",
+    "visit",
+    "step_try",
+    "rounds",
+    "inputs",
+    "last_step_state",
+    "applied_commands",
+    "chain_head",
+    "pending_job",
+    "timers",
 }

@@ -53,10 +53,16 @@ async def current_entries(js: JetStreamContext, topology: Topology, bucket: str)
     """Every live key of a bucket with its current value, read through a short-lived pull consumer (the last entry
     per key), which delivers nothing before asked, so the count it starts with is exact. (nats-py's `kv.keys()` can
     answer "no keys" when its watcher's end marker overtakes the values, as it did on a busy machine.)"""
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE,
-                            mem_storage=True, num_replicas=1, inactive_threshold=60.0)
-    subscription = await js.pull_subscribe(topology.kv_subjects(bucket), stream=topology.kv_stream(bucket),
-                                           config=config)
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        ack_policy=AckPolicy.NONE,
+        mem_storage=True,
+        num_replicas=1,
+        inactive_threshold=60.0,
+    )
+    subscription = await js.pull_subscribe(
+        topology.kv_subjects(bucket), stream=topology.kv_stream(bucket), config=config
+    )
     entries: dict[str, bytes] = {}
     try:
         pending = (await subscription.consumer_info()).num_pending

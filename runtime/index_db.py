@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_URL = "sqlite+aiosqlite:///data/index.sqlite"  # relative to where the service runs (make run: WF_DATA_DIR)
 
+
 class IndexSettings(BaseSettings):
     """Where the index is: read by the indexer (which writes it) and the API (which reads it)."""
 
@@ -29,8 +30,12 @@ def connect(url: str) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "connect")
         def _configure(connection, _record) -> None:
             cursor = connection.cursor()
-            for pragma in ("journal_mode=WAL", f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}", "foreign_keys=ON",
-                           "synchronous=NORMAL"):
+            for pragma in (
+                "journal_mode=WAL",
+                f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+                "foreign_keys=ON",
+                "synchronous=NORMAL",
+            ):
                 cursor.execute(f"PRAGMA {pragma}")
             cursor.close()
 

@@ -21,9 +21,7 @@ from nats.protocol import parser
 
 # nats-py's own patterns, with `[ \t]` where they had `\s` (and `[^ \t\r\n]` where they had `[^\s]`).
 MSG_LINE = re.compile(rb"\AMSG[ \t]+([^ \t\r\n]+)[ \t]+([^ \t\r\n]+)[ \t]+(([^ \t\r\n]+)[ \t]+)?(\d+)\r\n")
-HMSG_LINE = re.compile(
-    rb"\AHMSG[ \t]+([^ \t\r\n]+)[ \t]+([^ \t\r\n]+)[ \t]+(([^ \t\r\n]+)[ \t]+)?(\d+)[ \t]+(\d+)\r\n"
-)
+HMSG_LINE = re.compile(rb"\AHMSG[ \t]+([^ \t\r\n]+)[ \t]+([^ \t\r\n]+)[ \t]+(([^ \t\r\n]+)[ \t]+)?(\d+)[ \t]+(\d+)\r\n")
 
 
 def _build_message_of_any_subject(self: Client, sid: int, subject: bytes, reply: bytes, data: bytes, headers):

@@ -61,8 +61,10 @@ class ServiceSettings(BaseSettings):
                     self.tls_cert_file, self.tls_key_file
                 )
             except ssl.SSLError as error:
-                raise ValueError(f"WF_TLS_CERT_FILE {self.tls_cert_file} and WF_TLS_KEY_FILE {self.tls_key_file} are "
-                                 f"not a certificate (PEM) and its key: {error.reason or error}") from None
+                raise ValueError(
+                    f"WF_TLS_CERT_FILE {self.tls_cert_file} and WF_TLS_KEY_FILE {self.tls_key_file} are "
+                    f"not a certificate (PEM) and its key: {error.reason or error}"
+                ) from None
         return self
 
     @property

@@ -20,7 +20,11 @@ log = logging.getLogger(__name__)
 STREAM_EXISTS_WITH_OTHER_CONFIG = 10058
 # What a cluster answers, for a moment, while a stream or consumer elects a leader: ask again.
 UNAVAILABLE = (
-    NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ServiceUnavailableError
+    NatsTimeoutError,
+    asyncio.TimeoutError,
+    NoRespondersError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
 )
 UNAVAILABLE_RETRY_S = 0.2
 PROBE_TOKEN = "_probe"
@@ -44,6 +48,7 @@ async def ensure_topology(js: JetStreamContext, topology: Topology, writes: Iter
         writes = [config.subjects[0] for config in topology.stream_configs()]
         writes += [topology.kv_subjects(config.bucket) for config in topology.bucket_configs()]
     await _until_each_answers(js, writes)
+
 
 async def wait_until_created(js: JetStreamContext, streams: Iterable[str], writes: Iterable[str]) -> None:
     """For a service that uses streams but does not create them: wait until the orchestrator has created each of

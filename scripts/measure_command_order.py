@@ -70,8 +70,11 @@ async def publish_all(js, topology: Topology, commands: list) -> None:
     futures = []
     for command in commands:
         subject = topology.commands_subject(command.workflow_id)
-        futures.append(await js.publish_async(subject, command.model_dump_json().encode(),
-                                              headers={"Nats-Msg-Id": command.message_id}))
+        futures.append(
+            await js.publish_async(
+                subject, command.model_dump_json().encode(), headers={"Nats-Msg-Id": command.message_id}
+            )
+        )
     await asyncio.gather(*futures)
 
 
@@ -126,31 +129,47 @@ async def wait_ok(url: str, timeout_s: float = 60.0) -> None:
 
 
 async def cycles(js, topology: Topology, ports: list[int], workflows: int) -> dict:
-    fleet = Fleet(js, await js.key_value(topology.state_bucket), topology,
-                  [f"c{i}" for i in range(workflows)], sweep_interval_s=0.05)
+    fleet = Fleet(
+        js,
+        await js.key_value(topology.state_bucket),
+        topology,
+        [f"c{i}" for i in range(workflows)],
+        sweep_interval_s=0.05,
+    )
     began = time.monotonic()
     await fleet.start_all()
     await fleet.run_until(workflows, timeout_s=SETTLE_TIMEOUT_S)
     elapsed = time.monotonic() - began
     commands = sum(metric(f"http://127.0.0.1:{p}/metrics", "wf_commands_total") for p in ports)
     conflicts = sum(metric(f"http://127.0.0.1:{p}/metrics", "wf_occ_conflicts_total") for p in ports)
-    return {"workflows": workflows, "seconds": elapsed, "per_s": workflows / elapsed,
-            "commands": int(commands), "conflicts": int(conflicts)}
+    return {
+        "workflows": workflows,
+        "seconds": elapsed,
+        "per_s": workflows / elapsed,
+        "commands": int(commands),
+        "conflicts": int(conflicts),
+    }
 
 
 async def order(js, topology: Topology, ports: list[int]) -> dict:
     figures: dict = {}
     # Burst 1: create + process back to back.
-    start = [c for i in range(START_WORKFLOWS) for c in (CreateWorkflow(workflow_id=f"s{i}"),
-                                                           ProcessWorkflow(workflow_id=f"s{i}"))]
+    start = [
+        c
+        for i in range(START_WORKFLOWS)
+        for c in (CreateWorkflow(workflow_id=f"s{i}"), ProcessWorkflow(workflow_id=f"s{i}"))
+    ]
     began = time.monotonic()
     await publish_all(js, topology, start)
     logs = await settle(js, topology, start)
     figures["start_s"] = time.monotonic() - began
     figures["start_out_of_order"], _ = order_report(start, logs)
     figures["process_refused_unknown"] = sum(
-        1 for log in logs.values() for r in log
-        if r.event.type == "CommandRejected" and r.event.command_kind == "process"
+        1
+        for log in logs.values()
+        for r in log
+        if r.event.type == "CommandRejected"
+        and r.event.command_kind == "process"
         and r.event.code == "unknown_workflow"
     )
 
@@ -159,13 +178,28 @@ async def order(js, topology: Topology, ports: list[int]) -> dict:
     creates = [CreateWorkflow(workflow_id=wf) for wf in same_ids]
     await publish_all(js, topology, creates)
     await settle(js, topology, creates)
-    kinds = [ProcessWorkflow, RejectWorkflow, ApproveWorkflow, CancelWorkflow, RetryWorkflow, ArchiveWorkflow,
-             ApproveWorkflow, RejectWorkflow, CancelWorkflow, ArchiveWorkflow][:SAME_COMMANDS]
+    kinds = [
+        ProcessWorkflow,
+        RejectWorkflow,
+        ApproveWorkflow,
+        CancelWorkflow,
+        RetryWorkflow,
+        ArchiveWorkflow,
+        ApproveWorkflow,
+        RejectWorkflow,
+        CancelWorkflow,
+        ArchiveWorkflow,
+    ][:SAME_COMMANDS]
     same = [kind(workflow_id=wf) for kind in kinds for wf in same_ids]
 
     def counters() -> dict[int, tuple[float, float]]:
-        return {p: (metric(f"http://127.0.0.1:{p}/metrics", "wf_occ_conflicts_total"),
-                    metric(f"http://127.0.0.1:{p}/metrics", "wf_commands_total", 'outcome="duplicate"')) for p in ports}
+        return {
+            p: (
+                metric(f"http://127.0.0.1:{p}/metrics", "wf_occ_conflicts_total"),
+                metric(f"http://127.0.0.1:{p}/metrics", "wf_commands_total", 'outcome="duplicate"'),
+            )
+            for p in ports
+        }
 
     before = counters()
     began = time.monotonic()
@@ -187,9 +221,16 @@ async def scenario(measure: str, replicas: int, cluster: bool, root: Path, workf
     topology = Topology(prefix=f"m{uuid.uuid4().hex[:8]}", replicas=3 if cluster else 1)
     ports = [free_port() for _ in range(replicas)]
     send_failure_rate = "0.25" if measure == "cycles" else "0"
-    base = {**os.environ, "NATS_URL": servers.url, "WF_PREFIX": topology.prefix, "WF_REPLICAS": str(topology.replicas),
-            "WF_SEND_FAILURE_RATE": send_failure_rate, "WF_SEED": "7", "WF_BIND_HOST": "127.0.0.1",
-            "WF_PROCESSOR_PORT": "0"}
+    base = {
+        **os.environ,
+        "NATS_URL": servers.url,
+        "WF_PREFIX": topology.prefix,
+        "WF_REPLICAS": str(topology.replicas),
+        "WF_SEND_FAILURE_RATE": send_failure_rate,
+        "WF_SEED": "7",
+        "WF_BIND_HOST": "127.0.0.1",
+        "WF_PROCESSOR_PORT": "0",
+    }
     processes = []
     try:
         for port in ports:
@@ -225,10 +266,13 @@ async def main() -> None:
     for run in range(arguments.runs):
         for measure in arguments.measure:
             for replicas in arguments.replicas:
-                figures = await scenario(measure, replicas, arguments.cluster, root / f"{measure}-r{replicas}-{run}",
-                                         arguments.workflows)
-                print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()),
-                      flush=True)
+                figures = await scenario(
+                    measure, replicas, arguments.cluster, root / f"{measure}-r{replicas}-{run}", arguments.workflows
+                )
+                print(
+                    " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()),
+                    flush=True,
+                )
     print(f"logs in {root}")
 
 

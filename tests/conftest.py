@@ -160,7 +160,12 @@ def start_service(tmp_path, tokens_file):
 
     def start(name: str, nats_url: str, topology: Topology, **env: str) -> ServiceProcess:
         # Ports of their own (0: any free one), so services of several tests and restarts never collide.
-        ports = {"WF_ORCHESTRATOR_PORT": "0", "WF_PROCESSOR_PORT": "0", "WF_INDEXER_PORT": "0", "WF_BIND_HOST": "127.0.0.1"}
+        ports = {
+            "WF_ORCHESTRATOR_PORT": "0",
+            "WF_PROCESSOR_PORT": "0",
+            "WF_INDEXER_PORT": "0",
+            "WF_BIND_HOST": "127.0.0.1",
+        }
         environment = {**os.environ, "NATS_URL": nats_url, "WF_PREFIX": topology.prefix, **ports}
         environment["WF_INDEX_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'index.sqlite'}"
         environment |= {"WF_API_TOKENS_FILE": str(tokens_file), **env}

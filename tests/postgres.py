@@ -52,15 +52,31 @@ class PostgresServer:
         return f"postgresql+asyncpg://{role}@127.0.0.1:{self.port}/{DATABASE}"
 
     def start(self) -> "PostgresServer":
-        self._run("initdb", "-D", self.data, "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C",
-                  "--no-sync")
+        self._run(
+            "initdb", "-D", self.data, "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"
+        )
         # A child of ours (through runuser, which waits for it), so its exit is collected here.
         with open(self.dir / "postgres.log", "ab") as log:
             self.process = subprocess.Popen(
-                [*self.as_user, self.bin_dir / "postgres", "-D", self.data, "-p", str(self.port), "-k", self.dir,
-                 "-c", "listen_addresses=127.0.0.1", *NOT_DURABLE], cwd=self.dir, stdout=log, stderr=log,
+                [
+                    *self.as_user,
+                    self.bin_dir / "postgres",
+                    "-D",
+                    self.data,
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    self.dir,
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    *NOT_DURABLE,
+                ],
+                cwd=self.dir,
+                stdout=log,
+                stderr=log,
                 start_new_session=True,  # (a Ctrl-C reaches pytest only, which then stops the server)
-                preexec_fn=_terminated_with_its_parent)
+                preexec_fn=_terminated_with_its_parent,
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
         while subprocess.run([self.bin_dir / "pg_isready", "-q", "-h", self.dir, "-p", str(self.port)]).returncode:
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -100,8 +116,24 @@ class PostgresServer:
 
     def sql(self, statement: str, database: str = DATABASE) -> None:
         """Run statements as the superuser (psql: a client, run as whoever runs the tests, over the socket)."""
-        self._run("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.dir, "-p", str(self.port), "-U", SUPERUSER,
-                  "-d", database, "-c", statement, as_user=False)
+        self._run(
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.dir,
+            "-p",
+            str(self.port),
+            "-U",
+            SUPERUSER,
+            "-d",
+            database,
+            "-c",
+            statement,
+            as_user=False,
+        )
 
     def _run(self, tool: str, *arguments: object, as_user: bool = True) -> None:
         command = [*(self.as_user if as_user else []), str(self.bin_dir / tool), *map(str, arguments)]

@@ -91,8 +91,11 @@ CREATE_ANSWERS = PENDING | error_answers(401, 403, 409, 413, 422, 429, 503)
 SEARCH_ERRORS = error_answers(400, 401, 503)
 LIST_HEADERS = [
     *NEXT_PAGE_HEADERS,
-    ResponseHeader(name="X-Index-Sequence", documentation_only=True,
-                   description="the highest log sequence the index had taken in: the list may lag the log"),
+    ResponseHeader(
+        name="X-Index-Sequence",
+        documentation_only=True,
+        description="the highest log sequence the index had taken in: the list may lag the log",
+    ),
 ]
 COMMAND_ANSWERS = PENDING | error_answers(401, 403, 404, 409, 413, 422, 429, 503)
 
@@ -176,7 +179,6 @@ class WorkflowController(Controller):
         search = parse(request.url.query, await workflows.known_types(), state.settings.max_page)
         page, reflects = await state.index.search(search)
         return listed(request, page, reflects)
-
 
     @get("/{workflow_id:str}", operation_id="getWorkflow", responses=LOOKUP_ERRORS)
     async def get_workflow(self, workflows: NamedDependency[Workflows], workflow_id: WorkflowIdPath) -> WorkflowView:

@@ -37,8 +37,9 @@ class TokenAuthentication(AbstractAuthenticationMiddleware):
             return AuthenticationResult(user=ANYONE, auth=None)
         token = bearer_token(connection.headers.get("Authorization"))
         if token is None:
-            raise NotAuthorizedException("a token is needed: send the header 'Authorization: Bearer <token>'",
-                                         headers=CHALLENGE)
+            raise NotAuthorizedException(
+                "a token is needed: send the header 'Authorization: Bearer <token>'", headers=CHALLENGE
+            )
         try:
             holder = self.tokens.admit(token)
         except TokenRefused as refusal:

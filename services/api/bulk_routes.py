@@ -24,7 +24,11 @@ from services.api.workflows import Workflows
 
 # What each action's commands take from the body.
 TAKES: dict[str, tuple[str, ...]] = {
-    "cancel": ("reason",), "reject": ("reason",), "approve": ("comment",), "retry": (), "archive": (),
+    "cancel": ("reason",),
+    "reject": ("reason",),
+    "approve": ("comment",),
+    "retry": (),
+    "archive": (),
 }
 PAGING = ("limit", "cursor")  # a bulk acts on every workflow the filter matches, not on a page of them
 DEFAULT_LIMIT = 100  # what parse() checks when no limit is given

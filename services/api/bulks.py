@@ -88,8 +88,9 @@ async def matching_ids(index: WorkflowIndex, search: Search, page_size: int, mos
         page, _ = await index.search(search)
         ids += [item["id"] for item in page.items]
         if len(ids) > most:
-            raise BadFilter(f"the filter matches more than {most} workflows, the most one bulk acts on "
-                            "(WF_BULK_MAX): narrow it")
+            raise BadFilter(
+                f"the filter matches more than {most} workflows, the most one bulk acts on (WF_BULK_MAX): narrow it"
+            )
         if page.next is None:
             return ids
         search = replace(search, after=Cursor.decode(page.next, search.sort))
@@ -154,8 +155,10 @@ class BulkStore:
         return [BulkRefusal.model_validate_json(value) for value in values]
 
     async def unfinished(self) -> list[BulkRecord]:
-        records = [BulkRecord.model_validate_json(value) for value in await current_values(
-            self._link.js, self._bucket, meta_key("*"))]
+        records = [
+            BulkRecord.model_validate_json(value)
+            for value in await current_values(self._link.js, self._bucket, meta_key("*"))
+        ]
         return [record for record in records if record.finished_at is None]
 
 
@@ -179,14 +182,27 @@ class BulkRunner:
         return {"lease_holder": self.holder, "lease_until": now + timedelta(seconds=self.lease_s)}
 
     async def start(
-        self, action: BulkAction, query: str, body: dict[str, str], caller: TokenHolder, digest: str | None,
+        self,
+        action: BulkAction,
+        query: str,
+        body: dict[str, str],
+        caller: TokenHolder,
+        digest: str | None,
         ids: list[str],
     ) -> BulkRecord:
         """Store a new bulk of `ids` and run it; its record as it starts."""
         now = utcnow()
         record = BulkRecord(
-            id=new_id(), action=action, filter=query, **body, by=caller.name, token_digest=digest, total=len(ids),
-            chunks=math.ceil(len(ids) / IDS_PER_KEY), started_at=now, **self.lease(now),
+            id=new_id(),
+            action=action,
+            filter=query,
+            **body,
+            by=caller.name,
+            token_digest=digest,
+            total=len(ids),
+            chunks=math.ceil(len(ids) / IDS_PER_KEY),
+            started_at=now,
+            **self.lease(now),
         )
         if not ids:
             record = record.model_copy(update={"finished_at": now, "lease_holder": None, "lease_until": None})
@@ -249,8 +265,9 @@ class BulkRunner:
             try:
                 return await self._outcome(command)
             except (NoOutcomeYet, *TRANSIENT) as error:
-                log.info("bulk %s: no outcome for %s yet (%s): sending it again in %.1fs", bulk.id, workflow_id,
-                         error, pause)
+                log.info(
+                    "bulk %s: no outcome for %s yet (%s): sending it again in %.1fs", bulk.id, workflow_id, error, pause
+                )
             await asyncio.sleep(pause)
             pause = min(pause * 2, RETRY_LAST_S)
 
@@ -343,8 +360,16 @@ class BulkRun:
         while position < bulk.total:
             if (stop := runner.refusal_of_caller(bulk)) is not None:
                 log.warning("bulk %s: %s", bulk.id, stop)
-                await self.save(lease=False, position=position, done=done, refused=refused, finished_at=utcnow(),
-                                stopped=stop, lease_holder=None, lease_until=None)
+                await self.save(
+                    lease=False,
+                    position=position,
+                    done=done,
+                    refused=refused,
+                    finished_at=utcnow(),
+                    stopped=stop,
+                    lease_holder=None,
+                    lease_until=None,
+                )
                 return
             batch = ids[position : position + runner.concurrency]
             outcomes = await asyncio.gather(*(runner.settle(bulk, workflow_id) for workflow_id in batch))
@@ -355,8 +380,15 @@ class BulkRun:
             if clock() - saved_at >= PROGRESS_EVERY_S and position < bulk.total:
                 await self.save(position=position, done=done, refused=refused)
                 saved_at = clock()
-        await self.save(lease=False, position=position, done=done, refused=refused, finished_at=utcnow(),
-                        lease_holder=None, lease_until=None)
+        await self.save(
+            lease=False,
+            position=position,
+            done=done,
+            refused=refused,
+            finished_at=utcnow(),
+            lease_holder=None,
+            lease_until=None,
+        )
         log.info("bulk %s: %s done: %d applied, %d refused", bulk.id, bulk.action, done, refused)
 
     async def release(self) -> None:

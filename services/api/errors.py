@@ -56,8 +56,10 @@ class WorkflowRemoved(Exception):
     """Retention removed the workflow; its log is kept as an export."""
 
     def __init__(self, workflow_id: str, bucket: str, name: str) -> None:
-        super().__init__(f"workflow {workflow_id} was removed by retention: its log is exported to the object store "
-                         f"{bucket} as {name}")
+        super().__init__(
+            f"workflow {workflow_id} was removed by retention: its log is exported to the object store "
+            f"{bucket} as {name}"
+        )
         self.bucket, self.name = bucket, name
 
 
@@ -125,8 +127,12 @@ def workflow_not_found(_: Request, error: WorkflowNotFound) -> Response[dict[str
 
 
 def workflow_removed(_: Request, error: WorkflowRemoved) -> Response[dict[str, Any]]:
-    body = {"status_code": HTTP_410_GONE, "detail": str(error), "code": "removed",
-            "export": {"object_store": error.bucket, "name": error.name}}
+    body = {
+        "status_code": HTTP_410_GONE,
+        "detail": str(error),
+        "code": "removed",
+        "export": {"object_store": error.bucket, "name": error.name},
+    }
     return Response(body, status_code=HTTP_410_GONE)
 
 
@@ -157,8 +163,9 @@ def bad_filter(_: Request, error: BadFilter) -> Response[dict[str, Any]]:
 
 def index_unavailable(request: Request, error: Exception) -> Response[dict[str, Any]]:
     log.warning("%s %s: the index is unavailable: %r", request.method, request.url.path, error)
-    return _error(HTTP_503_SERVICE_UNAVAILABLE, "the index is not available (yet): is the indexer running?",
-                  "unavailable")
+    return _error(
+        HTTP_503_SERVICE_UNAVAILABLE, "the index is not available (yet): is the indexer running?", "unavailable"
+    )
 
 
 def unexpected(request: Request, error: Exception) -> Response[dict[str, Any]]:

@@ -65,16 +65,20 @@ class WorkflowIndex:
         for column, operator, moment in search.times:
             conditions.append(COMPARE[operator](workflows.c[column], moment))
         if search.waiting_for:
-            conditions.append(exists().where(waiting_for.c.workflow_id == workflows.c.id,
-                                             waiting_for.c.actor.in_(search.waiting_for)))
+            conditions.append(
+                exists().where(waiting_for.c.workflow_id == workflows.c.id, waiting_for.c.actor.in_(search.waiting_for))
+            )
         conditions += [_field_condition(field) for field in search.fields]
         return conditions
 
 
 def _field_condition(field: FieldFilter):
     column = search_values.c.number if isinstance(field.value, float) else search_values.c.text
-    matches = exists().where(search_values.c.workflow_id == workflows.c.id, search_values.c.name == field.name,
-                             COMPARE[field.operator](column, field.value))
+    matches = exists().where(
+        search_values.c.workflow_id == workflows.c.id,
+        search_values.c.name == field.name,
+        COMPARE[field.operator](column, field.value),
+    )
     if field.operator == "!=":  # a workflow without the value is not equal to it either
         has_value = exists().where(search_values.c.workflow_id == workflows.c.id, search_values.c.name == field.name)
         return or_(matches, and_(~has_value))

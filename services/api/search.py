@@ -18,8 +18,12 @@ from contracts.types import WorkflowTypeInfo
 SORTS = ("created_at", "updated_at")  # (and `-` before one: newest first, the default)
 Operator = Literal["=", "!=", ">=", "<=", ">", "<"]
 EXPRESSION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(>=|<=|!=|>|<|=)(.*)$", re.DOTALL)
-TIME_FILTERS = {"created_after": ("created_at", ">="), "created_before": ("created_at", "<"),
-                "updated_after": ("updated_at", ">="), "updated_before": ("updated_at", "<")}
+TIME_FILTERS = {
+    "created_after": ("created_at", ">="),
+    "created_before": ("created_at", "<"),
+    "updated_after": ("updated_at", ">="),
+    "updated_before": ("updated_at", "<"),
+}
 TEXT_FILTERS = ("type", "business_state", "infra_status", "waiting_for")
 PAGING = ("limit", "cursor", "sort", "archived")
 
@@ -92,8 +96,9 @@ def parse(query: str, types: list[WorkflowTypeInfo], max_limit: int, default_sor
             continue
         match = EXPRESSION.match(unquote_plus(part))
         if match is None:
-            raise BadFilter(f"{unquote_plus(part)!r}: a filter is name=value, or a search field compared with "
-                            "=, !=, >=, <=, > or <")
+            raise BadFilter(
+                f"{unquote_plus(part)!r}: a filter is name=value, or a search field compared with =, !=, >=, <=, > or <"
+            )
         name, operator, value = match.groups()
         if "\x00" in value:
             raise BadFilter(f"{name}: a value cannot contain NUL (%00)")
@@ -120,8 +125,11 @@ def parse(query: str, types: list[WorkflowTypeInfo], max_limit: int, default_sor
         infra_status=_infra_status(single.get("infra_status")),
         waiting_for=tuple(parsed.waiting_for),
         archived=_boolean("archived", single.get("archived", "false")),
-        times=tuple((TIME_FILTERS[name][0], TIME_FILTERS[name][1], _moment(name, single[name]))
-                    for name in TIME_FILTERS if name in single),
+        times=tuple(
+            (TIME_FILTERS[name][0], TIME_FILTERS[name][1], _moment(name, single[name]))
+            for name in TIME_FILTERS
+            if name in single
+        ),
         fields=tuple(_field_filter(known, workflow_type, *expression) for expression in parsed.fields),
         sort=sort.lstrip("-"),
         descending=sort.startswith("-"),
@@ -132,15 +140,18 @@ def parse(query: str, types: list[WorkflowTypeInfo], max_limit: int, default_sor
     return search
 
 
-def _field_filter(types: list[WorkflowTypeInfo], type_name: str | None, name: str, operator: str,
-                  value: str) -> FieldFilter:
+def _field_filter(
+    types: list[WorkflowTypeInfo], type_name: str | None, name: str, operator: str, value: str
+) -> FieldFilter:
     kinds = {info.search_fields[name] for info in types if name in info.search_fields}
     if not kinds:
         fields = sorted({field for info in types for field in info.search_fields})
         where = f"of type {type_name}" if type_name else "of any type"
         known = ", ".join(fields) or "none"
-        raise BadFilter(f"{name}: not a filter: the generic ones are {', '.join(TEXT_FILTERS + tuple(TIME_FILTERS))}, "
-                        f"and the search fields {where} are {known}")
+        raise BadFilter(
+            f"{name}: not a filter: the generic ones are {', '.join(TEXT_FILTERS + tuple(TIME_FILTERS))}, "
+            f"and the search fields {where} are {known}"
+        )
     if len(kinds) > 1:
         raise BadFilter(f"{name}: a number in one type and text in another: say which type (type=...)")
     if kinds == {"text"}:

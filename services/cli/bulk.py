@@ -24,9 +24,13 @@ UNAUTHORIZED = 4401
 
 def add_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("action", choices=ACTIONS, help="the command each matching workflow is sent")
-    command.add_argument("filters", nargs="*", metavar="FILTER",
-                         help="as GET /workflows takes them: business_state='Waiting For Approval', type=expense, "
-                              "waiting_for=ann, 'amount>=1000' (none: every workflow that is not archived)")
+    command.add_argument(
+        "filters",
+        nargs="*",
+        metavar="FILTER",
+        help="as GET /workflows takes them: business_state='Waiting For Approval', type=expense, "
+        "waiting_for=ann, 'amount>=1000' (none: every workflow that is not archived)",
+    )
     command.add_argument("--reason", help="why (cancel, reject)")
     command.add_argument("--comment", help="a comment (approve)")
     command.set_defaults(run=bulk)

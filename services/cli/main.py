@@ -82,7 +82,9 @@ def inbox(api: Api, args: argparse.Namespace) -> int:
 def show_list(api: Api, args: argparse.Namespace, path: str, generic: dict[str, str | None]) -> int:
     """A list as a table (or JSON), page after page up to --limit. The search-field filters go as they are written
     (`amount>=1000`): the operator is part of the query's text, not a name=value pair."""
-    generic = {name: value for name, value in generic.items() if value is not None} | {"limit": min(args.limit, MAX_PAGE)}
+    generic = {name: value for name, value in generic.items() if value is not None} | {
+        "limit": min(args.limit, MAX_PAGE)
+    }
     query = "&".join([urlencode(generic), *(quote(expression, safe="") for expression in args.filters)])
     workflows: list[dict[str, Any]] = []
     for page in api.pages(f"{path}?{query}", {}):
@@ -135,8 +137,12 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="wf", description="Drive and watch approval workflows through the HTTP API.")
     root.add_argument("--url", default=os.environ.get("WF_API_URL", DEFAULT_API_URL), help="the API (env WF_API_URL)")
     root.add_argument("--token", default=os.environ.get("WF_TOKEN"), help="the API token (env WF_TOKEN)")
-    root.add_argument("--ca", default=os.environ.get("WF_CA_FILE") or None, metavar="FILE",
-                      help="trust the servers' certificates this authority signed, for https:// (env WF_CA_FILE)")
+    root.add_argument(
+        "--ca",
+        default=os.environ.get("WF_CA_FILE") or None,
+        metavar="FILE",
+        help="trust the servers' certificates this authority signed, for https:// (env WF_CA_FILE)",
+    )
     root.add_argument("--json", action="store_true", help="print the API's JSON")
     # The same options after the command (`wf show ID --json`); SUPPRESS keeps them from resetting the root's values.
     common = argparse.ArgumentParser(add_help=False)
@@ -181,17 +187,24 @@ def parser() -> argparse.ArgumentParser:
         add_command(kind, on_workflow, help=text).set_defaults(run=decision(kind))
 
     command = add_command("ls", help="list and search workflows, newest first")
-    command.add_argument("filters", nargs="*", metavar="FIELD<op>VALUE",
-                         help="a search field its type declares, compared: amount>=1000, requester=ann "
-                              "(=, !=, >=, <=, >, <; quote them from the shell)")
+    command.add_argument(
+        "filters",
+        nargs="*",
+        metavar="FIELD<op>VALUE",
+        help="a search field its type declares, compared: amount>=1000, requester=ann "
+        "(=, !=, >=, <=, >, <; quote them from the shell)",
+    )
     command.add_argument("--business", metavar="STATE", help="only in this business state")
     command.add_argument("--infra", metavar="STATUS", help="only with this infrastructure status")
     command.add_argument("--type", help="only of this workflow type")
     command.add_argument("--waiting-for", metavar="WHO", help="only those this person (or role:<role>) may answer now")
     command.add_argument("--created-after", metavar="WHEN", help="a date (2026-12-01) or a time")
     command.add_argument("--created-before", metavar="WHEN", help="a date or a time")
-    command.add_argument("--sort", choices=["created_at", "-created_at", "updated_at", "-updated_at"],
-                         help="the order (default -created_at: newest first)")
+    command.add_argument(
+        "--sort",
+        choices=["created_at", "-created_at", "updated_at", "-updated_at"],
+        help="the order (default -created_at: newest first)",
+    )
     command.add_argument("--archived", action="store_true", help="the archived ones instead")
     command.add_argument("--limit", type=positive, default=50, help="at most this many (default 50)")
     command.set_defaults(run=list_workflows)

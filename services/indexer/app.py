@@ -29,8 +29,9 @@ class Indexer:
         self.engine = connect(settings.index_url)
         self.feed = ReadModelFeed(IndexProjection(self.engine), settings.topology, IndexerMetrics(self.registry))
         topology = settings.topology
-        self.link = NatsLink(settings, "indexer", streams=[topology.kv_stream(topology.state_bucket)],
-                             on_connected=self._start_feed)
+        self.link = NatsLink(
+            settings, "indexer", streams=[topology.kv_stream(topology.state_bucket)], on_connected=self._start_feed
+        )
         self.tasks: set[asyncio.Task] = set()
 
     async def _start_feed(self, nc: Client) -> None:
@@ -61,8 +62,10 @@ class Health(BaseModel):
 async def healthz(state: State) -> Response[Health]:
     """200 once connected to NATS and caught up with the read model; 503 before."""
     ready = state.indexer.ready
-    return Response(Health(status="ok" if ready else "unavailable"),
-                    status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
+    return Response(
+        Health(status="ok" if ready else "unavailable"),
+        status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE,
+    )
 
 
 @get("/metrics", media_type=CONTENT_TYPE_LATEST)
@@ -72,5 +75,9 @@ async def metrics(state: State) -> bytes:
 
 def create_app(settings: IndexerSettings) -> Litestar:
     indexer = Indexer(settings)
-    return Litestar(route_handlers=[healthz, metrics], state=State({"indexer": indexer}), lifespan=[indexer.lifespan],
-                    openapi_config=None)
+    return Litestar(
+        route_handlers=[healthz, metrics],
+        state=State({"indexer": indexer}),
+        lifespan=[indexer.lifespan],
+        openapi_config=None,
+    )

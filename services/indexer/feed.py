@@ -60,8 +60,9 @@ class ReadModelFeed:
             num_replicas=1,
             inactive_threshold=CONSUMER_IDLE_LIMIT_S,
         )
-        subscription = await js.pull_subscribe(self.topology.kv_subjects(self.topology.state_bucket),
-                                                stream=stream, config=config)
+        subscription = await js.pull_subscribe(
+            self.topology.kv_subjects(self.topology.state_bucket), stream=stream, config=config
+        )
         try:
             while True:
                 try:

@@ -16,4 +16,6 @@ class IndexerMetrics:
         self.unreadable = Counter(
             "wf_index_unreadable_total", "Read-model entries that are not a workflow state (skipped)", registry=registry
         )
-        self.applied_at = Gauge("wf_index_applied_timestamp_seconds", "When a batch was last applied", registry=registry)
+        self.applied_at = Gauge(
+            "wf_index_applied_timestamp_seconds", "When a batch was last applied", registry=registry
+        )

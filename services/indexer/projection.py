@@ -87,13 +87,17 @@ class IndexProjection:
 
     async def _move_position(self, connection: AsyncConnection, after: int, to: int) -> None:
         moved = await connection.execute(
-            update(position).where(position.c.name == READ_MODEL_POSITION, position.c.sequence == after)
+            update(position)
+            .where(position.c.name == READ_MODEL_POSITION, position.c.sequence == after)
             .values(sequence=to)
         )
         if moved.rowcount == 1:
             return
-        if after == 0 and await connection.scalar(select(position.c.sequence)
-                                                  .where(position.c.name == READ_MODEL_POSITION)) is None:
+        if (
+            after == 0
+            and await connection.scalar(select(position.c.sequence).where(position.c.name == READ_MODEL_POSITION))
+            is None
+        ):
             await connection.execute(insert(position).values(name=READ_MODEL_POSITION, sequence=to))
             return
         raise PositionMoved(f"the index is no longer at {after}")
@@ -115,10 +119,13 @@ class IndexProjection:
                 await connection.execute(insert(table), children)
         highest = max(state.last_sequence for state in newer)
         log_position = self._insert(position).values(name=LOG_POSITION, sequence=highest)
-        await connection.execute(log_position.on_conflict_do_update(
-            index_elements=[position.c.name], set_={"sequence": log_position.excluded.sequence},
-            where=position.c.sequence < log_position.excluded.sequence,
-        ))
+        await connection.execute(
+            log_position.on_conflict_do_update(
+                index_elements=[position.c.name],
+                set_={"sequence": log_position.excluded.sequence},
+                where=position.c.sequence < log_position.excluded.sequence,
+            )
+        )
 
     async def reset(self) -> None:
         """Empty the index: the indexer then builds it again from the start of the read model's stream."""

@@ -118,8 +118,11 @@ def own_nats(settings: LauncherSettings, cluster: bool) -> NatsServer | NatsClus
     users = NatsUsers.load_or_create(secrets_file(settings.data_dir))
     sync_interval = settings.unsafe_nats_sync_interval or DURABLE
     if sync_interval != DURABLE:
-        say("launcher", f"WF_UNSAFE_NATS_SYNC_INTERVAL={sync_interval}: nats-server syncs its disk every "
-            f"{sync_interval}, and a power cut loses what it acknowledged since")
+        say(
+            "launcher",
+            f"WF_UNSAFE_NATS_SYNC_INTERVAL={sync_interval}: nats-server syncs its disk every "
+            f"{sync_interval}, and a power cut loses what it acknowledged since",
+        )
     try:
         if cluster:
             root = settings.data_dir / "cluster"
@@ -127,8 +130,9 @@ def own_nats(settings: LauncherSettings, cluster: bool) -> NatsServer | NatsClus
             return NatsCluster(root, CLUSTER_SIZE, **ports, log_dir=root, users=users, sync_interval=sync_interval)
         data = settings.data_dir
         port, monitor_port = free_port(4222), free_port(8222)
-        return NatsServer(data / "nats", port, data / "nats.log", users=users, monitor_port=monitor_port,
-                          sync_interval=sync_interval)
+        return NatsServer(
+            data / "nats", port, data / "nats.log", users=users, monitor_port=monitor_port, sync_interval=sync_interval
+        )
     except ValueError as error:
         raise LaunchFailed(f"WF_UNSAFE_NATS_SYNC_INTERVAL: {error}") from error
 
@@ -228,7 +232,7 @@ def nats_for_clients(settings: LauncherSettings, nats: NatsServer | NatsCluster 
 
 def print_where_to_go(settings: LauncherSettings, nats_url: str, planned: list[Planned], index_url: str) -> None:
     api = f"http://127.0.0.1:{settings.api_port}"
-    create = "-H \"Authorization: Bearer $WF_TOKEN\" -H 'content-type: application/json' -d '{\"type\": \"approval\"}'"
+    create = '-H "Authorization: Bearer $WF_TOKEN" -H \'content-type: application/json\' -d \'{"type": "approval"}\''
     metrics = [
         f"  metrics    {each.name} http://127.0.0.1:{port}/metrics"
         for each in planned
@@ -256,13 +260,22 @@ def positive(value: str) -> int:
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m services.launcher", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cluster", action="store_true",
-                        help=f"run a {CLUSTER_SIZE}-node JetStream cluster on loopback ports (data in "
-                             f"WF_DATA_DIR/cluster) instead of one server; streams get {CLUSTER_SIZE} replicas")
-    parser.add_argument("--replicas", type=positive, default=1, metavar="N",
-                        help="run N orchestrators and N processors (the api and the broadcaster run once)")
+    parser = argparse.ArgumentParser(
+        prog="python -m services.launcher", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help=f"run a {CLUSTER_SIZE}-node JetStream cluster on loopback ports (data in "
+        f"WF_DATA_DIR/cluster) instead of one server; streams get {CLUSTER_SIZE} replicas",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=positive,
+        default=1,
+        metavar="N",
+        help="run N orchestrators and N processors (the api and the broadcaster run once)",
+    )
     return parser.parse_args(argv)
 
 
@@ -286,14 +299,19 @@ def main(argv: list[str] | None = None) -> int:
         nats_url = start_nats(nats) if nats else settings.nats_url
         index_url = settings.index_url or f"sqlite+aiosqlite:///{settings.data_dir / 'index.sqlite'}"
         indexer_port = free_port(settings.indexer_port)
-        env = {"WF_BIND_HOST": "127.0.0.1"} | os.environ | replicas | {  # local runs stay on this machine by default
-            "NATS_URL": nats_url,
-            "WF_API_PORT": str(settings.api_port),
-            "WF_BROADCASTER_PORT": str(settings.broadcaster_port),
-            "WF_INDEXER_PORT": str(indexer_port),
-            "WF_INDEX_URL": index_url,
-            "PYTHONUNBUFFERED": "1",  # their lines reach the terminal as they are written, not when a buffer fills
-        }
+        env = (
+            {"WF_BIND_HOST": "127.0.0.1"}
+            | os.environ
+            | replicas
+            | {  # local runs stay on this machine by default
+                "NATS_URL": nats_url,
+                "WF_API_PORT": str(settings.api_port),
+                "WF_BROADCASTER_PORT": str(settings.broadcaster_port),
+                "WF_INDEXER_PORT": str(indexer_port),
+                "WF_INDEX_URL": index_url,
+                "PYTHONUNBUFFERED": "1",  # their lines reach the terminal as they are written, not when a buffer fills
+            }
+        )
         tokens = api_tokens(settings.api_tokens_file, settings.auth, settings.data_dir)
         env |= tokens.environment
         for line in tokens.where_to_sign_in(f"http://127.0.0.1:{settings.api_port}"):
@@ -318,8 +336,12 @@ def main(argv: list[str] | None = None) -> int:
             exit_code = 1
         if nats and nats.is_running:
             nats.stop()
-            say("launcher", f"stopped nats-server ({CLUSTER_SIZE} nodes)" if isinstance(nats, NatsCluster) else
-                "stopped nats-server")
+            say(
+                "launcher",
+                f"stopped nats-server ({CLUSTER_SIZE} nodes)"
+                if isinstance(nats, NatsCluster)
+                else "stopped nats-server",
+            )
     return exit_code
 
 

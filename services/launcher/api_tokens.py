@@ -100,12 +100,17 @@ def revoke(path: Path, who: str) -> list[str]:
     else:
         removed = [digest for digest, holder in holders.items() if holder.name == who]
     if not removed:
-        raise Refused(f"no token in {path} is {who}'s" if not who.startswith(DIGEST_PREFIX) else
-                      f"no token in {path} has a digest starting with {who}")
+        raise Refused(
+            f"no token in {path} is {who}'s"
+            if not who.startswith(DIGEST_PREFIX)
+            else f"no token in {path} has a digest starting with {who}"
+        )
     kept = {digest: holder for digest, holder in holders.items() if digest not in removed}
     if not kept:
-        raise Refused(f"that would leave {path} with no token, which the services refuse to take (they would keep "
-                      "the old ones): issue another first")
+        raise Refused(
+            f"that would leave {path} with no token, which the services refuse to take (they would keep "
+            "the old ones): issue another first"
+        )
     Tokens(kept).write(path)
     return removed
 
@@ -151,17 +156,33 @@ def role_list(text: str) -> frozenset[Role]:
 
 def parse_arguments(argv: list[str] | None, settings: LauncherSettings) -> argparse.Namespace:
     default_file = Path(settings.api_tokens_file) if settings.api_tokens_file else local_tokens_file(settings.data_dir)
-    parser = argparse.ArgumentParser(prog="python -m services.launcher.api_tokens", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--file", type=Path, default=default_file,
-                        help=f"the tokens file (default: WF_API_TOKENS_FILE, else {default_file})")
+    parser = argparse.ArgumentParser(
+        prog="python -m services.launcher.api_tokens",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--file",
+        type=Path,
+        default=default_file,
+        help=f"the tokens file (default: WF_API_TOKENS_FILE, else {default_file})",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     command = commands.add_parser("issue", help="add a token for NAME and show it (only now)")
     command.add_argument("name", metavar="NAME", help="its holder: who the log records for its decisions")
-    command.add_argument("--roles", type=role_list, required=True, metavar="ROLE,...",
-                         help=f"what it may do: some of {', '.join(sorted(Role))}, comma separated")
-    command.add_argument("--expires-in", type=duration, metavar="DURATION",
-                         help="refused after this long: 45s, 90m, 12h, 30d, 2w (default: never)")
+    command.add_argument(
+        "--roles",
+        type=role_list,
+        required=True,
+        metavar="ROLE,...",
+        help=f"what it may do: some of {', '.join(sorted(Role))}, comma separated",
+    )
+    command.add_argument(
+        "--expires-in",
+        type=duration,
+        metavar="DURATION",
+        help="refused after this long: 45s, 90m, 12h, 30d, 2w (default: never)",
+    )
     command = commands.add_parser("revoke", help="remove NAME's tokens, or the one of a digest")
     command.add_argument("who", metavar="NAME|sha256:DIGEST", help="a holder's name, or the start of a digest")
     commands.add_parser("list", help="each token's holder, roles and expiry (no token: the file has none)")
@@ -181,14 +202,19 @@ def main(argv: list[str] | None = None) -> int:
             token = issue(path, arguments.name, arguments.roles, arguments.expires_in, now)
             expiry = f"expires {(now + arguments.expires_in).isoformat()}" if arguments.expires_in else "no expiry"
             roles = ", ".join(sorted(arguments.roles))
-            print(f"issued a token for {arguments.name} ({roles}; {expiry}), shown only now; {path} keeps its "
-                  f"digest {token_digest(token)[:SHOWN_DIGEST]}…", file=sys.stderr)
+            print(
+                f"issued a token for {arguments.name} ({roles}; {expiry}), shown only now; {path} keeps its "
+                f"digest {token_digest(token)[:SHOWN_DIGEST]}…",
+                file=sys.stderr,
+            )
             print(token)
         elif arguments.command == "revoke":
             removed = revoke(path, arguments.who)
             shown = ", ".join(digest[:SHOWN_DIGEST] + "…" for digest in removed)
-            print(f"revoked {len(removed)} token{'s' * (len(removed) != 1)} ({shown}) in {path}: the api and the "
-                  "broadcaster refuse it within a second")
+            print(
+                f"revoked {len(removed)} token{'s' * (len(removed) != 1)} ({shown}) in {path}: the api and the "
+                "broadcaster refuse it within a second"
+            )
         else:
             print("\n".join(listing(path, now)))
     except Refused as refusal:

@@ -156,7 +156,11 @@ class NatsServer:
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         # Its own session: a Ctrl-C in the terminal reaches the launcher only, which stops the server last.
         self.process = subprocess.Popen(
-            command, env={**os.environ, **self.config_environment()}, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env={**os.environ, **self.config_environment()},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         if self.log_file:
             output.close()  # the child holds its own copy

@@ -141,8 +141,17 @@ def _builder(
 
 
 def _key_usage(**allowed: bool) -> x509.KeyUsage:
-    usages = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
-              "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+    usages = (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
+    )
     return x509.KeyUsage(**{usage: allowed.get(usage, False) for usage in usages})
 
 

@@ -74,7 +74,9 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         types = await js.key_value(topology.types_bucket)
         for declared in WORKFLOW_TYPES.values():  # what clients draw the machines and offer commands from
             await types.put(declared.name, declared.describe().model_dump_json().encode())
-        wiring["handler"] = CommandHandler(store, outbox, Randomness(settings.seed), settings.send_failure_rate, metrics)
+        wiring["handler"] = CommandHandler(
+            store, outbox, Randomness(settings.seed), settings.send_failure_rate, metrics
+        )
 
     @app.after_startup
     async def watch_lag() -> None:
@@ -97,9 +99,7 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
         subscription = await js.pull_subscribe_bind(
             consumer_config.durable_name, topology.commands_stream, inbox_prefix=pull_inbox_prefix("orchestrator")
         )
-        consumer = wiring["consumer"] = CommandConsumer(
-            broker.connection, subscription, apply, topology.workflow_id_of
-        )
+        consumer = wiring["consumer"] = CommandConsumer(broker.connection, subscription, apply, topology.workflow_id_of)
         consumer.start()
         sweeper = PassedOverSweeper(js, topology, keep_dead_letter)
         background.add(asyncio.create_task(sweeper.run(settings.sweep_every_s), name="sweeper"))

@@ -74,7 +74,9 @@ class CommandHandler:
                 self.metrics.conflicts.inc()
                 continue
             self.metrics.record(command.kind, events)
-            log.info("%s %s: %s", command.kind, command.workflow_id, ", ".join(e.type for e in events) or "nothing to do")
+            log.info(
+                "%s %s: %s", command.kind, command.workflow_id, ", ".join(e.type for e in events) or "nothing to do"
+            )
             owed_before = outbox(state)
             if new_messages := [message for message in outbox(new_state) if message not in owed_before]:
                 await self.send_outbox(new_messages)

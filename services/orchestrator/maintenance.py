@@ -1,9 +1,9 @@
 """Checking and rebuilding from the log, for operators, tests and benchmarks.
 
-    python -m services.orchestrator.maintenance check          # every invariant and hash chain, over every workflow,
-                                                               # and the index (WF_INDEX_URL) against the replay
-    python -m services.orchestrator.maintenance rebuild        # the wf_state read model, from the log alone
-    python -m services.orchestrator.maintenance rebuild-index  # the read model from the log, then the index from it
+python -m services.orchestrator.maintenance check          # every invariant and hash chain, over every workflow,
+                                                           # and the index (WF_INDEX_URL) against the replay
+python -m services.orchestrator.maintenance rebuild        # the wf_state read model, from the log alone
+python -m services.orchestrator.maintenance rebuild-index  # the read model from the log, then the index from it
 """
 
 import argparse
@@ -103,8 +103,14 @@ class Report:
 
     @property
     def problems(self) -> list[str]:
-        return (self.illegal + self.applied_twice + self.unanswered + self.read_model_mismatches + self.broken_chains
-                + self.index_mismatches)
+        return (
+            self.illegal
+            + self.applied_twice
+            + self.unanswered
+            + self.read_model_mismatches
+            + self.broken_chains
+            + self.index_mismatches
+        )
 
     @property
     def ok(self) -> bool:
@@ -199,8 +205,11 @@ async def index_mismatches(engine: AsyncEngine, replays: dict[str, WorkflowState
 
 def _comparable(value):
     """Times as the index gives them back (SQLite drops the zone; both are UTC)."""
-    return index.utc(value.replace(tzinfo=UTC) if value.tzinfo is None else value) if isinstance(value, datetime) \
+    return (
+        index.utc(value.replace(tzinfo=UTC) if value.tzinfo is None else value)
+        if isinstance(value, datetime)
         else value
+    )
 
 
 async def reset_index(engine: AsyncEngine) -> None:
@@ -212,8 +221,9 @@ async def reset_index(engine: AsyncEngine) -> None:
 
 async def index_position(engine: AsyncEngine) -> int:
     async with engine.connect() as connection:
-        at = await connection.scalar(select(index.position.c.sequence)
-                                     .where(index.position.c.name == index.READ_MODEL_POSITION))
+        at = await connection.scalar(
+            select(index.position.c.sequence).where(index.position.c.name == index.READ_MODEL_POSITION)
+        )
     return at or 0
 
 
@@ -248,8 +258,11 @@ def _progress_bar(done: int, total: int) -> None:
 
 
 async def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.orchestrator.maintenance", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m services.orchestrator.maintenance",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("action", choices=["check", "rebuild", "rebuild-index"])
     action = parser.parse_args(argv).action
     settings = MaintenanceSettings()
@@ -288,8 +301,10 @@ async def rebuild_index(js: JetStreamContext, topology: Topology, engine: AsyncE
     while (at := await index_position(engine)) < end:
         _progress_bar(at, end)
         if time.monotonic() - started > INDEX_REBUILD_WAIT_S:
-            print(f"\nthe index is at {at} of {end} after {INDEX_REBUILD_WAIT_S:.0f} s: is the indexer running?",
-                  file=sys.stderr)
+            print(
+                f"\nthe index is at {at} of {end} after {INDEX_REBUILD_WAIT_S:.0f} s: is the indexer running?",
+                file=sys.stderr,
+            )
             return 1
         await asyncio.sleep(0.2)
     _progress_bar(end, end)

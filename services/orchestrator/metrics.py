@@ -29,7 +29,9 @@ class OrchestratorMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry,
         )
-        self.lag = Gauge("wf_consumer_pending", "Commands waiting for the orchestrators", ["consumer"], registry=registry)
+        self.lag = Gauge(
+            "wf_consumer_pending", "Commands waiting for the orchestrators", ["consumer"], registry=registry
+        )
 
     def record(self, kind: str, events: list[Event]) -> None:
         """What one decision did."""

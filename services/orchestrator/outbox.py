@@ -17,7 +17,9 @@ class JetStreamOutbox:
         for message in messages:
             if isinstance(message, ProcessJob):
                 subject = self.topology.jobs_subject(message.workflow_type, message.step)
-                await self.js.publish(subject, message.model_dump_json().encode(), headers={"Nats-Msg-Id": message.job_id})
+                await self.js.publish(
+                    subject, message.model_dump_json().encode(), headers={"Nats-Msg-Id": message.job_id}
+                )
             else:
                 await self.schedule(message)
 

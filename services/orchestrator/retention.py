@@ -59,7 +59,12 @@ class Retention:
 
     async def _ended_before(self, cutoff: datetime) -> list[WorkflowState]:
         """The read model's workflows that have ended and not changed since `cutoff` (one pass over its keys)."""
-        states = [WorkflowState.model_validate_json(data)
-                  for data in (await current_entries(self.js, self.topology, self.topology.state_bucket)).values()]
-        return [state for state in states
-                if state.exists and state.updated_at and state.updated_at < cutoff and has_ended(state)]
+        states = [
+            WorkflowState.model_validate_json(data)
+            for data in (await current_entries(self.js, self.topology, self.topology.state_bucket)).values()
+        ]
+        return [
+            state
+            for state in states
+            if state.exists and state.updated_at and state.updated_at < cutoff and has_ended(state)
+        ]

@@ -55,7 +55,9 @@ def workflow_id(prefix: str, approved_in: tuple[int, ...]) -> str:
 
 def failing_workflow_id(prefix: str) -> str:
     """An approval whose first processing yields an output that errors."""
-    return next(f"{prefix}-{n}" for n in count() if output_of_visit(SEED, f"{prefix}-{n}", FIRST_PROCESSING) <= THRESHOLD)
+    return next(
+        f"{prefix}-{n}" for n in count() if output_of_visit(SEED, f"{prefix}-{n}", FIRST_PROCESSING) <= THRESHOLD
+    )
 
 
 def expense_id(prefix: str) -> str:
@@ -368,7 +370,6 @@ async def test_a_page_catches_up_with_every_event_it_missed_while_the_broadcaste
         await timeline_matches_the_log(page, http, wf)
 
 
-
 async def test_an_expense_escalates_to_the_director_and_needs_two_distinct_finance_approvers(
     launched, browser, screenshots
 ):
@@ -427,7 +428,9 @@ async def test_an_expense_escalates_to_the_director_and_needs_two_distinct_finan
         await expect(deadline).to_have_count(0)
         lit = page.locator('[data-testid="diagram-state"][data-current="true"]')
         await expect(lit).to_have_attribute("data-state", "Director Approval")
-        escalated = page.locator('[data-testid="timeline-entry"][data-type="TransitionTaken"]').filter(has_text="escalate")
+        escalated = page.locator('[data-testid="timeline-entry"][data-type="TransitionTaken"]').filter(
+            has_text="escalate"
+        )
         await expect(escalated).to_have_count(1)
 
         # Ann may not approve for the director: the server says so. The director may.
@@ -504,7 +507,9 @@ async def test_buttons_follow_each_state_and_clear_all_archives_or_cancels_every
         # Pending approvals: both kinds, the expense with its manager's deadline (24 h by default) ticking.
         await page.get_by_test_id("nav-approvals").click()
         await expect(page.get_by_test_id("approval-row")).to_have_count(2)
-        await expect(row(page, expense, "approval-row").get_by_test_id("business-state")).to_have_text("Manager Approval")
+        await expect(row(page, expense, "approval-row").get_by_test_id("business-state")).to_have_text(
+            "Manager Approval"
+        )
         await expect(row(page, expense, "approval-row").get_by_test_id("deadline")).to_have_text(
             re.compile(r"^2[34]h \d\dm left$")
         )
@@ -551,8 +556,12 @@ async def test_buttons_follow_each_state_and_clear_all_archives_or_cancels_every
         assert all(view["archived"] for view in archived.values())
         stopped = {workflow: view["stopped"] for workflow, view in archived.items()}
         assert stopped == {
-            unprocessed: "cancelled", waiting: "cancelled", expense: "cancelled",
-            finished: None, errored: None, terminated: "terminated",
+            unprocessed: "cancelled",
+            waiting: "cancelled",
+            expense: "cancelled",
+            finished: None,
+            errored: None,
+            terminated: "terminated",
         }
 
         # An archived workflow's detail: where it stopped, and nothing left to do.

@@ -39,7 +39,9 @@ def system(tmp_path, tokens_file):
         "WF_API_TOKENS_FILE": str(tokens_file),
     }
     log = open(tmp_path / "launcher.log", "wb")
-    launcher = subprocess.Popen([sys.executable, "-m", "services.launcher"], env=env, cwd=PROJECT, stdout=log, stderr=log)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "services.launcher"], env=env, cwd=PROJECT, stdout=log, stderr=log
+    )
     yield {
         "log": tmp_path / "launcher.log",
         "api": f"http://127.0.0.1:{api_port}",
@@ -108,7 +110,9 @@ async def test_a_person_drives_a_workflow_to_finished_over_http_and_watches_it_l
         # What an operator sees: the API counts the refused approve, the broadcaster the one client watching.
         api_metrics = (await http.get("/metrics")).text
         refused = 'path="/workflows/{workflow_id}/approve",status_code="409"} 1.0'
-        assert any(line.startswith("wf_api_requests_total") and line.endswith(refused) for line in api_metrics.splitlines())
+        assert any(
+            line.startswith("wf_api_requests_total") and line.endswith(refused) for line in api_metrics.splitlines()
+        )
         broadcaster_metrics = (await http.get(f"{system['broadcaster']}/metrics")).text
         assert "wf_websocket_clients 1.0" in broadcaster_metrics.splitlines()
 

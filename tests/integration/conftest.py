@@ -62,7 +62,9 @@ async def api_client(
     headers = bearer(holder) if holder else {}
     async with (
         running(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=headers) as client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=headers
+        ) as client,
     ):
         if wait_ready:
 
@@ -77,8 +79,11 @@ INDEX_DATABASES = ("sqlite", "postgresql")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "index_databases(*names): the databases the `index_url` fixture runs the test "
-                                       f"on (the closest marker counts); without one, every one: {INDEX_DATABASES}")
+    config.addinivalue_line(
+        "markers",
+        "index_databases(*names): the databases the `index_url` fixture runs the test "
+        f"on (the closest marker counts); without one, every one: {INDEX_DATABASES}",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -103,8 +108,13 @@ def settings_for(tokens_file, index_url):
     """The API's settings for a server and prefix, accepting the test tokens, reading the test's index."""
 
     def settings(nats_url: str, topology: Topology, **env: str) -> ApiSettings:
-        return ApiSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=str(tokens_file),
-                           WF_INDEX_URL=index_url, **env)
+        return ApiSettings(
+            NATS_URL=nats_url,
+            WF_PREFIX=topology.prefix,
+            WF_API_TOKENS_FILE=str(tokens_file),
+            WF_INDEX_URL=index_url,
+            **env,
+        )
 
     return settings
 
@@ -146,5 +156,3 @@ async def indexed(indexer: Indexer, js: JetStreamContext, topology: Topology) ->
         return await indexer.feed.projection.position() >= last
 
     await eventually(caught_up)
-
-

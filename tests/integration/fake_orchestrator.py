@@ -65,7 +65,11 @@ def approval_rules(command: Command, state: WorkflowState | None, now: datetime)
             moved = TransitionTaken(
                 workflow_id=command.workflow_id, trigger="process", source="Unprocessed", dest="Sending To Queue"
             )
-            processing = {"business_state": "Sending To Queue", "infra_status": InfraStatus.PROCESSING_STEP, "attempt": 1}
+            processing = {
+                "business_state": "Sending To Queue",
+                "infra_status": InfraStatus.PROCESSING_STEP,
+                "attempt": 1,
+            }
             return [created, moved], new_state.model_copy(update=processing)
         return [created], new_state
     if state is None:
@@ -80,8 +84,14 @@ def approval_rules(command: Command, state: WorkflowState | None, now: datetime)
         return [moved], processing
     if isinstance(command, ApproveWorkflow) and state.business_state == "Waiting For Approval":
         finished = state.model_copy(update={"business_state": "Finished", "infra_status": InfraStatus.COMPLETED})
-        moved = TransitionTaken(workflow_id=command.workflow_id, trigger="approve", source="Waiting For Approval",
-                                dest="Finished", actor=command.approver, note=command.comment)
+        moved = TransitionTaken(
+            workflow_id=command.workflow_id,
+            trigger="approve",
+            source="Waiting For Approval",
+            dest="Finished",
+            actor=command.approver,
+            note=command.comment,
+        )
         return [moved], finished
     if isinstance(command, CancelWorkflow) and state.business_state not in ("Cancelled", "Finished"):
         cancelled = state.model_copy(update={"business_state": "Cancelled", "infra_status": InfraStatus.CANCELLED})

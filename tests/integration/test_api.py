@@ -484,8 +484,16 @@ async def test_list_leaves_out_deleted_keys(api, js, topology, seed, indexer):
 
 
 @pytest.mark.parametrize(
-    "query", ["cursor=nonsense", "cursor=W10", "cursor=WyJ5ZXN0ZXJkYXkiLCJ3MSJd", "archived=maybe", "limit=0",
-              "limit=many", "sort=name"]
+    "query",
+    [
+        "cursor=nonsense",
+        "cursor=W10",
+        "cursor=WyJ5ZXN0ZXJkYXkiLCJ3MSJd",
+        "archived=maybe",
+        "limit=0",
+        "limit=many",
+        "sort=name",
+    ],
 )
 async def test_a_bad_list_query_answers_400_naming_the_parameter(api, query):
     response = await api.get(f"/workflows?{query}")
@@ -606,13 +614,17 @@ async def test_the_outcome_is_the_committed_decision_not_one_the_stream_refused(
     await store.save(state)
 
     request = asyncio.create_task(api.post("/workflows/raced/process"))
-    pending = await js.pull_subscribe(topology.commands_subject("raced"), durable="race", stream=topology.commands_stream)
+    pending = await js.pull_subscribe(
+        topology.commands_subject("raced"), durable="race", stream=topology.commands_stream
+    )
     message = (await pending.fetch(1, timeout=5))[0]
     command = COMMAND.validate_json(message.data)
     await message.ack()
 
     # The losing decision: a rejection based on a stale state, refused by the stream.
-    stale = state.model_copy(update={"business_state": "Waiting For Approval", "last_sequence": state.last_sequence - 1})
+    stale = state.model_copy(
+        update={"business_state": "Waiting For Approval", "last_sequence": state.last_sequence - 1}
+    )
     with pytest.raises(ConcurrencyConflict):
         await store.append(decide(stale, command, context))
     # The winning decision, on the true state.

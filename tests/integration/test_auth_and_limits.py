@@ -151,7 +151,11 @@ async def test_deciding_as_someone_else_answers_403_unpublished(anonymous, js, t
 
 
 async def test_with_auth_turned_off_anyone_may_do_anything_as_whoever_they_say(
-    nats_url, topology, js, settings_for, orchestrator  # noqa: F811
+    nats_url,
+    topology,
+    js,
+    settings_for,
+    orchestrator,  # noqa: F811
 ):
     async with api_client(settings_for(nats_url, topology, WF_AUTH="off"), holder=None) as api:  # noqa: F811
         me = (await api.get("/me")).json()
@@ -199,7 +203,11 @@ async def test_a_body_over_64_kib_answers_413_unpublished_even_without_a_length(
 
 
 async def test_commands_beyond_the_rate_per_token_answer_429_with_retry_after(
-    nats_url, topology, js, settings_for, seed  # noqa: F811
+    nats_url,
+    topology,
+    js,
+    settings_for,
+    seed,  # noqa: F811
 ):
     await seed(js, topology, seeded(WORKFLOW, 0))
     async with api_client(settings_for(nats_url, topology, WF_API_COMMANDS_PER_S="2"), holder="requester") as api:

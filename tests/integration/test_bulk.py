@@ -74,8 +74,16 @@ async def gated(js: JetStreamContext, topology: Topology) -> AsyncIterator[Gated
 def workflow(workflow_id: str, minute: int, business_state: str = "Unprocessed", **fields) -> WorkflowState:
     infra = InfraStatus.WAITING_FOR_EVENT
     created_at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minute)
-    return WorkflowState(id=workflow_id, type="approval", business_state=business_state, infra_status=infra,
-                         started=True, created_at=created_at, updated_at=created_at, **fields)
+    return WorkflowState(
+        id=workflow_id,
+        type="approval",
+        business_state=business_state,
+        infra_status=infra,
+        started=True,
+        created_at=created_at,
+        updated_at=created_at,
+        **fields,
+    )
 
 
 async def finished(api: httpx.AsyncClient, bulk_id: str) -> dict:
@@ -97,8 +105,9 @@ async def stored(js: JetStreamContext, stream: str) -> int:
     return (await js.stream_info(stream)).state.messages
 
 
-async def assert_each_applied_once(js: JetStreamContext, topology: Topology, bulk_id: str, ids: list[str],
-                                   fake: FakeOrchestrator) -> None:
+async def assert_each_applied_once(
+    js: JetStreamContext, topology: Topology, bulk_id: str, ids: list[str], fake: FakeOrchestrator
+) -> None:
     """Each workflow's log holds exactly one cancel, caused by the bulk's command, and no refusal; the orchestrator
     was handed each command once."""
     for workflow_id in ids:
@@ -138,7 +147,11 @@ async def test_a_bulk_cancel_cancels_each_matching_workflow_once_and_reports_it(
     body = started.json()
     assert started.headers["Location"] == f"/bulk/{body['id']}"
     assert {key: body[key] for key in ("action", "filter", "by", "total", "refused")} == {
-        "action": "cancel", "filter": "type=approval", "by": "admin", "total": 5, "refused": []
+        "action": "cancel",
+        "filter": "type=approval",
+        "by": "admin",
+        "total": 5,
+        "refused": [],
     }
     report = await finished(api, body["id"])
     assert (report["done"], report["refused"], report["remaining"], report["stopped"]) == (5, [], 0, None)
@@ -188,8 +201,10 @@ async def test_a_filter_that_matches_nothing_finishes_at_once(api):
 # refused before anything starts
 
 
-@pytest.mark.parametrize(("holder", "action"), [("approver", "cancel"), ("requester", "approve"),
-                                                ("operator", "reject"), ("requester", "retry")])
+@pytest.mark.parametrize(
+    ("holder", "action"),
+    [("approver", "cancel"), ("requester", "approve"), ("operator", "reject"), ("requester", "retry")],
+)
 async def test_a_role_the_caller_lacks_answers_403_and_starts_nothing(api, js, topology, seed, holder, action):
     await seed(js, topology, workflow("w1", 0))
 
@@ -201,16 +216,19 @@ async def test_a_role_the_caller_lacks_answers_403_and_starts_nothing(api, js, t
     assert await stored(js, topology.commands_stream) == 0
 
 
-@pytest.mark.parametrize(("query", "detail"), [
-    ("nonsense=1", "nonsense: not a filter"),
-    ("infra_status=Sleeping", "infra_status: 'Sleeping' is not one of"),
-    ("amount>>3", "amount: not a filter"),
-    ("archived=maybe", "archived: true or false"),
-    ("type=approval&type=expense", "type: given twice"),
-    ("sort=name", "sort: 'name' is not one of"),
-    ("limit=5", "limit: a bulk acts on every workflow the filter matches"),
-    ("cursor=abc", "cursor: a bulk acts on every workflow the filter matches"),
-])
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("nonsense=1", "nonsense: not a filter"),
+        ("infra_status=Sleeping", "infra_status: 'Sleeping' is not one of"),
+        ("amount>>3", "amount: not a filter"),
+        ("archived=maybe", "archived: true or false"),
+        ("type=approval&type=expense", "type: given twice"),
+        ("sort=name", "sort: 'name' is not one of"),
+        ("limit=5", "limit: a bulk acts on every workflow the filter matches"),
+        ("cursor=abc", "cursor: a bulk acts on every workflow the filter matches"),
+    ],
+)
 async def test_a_bad_filter_answers_400_naming_it_and_starts_nothing(api, js, topology, query, detail):
     response = await api.post(f"/workflows/bulk/cancel?{query}")
 
@@ -220,13 +238,21 @@ async def test_a_bad_filter_answers_400_naming_it_and_starts_nothing(api, js, to
     assert await stored(js, topology.kv_stream(topology.bulk_bucket)) == 0
 
 
-@pytest.mark.parametrize(("path", "body", "status", "detail"), [
-    ("/workflows/bulk/destroy", None, 404, "no bulk action 'destroy': one of cancel, approve, reject, retry, archive"),
-    ("/workflows/bulk/cancel", {"comment": "x"}, 422, "body comment: cancel takes reason"),
-    ("/workflows/bulk/approve", {"reason": "x"}, 422, "body reason: approve takes comment"),
-    ("/workflows/bulk/archive", {"reason": "x"}, 422, "body reason: archive takes nothing"),
-    ("/workflows/bulk/cancel", {"why": "x"}, 422, "body why"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "status", "detail"),
+    [
+        (
+            "/workflows/bulk/destroy",
+            None,
+            404,
+            "no bulk action 'destroy': one of cancel, approve, reject, retry, archive",
+        ),
+        ("/workflows/bulk/cancel", {"comment": "x"}, 422, "body comment: cancel takes reason"),
+        ("/workflows/bulk/approve", {"reason": "x"}, 422, "body reason: approve takes comment"),
+        ("/workflows/bulk/archive", {"reason": "x"}, 422, "body reason: archive takes nothing"),
+        ("/workflows/bulk/cancel", {"why": "x"}, 422, "body why"),
+    ],
+)
 async def test_a_bad_action_or_body_answers_4xx_and_starts_nothing(api, js, topology, path, body, status, detail):
     response = await api.post(path, json=body)
 
@@ -266,8 +292,12 @@ async def broadcaster(nats_url, topology, js, tokens_file) -> AsyncIterator[str]
 async def test_the_websocket_relays_a_bulks_progress_and_refusals_then_closes_when_it_finishes(
     api, js, topology, seed, gated, broadcaster
 ):
-    await seed(js, topology, *(workflow(f"wait{minute}", minute, "Waiting For Approval") for minute in range(3)),
-               workflow("fresh", 9))
+    await seed(
+        js,
+        topology,
+        *(workflow(f"wait{minute}", minute, "Waiting For Approval") for minute in range(3)),
+        workflow("fresh", 9),
+    )
     bulk_id = (await api.post("/workflows/bulk/approve")).json()["id"]
 
     messages = []
@@ -283,8 +313,13 @@ async def test_the_websocket_relays_a_bulks_progress_and_refusals_then_closes_wh
 
     assert closed == (1000, "the bulk has finished")
     first, last = messages[0], messages[-1]
-    assert (first["type"], first["id"], first["total"], first["done"], first["finished_at"]) == ("bulk", bulk_id, 4, 0,
-                                                                                                 None)
+    assert (first["type"], first["id"], first["total"], first["done"], first["finished_at"]) == (
+        "bulk",
+        bulk_id,
+        4,
+        0,
+        None,
+    )
     assert (last["type"], last["done"], last["refused"], last["remaining"]) == ("bulk", 3, 1, 0)
     assert last["finished_at"] is not None and "token_digest" not in last and "lease_holder" not in last
     refusals = [message for message in messages if message["type"] == "bulk_refused"]
@@ -296,9 +331,14 @@ async def test_the_websocket_relays_a_bulks_progress_and_refusals_then_closes_wh
     assert done == sorted(done)
 
 
-@pytest.mark.parametrize(("query", "reason"), [("bulk=nope", "bulk: String should match pattern"),
-                                               (f"bulk={'0' * 32}", f"bulk: no bulk {'0' * 32}"),
-                                               (f"bulk={'0' * 32}&since=3", "bulk: follows a bulk action")])
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("bulk=nope", "bulk: String should match pattern"),
+        (f"bulk={'0' * 32}", f"bulk: no bulk {'0' * 32}"),
+        (f"bulk={'0' * 32}&since=3", "bulk: follows a bulk action"),
+    ],
+)
 async def test_the_websocket_refuses_an_unknown_or_malformed_bulk(broadcaster, query, reason):
     async with open_socket(f"{broadcaster}?{query}", additional_headers=bearer()) as socket:
         with pytest.raises(ConnectionClosed):
@@ -378,8 +418,17 @@ async def test_two_api_processes_never_both_run_an_abandoned_bulk(nats_url, topo
     ids = [f"w{minute}" for minute in range(6)]
     await seed(js, topology, *(workflow(workflow_id, minute) for minute, workflow_id in enumerate(ids)))
     bulk_id, long_ago = new_id(), datetime.now(UTC) - timedelta(minutes=1)
-    abandoned = BulkRecord(id=bulk_id, action="cancel", filter="", by="admin", total=len(ids), chunks=1,
-                           started_at=long_ago, lease_holder="a-process-that-died", lease_until=long_ago)
+    abandoned = BulkRecord(
+        id=bulk_id,
+        action="cancel",
+        filter="",
+        by="admin",
+        total=len(ids),
+        chunks=1,
+        started_at=long_ago,
+        lease_holder="a-process-that-died",
+        lease_until=long_ago,
+    )
     settings = settings_for(nats_url, topology, WF_BULK_LEASE_S="1")
     async with GatedOrchestrator(js, topology) as fake, api_app(settings) as (a, api), api_app(settings) as (b, _):
         runners = (a.state.bulks, b.state.bulks)
@@ -410,17 +459,25 @@ async def test_two_api_processes_never_both_run_an_abandoned_bulk(nats_url, topo
     await assert_each_applied_once(js, topology, bulk_id, ids, fake)
 
 
-async def test_a_bulk_stops_when_the_token_that_started_it_is_revoked(nats_url, topology, js, seed, index_url, indexer,
-                                                                      tmp_path):
+async def test_a_bulk_stops_when_the_token_that_started_it_is_revoked(
+    nats_url, topology, js, seed, index_url, indexer, tmp_path
+):
     ids = [f"w{minute}" for minute in range(6)]
     await seed(js, topology, *(workflow(workflow_id, minute) for minute, workflow_id in enumerate(ids)))
     carl = {"Authorization": "Bearer carls-token"}
-    holders = {"carls-token": TokenHolder(name="carl", roles={Role.OPERATOR}),
-               TEST_TOKENS["admin"]: TokenHolder(name="admin", roles=set(Role))}
+    holders = {
+        "carls-token": TokenHolder(name="carl", roles={Role.OPERATOR}),
+        TEST_TOKENS["admin"]: TokenHolder(name="admin", roles=set(Role)),
+    }
     tokens_file = tmp_path / "tokens.json"
     write_tokens_file(tokens_file, holders)
-    settings = ApiSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=str(tokens_file),
-                           WF_INDEX_URL=index_url, WF_BULK_CONCURRENCY="2")
+    settings = ApiSettings(
+        NATS_URL=nats_url,
+        WF_PREFIX=topology.prefix,
+        WF_API_TOKENS_FILE=str(tokens_file),
+        WF_INDEX_URL=index_url,
+        WF_BULK_CONCURRENCY="2",
+    )
     async with GatedOrchestrator(js, topology, answer_first=2) as fake, api_app(settings) as (_, api):
         bulk_id = (await api.post("/workflows/bulk/cancel", headers=carl)).json()["id"]
         await eventually(lambda: fake.taken > 2)  # its second batch is in flight
@@ -444,8 +501,13 @@ async def test_a_bulk_stops_when_the_token_that_started_it_is_revoked(nats_url, 
 
 @pytest.fixture
 async def served_api(nats_url, topology, js, tokens_file, index_url, indexer, broadcaster) -> AsyncIterator[str]:
-    settings = {"NATS_URL": nats_url, "WF_PREFIX": topology.prefix, "WF_API_TOKENS_FILE": str(tokens_file),
-                "WF_INDEX_URL": index_url, "WF_PUBLIC_BROADCASTER_URL": broadcaster}
+    settings = {
+        "NATS_URL": nats_url,
+        "WF_PREFIX": topology.prefix,
+        "WF_API_TOKENS_FILE": str(tokens_file),
+        "WF_INDEX_URL": index_url,
+        "WF_PUBLIC_BROADCASTER_URL": broadcaster,
+    }
     async with served(create_api(ApiSettings(**settings))) as address:
         yield f"http://{address}"
 
@@ -487,8 +549,13 @@ async def test_wf_bulk_follows_through_the_api_when_the_broadcaster_cannot_be_re
 ):
     await seed(js, topology, workflow("w1", 1), workflow("w2", 2))
     nowhere = f"ws://127.0.0.1:{free_port()}/ws"
-    settings = ApiSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=str(tokens_file),
-                           WF_INDEX_URL=index_url, WF_PUBLIC_BROADCASTER_URL=nowhere)
+    settings = ApiSettings(
+        NATS_URL=nats_url,
+        WF_PREFIX=topology.prefix,
+        WF_API_TOKENS_FILE=str(tokens_file),
+        WF_INDEX_URL=index_url,
+        WF_PUBLIC_BROADCASTER_URL=nowhere,
+    )
     async with served(create_api(settings)) as address:
         code, out, err = await run_wf(capsys, f"http://{address}", "bulk", "cancel", "--json")
 

@@ -235,16 +235,32 @@ async def test_ls_lists_newest_first_follows_the_pages_and_filters(wf, js, topol
 
 @pytest.mark.index_databases(*INDEX_DATABASES)
 async def test_ls_searches_by_declared_fields_and_inbox_lists_what_waits_for_the_holder(wf, js, topology, seed):
-    expense = WorkflowTypeInfo(name="expense", title="Expense", initial="Draft", states=[], transitions=[],
-                               search_fields={"amount": "number", "requester": "text"})
+    expense = WorkflowTypeInfo(
+        name="expense",
+        title="Expense",
+        initial="Draft",
+        states=[],
+        transitions=[],
+        search_fields={"amount": "number", "requester": "text"},
+    )
     await (await js.key_value(topology.types_bucket)).put("expense", expense.model_dump_json().encode())
     start = datetime(2026, 12, 1, tzinfo=UTC)
-    await seed(js, topology, *(
-        WorkflowState(id=f"x{n}", type="expense", business_state="Manager Approval", created_at=start + timedelta(n),
-                      updated_at=start + timedelta(n), search_values={"amount": 500.0 * n, "requester": "ann"},
-                      waiting_for=("admin",) if n % 2 else ())
-        for n in range(1, 7)
-    ))
+    await seed(
+        js,
+        topology,
+        *(
+            WorkflowState(
+                id=f"x{n}",
+                type="expense",
+                business_state="Manager Approval",
+                created_at=start + timedelta(n),
+                updated_at=start + timedelta(n),
+                search_values={"amount": 500.0 * n, "requester": "ann"},
+                waiting_for=("admin",) if n % 2 else (),
+            )
+            for n in range(1, 7)
+        ),
+    )
 
     found = await wf.run("ls", "--type", "expense", "amount>1000", "amount<=2500", "requester=ann", "--json")
     assert [workflow["id"] for workflow in json.loads(found.out)] == ["x5", "x4", "x3"]

@@ -20,8 +20,9 @@ CLUSTER_ENV = PROJECT / "deploy" / "cluster.env"
 NATS_USERS = NatsUsers.generate()  # as data/secrets/nats.env gives them (one --env-file only in compose v1: the shell)
 
 
-def docker_compose(*args: str, passwords: dict[str, str] = NATS_USERS.file_environment()
-                   ) -> subprocess.CompletedProcess[str]:
+def docker_compose(
+    *args: str, passwords: dict[str, str] = NATS_USERS.file_environment()
+) -> subprocess.CompletedProcess[str]:
     """docker-compose with `passwords` (by default all the env file holds) in its environment."""
     executable = shutil.which("docker-compose")
     if executable is None:
@@ -29,8 +30,11 @@ def docker_compose(*args: str, passwords: dict[str, str] = NATS_USERS.file_envir
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    environment = {name: value for name, value in os.environ.items()
-                   if not name.startswith("WF_NATS_") and name not in COMPOSE_PASSWORDS}
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("WF_NATS_") and name not in COMPOSE_PASSWORDS
+    }
     environment |= passwords
     return subprocess.run(
         [executable, "-f", str(COMPOSE_FILE), *args],
@@ -96,7 +100,10 @@ def test_the_indexer_keeps_the_index_in_postgres_and_the_api_reads_the_same_data
     assert (url.drivername, url.host, url.port) == ("postgresql+asyncpg", "postgres", 5432)
     database = postgres["environment"]
     assert (url.database, url.username, url.password) == (
-        database["POSTGRES_DB"], database["POSTGRES_USER"], database["POSTGRES_PASSWORD"])
+        database["POSTGRES_DB"],
+        database["POSTGRES_USER"],
+        database["POSTGRES_PASSWORD"],
+    )
     assert url.password == NATS_USERS.compose_passwords["WF_POSTGRES_PASSWORD"]  # generated into the env file
     assert indexer["depends_on"] == {name: {"condition": "service_healthy"} for name in ("nats", "postgres")}
     assert api["depends_on"]["indexer"] == {"condition": "service_healthy"}  # the indexer makes the index's tables
@@ -152,4 +159,3 @@ def test_nats_the_api_and_the_websocket_speak_tls_with_the_local_ca(cluster: boo
         )
         probe = " ".join(services[name]["healthcheck"]["test"])
         assert f"https://127.0.0.1:{port}/healthz" in probe and "cafile='/run/secrets/tls-ca'" in probe
-

@@ -50,8 +50,19 @@ ODD_IDS = ["*", ">", "a*", "b>", "\x00", "bell\x07", "tab\x0bfeed\x0c", "ünïco
 # sweeper dead-letters it once a later command is acked (docs/decisions/0011; tests/integration/test_raw_nats.py).
 # Left out here, where each message's outcome is awaited before the next is sent.
 NEVER_DELIVERED = "\x7f"
-KINDS = ["create", "process", "approve", "reject", "cancel", "retry", "archive", "terminate", "complete_job",
-         "fail_job", "fire_timer"]
+KINDS = [
+    "create",
+    "process",
+    "approve",
+    "reject",
+    "cancel",
+    "retry",
+    "archive",
+    "terminate",
+    "complete_job",
+    "fail_job",
+    "fire_timer",
+]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -77,8 +88,11 @@ def command_fields(draw, workflow_id: str) -> dict:
     match kind:
         case "create":
             durations = st.sampled_from(["amount", "step_timeout_s", "manager_deadline_s"])
-            fields |= {"workflow_type": draw(st.sampled_from(["approval", "expense", "unknown"])),
-                       "input": draw(st.dictionaries(durations, json_values)), "start": draw(st.booleans())}
+            fields |= {
+                "workflow_type": draw(st.sampled_from(["approval", "expense", "unknown"])),
+                "input": draw(st.dictionaries(durations, json_values)),
+                "start": draw(st.booleans()),
+            }
         case "approve" | "reject":
             fields |= {"approver": draw(st.sampled_from(["ann", "fin-ann", "fin-bob", "director"]))}
         case "complete_job":
@@ -280,8 +294,14 @@ async def test_every_message_on_the_command_subjects_ends_visibly_and_the_orches
     def on_loop(coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, loop).result(POISON_WAIT_S + 10)
 
-    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(message=messages())
     def every_message_ends_visibly(message: tuple[str, bytes, dict[str, str] | None]) -> None:
         sent = on_loop(surface.send(*message))

@@ -131,8 +131,14 @@ async def test_every_connection_gets_a_clear_answer_and_frames_from_clients_chan
     loop = asyncio.get_running_loop()
     answers: set[str] = set()
 
-    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(query=queries, sent_frames=frames)
     def every_connection_is_answered(query: dict[str, str], sent_frames: list) -> None:
         note(f"query: {query!r}")

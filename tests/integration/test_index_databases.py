@@ -20,13 +20,21 @@ from services.indexer.projection import migrate
 pytestmark = pytest.mark.integration
 
 MOMENT = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
-NOTE = WorkflowTypeInfo(name="note", title="Note", initial="Open", states=[], transitions=[],
-                        search_fields={"author": "text"})
+NOTE = WorkflowTypeInfo(
+    name="note", title="Note", initial="Open", states=[], transitions=[], search_fields={"author": "text"}
+)
 
 
 def note(workflow_id: str, created_at: datetime = MOMENT, **fields) -> WorkflowState:
-    return WorkflowState(id=workflow_id, type="note", business_state="Open", created_at=created_at,
-                         updated_at=created_at, infra_status=InfraStatus.WAITING_FOR_EVENT, **fields)
+    return WorkflowState(
+        id=workflow_id,
+        type="note",
+        business_state="Open",
+        created_at=created_at,
+        updated_at=created_at,
+        infra_status=InfraStatus.WAITING_FOR_EVENT,
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -47,7 +55,8 @@ async def test_the_migration_makes_the_tables_the_contract_declares_and_running_
     try:
         async with engine.connect() as connection:
             differences = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+            )
     finally:
         await engine.dispose()
     assert differences == []
@@ -55,10 +64,13 @@ async def test_the_migration_makes_the_tables_the_contract_declares_and_running_
 
 async def test_times_with_other_offsets_are_ordered_and_filtered_as_the_instants_they_are(api, js, topology, seed):
     plus_five, minus_five = timezone(timedelta(hours=5)), timezone(timedelta(hours=-5))
-    await seed(js, topology,
-               note("early", datetime(2026, 12, 1, 10, 0, tzinfo=plus_five)),  # 05:00 UTC
-               note("late", MOMENT),  # 06:00 UTC
-               note("middle", datetime(2026, 12, 1, 0, 30, tzinfo=minus_five)))  # 05:30 UTC
+    await seed(
+        js,
+        topology,
+        note("early", datetime(2026, 12, 1, 10, 0, tzinfo=plus_five)),  # 05:00 UTC
+        note("late", MOMENT),  # 06:00 UTC
+        note("middle", datetime(2026, 12, 1, 0, 30, tzinfo=minus_five)),
+    )  # 05:30 UTC
     assert await ids(api, "") == ["late", "middle", "early"]
     assert await ids(api, "created_after=2026-12-01T05:15:00Z") == ["late", "middle"]
     assert await ids(api, "created_before=2026-12-01T10:10:00%2B05:00") == ["early"]
@@ -67,8 +79,9 @@ async def test_times_with_other_offsets_are_ordered_and_filtered_as_the_instants
 
 
 @pytest.mark.parametrize("sort", ["-created_at", "created_at", "-updated_at"])
-async def test_pages_through_workflows_of_the_same_moment_go_by_id_without_repeats_or_gaps(api, js, topology, seed,
-                                                                                           sort):
+async def test_pages_through_workflows_of_the_same_moment_go_by_id_without_repeats_or_gaps(
+    api, js, topology, seed, sort
+):
     await seed(js, topology, *(note(f"w{n}") for n in range(5)))
     seen, query = [], f"/workflows?sort={sort}&limit=2"
     while query:
@@ -80,16 +93,26 @@ async def test_pages_through_workflows_of_the_same_moment_go_by_id_without_repea
     assert seen == sorted((f"w{n}" for n in range(5)), reverse=sort.startswith("-"))
 
 
-async def test_a_search_text_with_a_nul_is_indexed_with_a_stand_in_and_the_index_goes_on(api, js, topology, seed,
-                                                                                          types):
-    await seed(js, topology, note("nul", search_values={"author": "a\x00b"}),
-               note("plain", search_values={"author": "c"}))
+async def test_a_search_text_with_a_nul_is_indexed_with_a_stand_in_and_the_index_goes_on(
+    api, js, topology, seed, types
+):
+    await seed(
+        js, topology, note("nul", search_values={"author": "a\x00b"}), note("plain", search_values={"author": "c"})
+    )
     assert await ids(api, "author=a%EF%BF%BDb") == ["nul"]  # NUL, which PostgreSQL's text cannot hold, as U+FFFD
     assert await ids(api, "author=c") == ["plain"]
 
 
-@pytest.mark.parametrize("query", ["author=a%00b", "business_state=%00", "waiting_for=x%00", "type=%00",
-                                   f"cursor={Cursor('created_at', MOMENT, 'w' + chr(0)).encode()}"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "author=a%00b",
+        "business_state=%00",
+        "waiting_for=x%00",
+        "type=%00",
+        f"cursor={Cursor('created_at', MOMENT, 'w' + chr(0)).encode()}",
+    ],
+)
 @pytest.mark.index_databases("sqlite")  # refused before any database is asked (PostgreSQL would fail on a NUL: a 500)
 async def test_a_filter_with_a_nul_answers_400(api, types, query):
     response = await api.get(f"/workflows?{query}")
@@ -98,8 +121,9 @@ async def test_a_filter_with_a_nul_answers_400(api, types, query):
 
 
 @pytest.mark.index_databases("postgresql")  # SQLite has no server to drop connections
-async def test_connections_the_server_dropped_are_replaced_before_they_fail_a_request(api, js, topology, seed,
-                                                                                     postgres, index_url):
+async def test_connections_the_server_dropped_are_replaced_before_they_fail_a_request(
+    api, js, topology, seed, postgres, index_url
+):
     await seed(js, topology, note("before"))
     assert await ids(api, "") == ["before"]  # the API's and the indexer's pools now hold connections
     dropped = make_url(index_url).username  # (as a restart of the server, or an idle timeout between, would)

@@ -26,7 +26,8 @@ def answer_the_last_pull_too_late(nc, js, subscription, subject: str, stopping) 
     async def arrived() -> bool:
         # The message itself: the pull that just ran out may have left its end (a status message) there too.
         return any(
-            not js.is_status_msg(message) for message in subscription._sub._pending_queue._queue  # (no public peek)
+            not js.is_status_msg(message)
+            for message in subscription._sub._pending_queue._queue  # (no public peek)
         )
 
     async def fetch_then_answer_too_late(*args, **kwargs):

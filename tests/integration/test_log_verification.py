@@ -42,8 +42,14 @@ async def test_an_intact_log_verifies_up_to_its_head(api, waiting_workflow, js, 
     assert response.status_code == 200, response.text
     body = response.json()
     events = await read_events(js, topology, waiting_workflow)
-    assert body == {"workflow_id": waiting_workflow, "verified": True, "events": len(events),
-                    "head": events[-1].digest, "broken_at": None, "reason": None}
+    assert body == {
+        "workflow_id": waiting_workflow,
+        "verified": True,
+        "events": len(events),
+        "head": events[-1].digest,
+        "broken_at": None,
+        "reason": None,
+    }
 
 
 async def test_a_removed_event_is_named_by_the_api(api, waiting_workflow, js, topology):
@@ -58,15 +64,22 @@ async def test_the_export_is_the_log_as_stored_and_verifies_offline(api, waiting
     response = await api.get(f"/workflows/{waiting_workflow}/export")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/x-ndjson")
-    stored = [(await js.get_msg(topology.events_stream, seq=r.sequence, direct=True)).data
-              for r in await read_events(js, topology, waiting_workflow)]
+    stored = [
+        (await js.get_msg(topology.events_stream, seq=r.sequence, direct=True)).data
+        for r in await read_events(js, topology, waiting_workflow)
+    ]
     assert response.content == b"".join(data + b"\n" for data in stored)
 
     export = tmp_path / "audited.jsonl"
     export.write_bytes(response.content)
     head = (await api.get(f"/workflows/{waiting_workflow}/verify")).json()["head"]
-    result = subprocess.run([sys.executable, "-I", str(CHAIN_SCRIPT), str(export), "--head", head],
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [sys.executable, "-I", str(CHAIN_SCRIPT), str(export), "--head", head],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0 and "every link holds" in result.stdout, result.stdout + result.stderr
 
 

@@ -133,7 +133,9 @@ async def test_events_cut_from_the_end_of_a_log_show_against_the_read_models_hea
     last = (await read_events(js, topology, "cut-end"))[-1].sequence
     await js.delete_msg(topology.events_stream, last)
     report = await check(js, topology)
-    assert report.broken_chains == [f"cut-end: at sequence {last - 1}, the log ends before its recorded head at {last}: cut"]
+    assert report.broken_chains == [
+        f"cut-end: at sequence {last - 1}, the log ends before its recorded head at {last}: cut"
+    ]
 
 
 async def test_a_log_saved_before_events_were_chained_is_linked_on_from_its_last_stored_event(js, topology, store):

@@ -181,8 +181,9 @@ async def test_every_service_runs_as_its_own_user_and_a_workflow_finishes_with_n
     async with httpx.AsyncClient(base_url=api_url, headers=bearer("ann"), timeout=30) as api:
         bulk = await api.post("/workflows/bulk/archive?business_state=Finished")
         assert bulk.status_code == 202 and bulk.json()["total"] == 1, bulk.text
-        async with connect(f"ws://127.0.0.1:{broadcaster_port}/ws?bulk={bulk.json()['id']}",
-                           additional_headers=bearer("ann")) as socket:
+        async with connect(
+            f"ws://127.0.0.1:{broadcaster_port}/ws?bulk={bulk.json()['id']}", additional_headers=bearer("ann")
+        ) as socket:
             progress = [json.loads(text) async for text in socket]
         assert (progress[-1]["done"], progress[-1]["remaining"]) == (1, 0), progress
         assert (await api.get(f"/bulk/{bulk.json()['id']}")).json()["done"] == 1
@@ -233,8 +234,9 @@ async def test_a_client_publishes_commands_and_nothing_else(admin, connect_as):
     event = TOPOLOGY.events_subject("wf-1")
     await client.refused("Publish", event, lambda: js.publish(event, b"{}"))
     job = TOPOLOGY.jobs_subject("approval", "process")
-    forged = ProcessJob(workflow_id="wf-1", job_id="wf-1-2-1", workflow_type="approval", step="process", attempt=1,
-                        try_number=1)
+    forged = ProcessJob(
+        workflow_id="wf-1", job_id="wf-1-2-1", workflow_type="approval", step="process", attempt=1, try_number=1
+    )
     await client.refused("Publish", job, lambda: js.publish(job, forged.model_dump_json().encode()))
     assert await stored(admin, TOPOLOGY.events_stream) == await stored(admin, TOPOLOGY.jobs_stream) == 0
     # Nor a job's result or a timer: those subjects are the processor's and the broker's.

@@ -27,10 +27,14 @@ def scrape(port: int) -> dict[str, float]:
     return {name: float(value) for name, value in samples}
 
 
-async def test_services_count_their_work_and_log_it_with_the_workflows_correlation_id(nats_url, topology, start_service, js):
+async def test_services_count_their_work_and_log_it_with_the_workflows_correlation_id(
+    nats_url, topology, start_service, js
+):
     ports = {"orchestrator": free_port(), "processor": free_port()}
     env = {"WF_SEED": str(SEED), "WF_SEND_FAILURE_RATE": "0"}
-    orchestrator = start_service("orchestrator", nats_url, topology, WF_ORCHESTRATOR_PORT=str(ports["orchestrator"]), **env)
+    orchestrator = start_service(
+        "orchestrator", nats_url, topology, WF_ORCHESTRATOR_PORT=str(ports["orchestrator"]), **env
+    )
     processor = start_service("processor", nats_url, topology, WF_PROCESSOR_PORT=str(ports["processor"]), **env)
     driver = Driver(js, topology)
     wf = first_id(lambda wf: luck.output(job_id(wf, 2, 1)) > 0.25)

@@ -196,10 +196,14 @@ async def run_with_power_cuts(system: PoweredSystem, rng: random.Random) -> Find
             client = await system.power_on()
             before, cut_after = len(clients.acknowledged), rng.randint(*CUT_AFTER_ACKS)
             tasks = [
-                *(asyncio.create_task(clients.through_the_api(system.api_url, f"api{n}-r{round_number}"))
-                  for n in range(API_CLIENTS)),
-                *(asyncio.create_task(clients.over_raw_nats(client, system.topology, f"raw{n}-r{round_number}"))
-                  for n in range(RAW_CLIENTS)),
+                *(
+                    asyncio.create_task(clients.through_the_api(system.api_url, f"api{n}-r{round_number}"))
+                    for n in range(API_CLIENTS)
+                ),
+                *(
+                    asyncio.create_task(clients.over_raw_nats(client, system.topology, f"raw{n}-r{round_number}"))
+                    for n in range(RAW_CLIENTS)
+                ),
             ]
 
             def cut_is_due() -> bool:

@@ -25,18 +25,42 @@ from tests.integration.conftest import indexed, running
 pytestmark = pytest.mark.integration
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-EXPENSE = WorkflowTypeInfo(name="expense", title="Expense", initial="Draft", states=[], transitions=[],
-                           search_fields={"amount": "number", "requester": "text"})
-APPROVAL = WorkflowTypeInfo(name="approval", title="Approval", initial="Unprocessed", states=[], transitions=[],
-                            search_fields={"output": "number"})
+EXPENSE = WorkflowTypeInfo(
+    name="expense",
+    title="Expense",
+    initial="Draft",
+    states=[],
+    transitions=[],
+    search_fields={"amount": "number", "requester": "text"},
+)
+APPROVAL = WorkflowTypeInfo(
+    name="approval",
+    title="Approval",
+    initial="Unprocessed",
+    states=[],
+    transitions=[],
+    search_fields={"output": "number"},
+)
 
 
 def expense(workflow_id: str, minute: int, amount: float, requester: str, **fields) -> WorkflowState:
     moment = START + timedelta(minutes=minute)
-    fields = {"business_state": "Manager Approval", "infra_status": InfraStatus.WAITING_FOR_EVENT,
-              "waiting_for": ("role:approver",), "last_sequence": minute + 1, **fields}
-    return WorkflowState(id=workflow_id, type="expense", created_at=moment, updated_at=moment, started=True,
-                         search_values={"amount": amount, "requester": requester}, **fields)
+    fields = {
+        "business_state": "Manager Approval",
+        "infra_status": InfraStatus.WAITING_FOR_EVENT,
+        "waiting_for": ("role:approver",),
+        "last_sequence": minute + 1,
+        **fields,
+    }
+    return WorkflowState(
+        id=workflow_id,
+        type="expense",
+        created_at=moment,
+        updated_at=moment,
+        started=True,
+        search_values={"amount": amount, "requester": requester},
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -118,8 +142,11 @@ async def test_a_bad_filter_answers_400_naming_what_is_wrong(api, expenses, quer
 
 
 async def test_what_looks_like_sql_is_only_ever_a_value(api, expenses, index_url):
-    for query in ("requester=ann'%20OR%20'1'='1", "requester=ann%22;%20DROP%20TABLE%20workflows;--",
-                  "business_state=x'%20OR%201=1--"):
+    for query in (
+        "requester=ann'%20OR%20'1'='1",
+        "requester=ann%22;%20DROP%20TABLE%20workflows;--",
+        "business_state=x'%20OR%201=1--",
+    ):
         assert await ids(api, query) == []
     assert await ids(api, "type=expense") == ["e4", "e3", "e2", "e1"]  # and the table is still there
 
@@ -150,8 +177,16 @@ async def test_the_inbox_lists_what_waits_for_the_caller_by_name_or_role_longest
 
 
 async def test_a_row_never_goes_back_and_the_same_change_twice_changes_nothing(api, js, topology, expenses, seed):
-    newer = expense("e1", 1, 120.0, "ann", business_state="Rejected", infra_status=InfraStatus.COMPLETED,
-                    waiting_for=(), last_sequence=50)
+    newer = expense(
+        "e1",
+        1,
+        120.0,
+        "ann",
+        business_state="Rejected",
+        infra_status=InfraStatus.COMPLETED,
+        waiting_for=(),
+        last_sequence=50,
+    )
     older = expense("e1", 1, 999.0, "ann", last_sequence=10)
     await seed(js, topology, newer, older, newer)
     found = (await api.get("/workflows/e1")).json()  # (the read model's own answer is the last write: `newer`)
@@ -196,8 +231,9 @@ async def test_an_indexer_stopped_midway_resumes_where_it_stopped_and_loses_and_
     assert (rows, values, waiting) == (600, 1200, 600)
 
 
-async def test_an_index_reset_to_nothing_is_built_again_the_same(nats_url, js, topology, index_url, api, expenses,
-                                                                 indexer):
+async def test_an_index_reset_to_nothing_is_built_again_the_same(
+    nats_url, js, topology, index_url, api, expenses, indexer
+):
     before = (await api.get("/workflows?type=expense")).json()
     await indexer.feed.projection.reset()
     await indexed(indexer, js, topology)
@@ -208,9 +244,10 @@ async def test_check_proves_the_index_equals_the_replay_of_the_log_and_names_wha
     store = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
     context = Context(now=START, send_fails=lambda *_: False)
     for workflow_id in ("c1", "c2", "c3"):
-        for command in (CreateWorkflow(workflow_id=workflow_id, workflow_type="expense",
-                                       input={"amount": 300, "requester": "ann"}),
-                        ProcessWorkflow(workflow_id=workflow_id)):
+        for command in (
+            CreateWorkflow(workflow_id=workflow_id, workflow_type="expense", input={"amount": 300, "requester": "ann"}),
+            ProcessWorkflow(workflow_id=workflow_id),
+        ):
             await store.save(await store.append(decide(await store.load(workflow_id), command, context)))
     await indexed(indexer, js, topology)
     report = await check(js, topology, index_engine=indexer.engine)
@@ -235,7 +272,7 @@ async def test_the_next_page_link_keeps_filters_with_any_operator(api, expenses)
     first = await api.get("/workflows?amount%3E100&requester=ann&limit=1")
     assert [w["id"] for w in first.json()] == ["e3"]
     link = first.headers["Link"]
-    second = await api.get(link[1: link.index(">")])
+    second = await api.get(link[1 : link.index(">")])
     assert second.status_code == 200, second.text
     assert [w["id"] for w in second.json()] == ["e1"]
 
@@ -251,14 +288,21 @@ async def test_an_indexer_killed_mid_stream_and_started_again_loses_and_doubles_
     async def created(first: int, count: int) -> None:
         for number in range(first, first + count):
             workflow_id = f"k{number}"
-            state = await store.append(decide(WorkflowState(id=workflow_id), CreateWorkflow(
-                workflow_id=workflow_id, workflow_type="expense", input={"amount": number, "requester": "ann"}),
-                context))
+            state = await store.append(
+                decide(
+                    WorkflowState(id=workflow_id),
+                    CreateWorkflow(
+                        workflow_id=workflow_id, workflow_type="expense", input={"amount": number, "requester": "ann"}
+                    ),
+                    context,
+                )
+            )
             await store.save(state)
 
     indexer = start_service("indexer", nats_url, topology)
     engine = connect(f"sqlite+aiosqlite:///{tmp_path / 'index.sqlite'}")
     try:
+
         async def indexed_some() -> bool:
             try:
                 async with engine.connect() as connection:

@@ -27,12 +27,18 @@ async def workflows(nc, js, topology):
     store = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
 
     async def apply(command, at: datetime):
-        state = await store.append(decide(await store.load(command.workflow_id), command, Context(at, lambda *_: False)))
+        state = await store.append(
+            decide(await store.load(command.workflow_id), command, Context(at, lambda *_: False))
+        )
         await store.save(state)
         return state
 
     states = {}
-    for workflow_id, at, ended in (("old-done", LONG_AGO, True), ("old-open", LONG_AGO, False), ("new-done", NOW, True)):
+    for workflow_id, at, ended in (
+        ("old-done", LONG_AGO, True),
+        ("old-open", LONG_AGO, False),
+        ("new-done", NOW, True),
+    ):
         states[workflow_id] = await apply(CreateWorkflow(workflow_id=workflow_id), at)
         if ended:
             states[workflow_id] = await apply(CancelWorkflow(workflow_id=workflow_id, reason="done"), at)
@@ -75,8 +81,9 @@ async def test_a_rebuild_after_a_purge_still_matches_the_log(nc, js, topology, w
     assert (await check(js, topology)).ok
 
 
-async def test_the_api_answers_410_with_where_the_export_is_and_the_index_lets_it_go(api, js, topology, workflows,
-                                                                                   indexer):
+async def test_the_api_answers_410_with_where_the_export_is_and_the_index_lets_it_go(
+    api, js, topology, workflows, indexer
+):
     await indexed(indexer, js, topology)
     await Retention(js, topology, days=30).sweep(NOW)
     await indexed(indexer, js, topology)

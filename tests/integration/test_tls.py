@@ -173,8 +173,15 @@ def test_the_command_line_refuses_a_ca_file_it_cannot_use(capsys):
 
 def test_the_command_makes_the_files_under_the_data_dir(tmp_path):
     command = [sys.executable, "-m", "services.launcher.tls"]
-    result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=60, check=False,
-                            env={"WF_DATA_DIR": str(tmp_path), "PATH": ""})
+    result = subprocess.run(
+        command,
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"WF_DATA_DIR": str(tmp_path), "PATH": ""},
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(tmp_path / "secrets" / "tls")
@@ -197,4 +204,3 @@ def test_tls_settings_that_cannot_work_are_refused_with_the_reason(tls, variable
 
     with pytest.raises(ValueError, match=problem):
         ServiceSettings(**environment)
-

@@ -62,11 +62,13 @@ async def running(nats_url, topology, js, start_service, tmp_path) -> Running:
     """ann (every role), bob (approver) and cy, whose token has expired; the api and the broadcaster up (their
     streams exist: `js`)."""
     tokens_file = tmp_path / "api-tokens.json"
-    Tokens.issued({
-        "token-of-ann": TokenHolder(name="ann", roles=EVERYONE),
-        "token-of-bob": TokenHolder(name="bob", roles={Role.APPROVER}),
-        "token-of-cy": TokenHolder(name="cy", roles=EVERYONE, expires_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
-    }).write(tokens_file)
+    Tokens.issued(
+        {
+            "token-of-ann": TokenHolder(name="ann", roles=EVERYONE),
+            "token-of-bob": TokenHolder(name="bob", roles={Role.APPROVER}),
+            "token-of-cy": TokenHolder(name="cy", roles=EVERYONE, expires_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        }
+    ).write(tokens_file)
     ports = {"WF_API_PORT": str(free_port()), "WF_BROADCASTER_PORT": str(free_port())}
     env = {"WF_API_TOKENS_FILE": str(tokens_file), "WF_BROADCASTER_HEARTBEAT_S": "0.3", **ports}
     api = start_service("api", nats_url, topology, **env)

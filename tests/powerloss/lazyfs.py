@@ -28,10 +28,30 @@ PAGE = 4096
 # (a write comes with its offset) nor to sync (the kernel asks for the syncs).
 NOT_FOR_THE_BACKING_FILE = os.O_ACCMODE | os.O_SYNC | os.O_DSYNC | os.O_APPEND
 MOUNT_TIMEOUT_S = 10.0
-STAT_FIELDS = ("st_mode", "st_ino", "st_nlink", "st_uid", "st_gid", "st_size", "st_atime_ns", "st_mtime_ns",
-               "st_ctime_ns", "st_blocks", "st_blksize")
-STATVFS_FIELDS = ("f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail", "f_ffree", "f_files", "f_frsize",
-                  "f_namemax")
+STAT_FIELDS = (
+    "st_mode",
+    "st_ino",
+    "st_nlink",
+    "st_uid",
+    "st_gid",
+    "st_size",
+    "st_atime_ns",
+    "st_mtime_ns",
+    "st_ctime_ns",
+    "st_blocks",
+    "st_blksize",
+)
+STATVFS_FIELDS = (
+    "f_bavail",
+    "f_bfree",
+    "f_blocks",
+    "f_bsize",
+    "f_favail",
+    "f_ffree",
+    "f_files",
+    "f_frsize",
+    "f_namemax",
+)
 
 
 @dataclass

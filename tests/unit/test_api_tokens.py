@@ -41,7 +41,10 @@ def test_the_test_tokens_file_names_each_holder_and_keeps_no_token(tokens_file):
     [
         ("not json", "is not JSON"),
         ("[]", "must hold a JSON object"),
-        (json.dumps({"plain-token": {"name": "ann", "roles": ["approver"]}}), "store a token's digest, never the token"),
+        (
+            json.dumps({"plain-token": {"name": "ann", "roles": ["approver"]}}),
+            "store a token's digest, never the token",
+        ),
         (json.dumps({token_digest("t"): {"name": "ann", "roles": []}}), "roles: Frozenset should have at least 1 item"),
         (json.dumps({token_digest("t"): {"name": "ann", "roles": ["boss"]}}), "roles.0: Input should be 'requester'"),
         (json.dumps({token_digest("t"): {"name": "", "roles": ["approver"]}}), "name: String should have at least"),

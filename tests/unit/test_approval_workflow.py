@@ -29,7 +29,11 @@ from contracts.state import InfraStatus, PendingTimer
 from services.orchestrator.domain.engine import outbox
 
 UNPROCESSED, SENDING, WAITING, FINISHED, ERROR = (
-    "Unprocessed", "Sending To Queue", "Waiting For Approval", "Finished", "Error"
+    "Unprocessed",
+    "Sending To Queue",
+    "Waiting For Approval",
+    "Finished",
+    "Error",
 )
 
 
@@ -94,12 +98,17 @@ def test_a_created_workflow_is_queued_with_its_input_as_context_until_it_is_star
     created, started = given(create()).states()
 
     assert (created.type, created.business_state, created.infra_status, created.started) == (
-        "approval", None, InfraStatus.QUEUED, False
+        "approval",
+        None,
+        InfraStatus.QUEUED,
+        False,
     )
     assert created.context == {"input": INPUT}
     assert (created.created_at, created.updated_at) == (NOW, NOW)
     assert (started.business_state, started.infra_status, started.started) == (
-        UNPROCESSED, InfraStatus.WAITING_FOR_EVENT, True
+        UNPROCESSED,
+        InfraStatus.WAITING_FOR_EVENT,
+        True,
     )
     assert (started.attempt, started.output, started.error, started.deadline_at) == (0, None, None, None)
     assert outbox(started) == []
@@ -185,7 +194,9 @@ def test_a_completed_job_is_recorded_and_nothing_is_owed_while_waiting_for_appro
     assert (completed.output, completed.pending_job, completed.timers) == (0.8, None, {})
     assert completed.context == {"input": INPUT, "process": {"output": 0.8}}
     assert (waiting.business_state, waiting.infra_status, waiting.output) == (
-        WAITING, InfraStatus.WAITING_FOR_EVENT, 0.8
+        WAITING,
+        InfraStatus.WAITING_FOR_EVENT,
+        0.8,
     )
     assert outbox(waiting) == []
 
@@ -225,7 +236,9 @@ def test_reject_sends_the_workflow_back_to_the_step_as_a_new_attempt_with_a_new_
     assert (rejected.business_state, rejected.infra_status) == (SENDING, InfraStatus.PROCESSING_STEP)
     assert (rejected.attempt, rejected.output, rejected.error) == (2, None, None)
     assert (rejected.pending_job.job_id, rejected.pending_job.attempt, rejected.pending_job.try_number) == (
-        job_id(visit=4), 2, 1
+        job_id(visit=4),
+        2,
+        1,
     )
 
 

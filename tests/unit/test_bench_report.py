@@ -9,22 +9,48 @@ from bench.report import Results, cpu_rows, rows
 
 # 10 stored messages per cycle
 PER_CYCLE = PerCycle(
-    client_commands=3, results=1, timer_messages=1, events=3, jobs=1, kv_puts=1, timers_left=0, decisions=3,
+    client_commands=3,
+    results=1,
+    timer_messages=1,
+    events=3,
+    jobs=1,
+    kv_puts=1,
+    timers_left=0,
+    decisions=3,
     atomic_commits=0.1,
 )
 
 
 def results(cpu: dict[str, float], wire: dict[str, float] | None = None) -> Results:
     cycle = CycleResult(
-        replicas=1, send_failure_rate=0.0, in_flight=200, measured_s=8.0, cycles_per_s=500.0, finished=3000,
-        errored_output=1000, errored_other=0, cycle_p50_ms=1.0, cycle_p95_ms=2.0, total_cycles=4000, rejections={},
-        per_cycle=PER_CYCLE, cpu=cpu,
+        replicas=1,
+        send_failure_rate=0.0,
+        in_flight=200,
+        measured_s=8.0,
+        cycles_per_s=500.0,
+        finished=3000,
+        errored_output=1000,
+        errored_other=0,
+        cycle_p50_ms=1.0,
+        cycle_p95_ms=2.0,
+        total_cycles=4000,
+        rejections={},
+        per_cycle=PER_CYCLE,
+        cpu=cpu,
     )
-    broker = BrokerLimit(awaited_per_s=5000, in_flight_per_s=40_000, atomic_per_s=400, atomic_concurrent_per_s=450,
-                         payload_bytes=400, server_cpu_us_per_msg=12.5, client_cpu_us_per_msg=20.0)
+    broker = BrokerLimit(
+        awaited_per_s=5000,
+        in_flight_per_s=40_000,
+        atomic_per_s=400,
+        atomic_concurrent_per_s=450,
+        payload_bytes=400,
+        server_cpu_us_per_msg=12.5,
+        client_cpu_us_per_msg=20.0,
+    )
     counted = replace(cycle, wire=wire) if wire else None
-    return Results(mode="full", date="today", machine={"cpus": "2"}, plan={}, broker=broker, cycles=[cycle],
-                   wire=counted)
+    return Results(
+        mode="full", date="today", machine={"cpus": "2"}, plan={}, broker=broker, cycles=[cycle], wire=counted
+    )
 
 
 def test_cpu_per_cycle_and_what_the_cores_allow():
@@ -50,8 +76,16 @@ def test_the_ceiling_with_the_services_own_nats_io():
 
 def test_a_latency_measured_with_the_store_on_tmpfs_is_labelled_so():
     figures = Percentiles(samples=10, p50_ms=5.0, p95_ms=8.0, p99_ms=9.0, max_ms=10.0)
-    measured = LatencyResult(load="fixed", offered_per_s=200, in_flight=None, achieved_per_s=198, websocket=figures,
-                             stream=figures, nats=figures, cpu={})
+    measured = LatencyResult(
+        load="fixed",
+        offered_per_s=200,
+        in_flight=None,
+        achieved_per_s=198,
+        websocket=figures,
+        stream=figures,
+        nats=figures,
+        cpu={},
+    )
     run = replace(results({"orchestrator": 100.0}), latency=[measured, replace(measured, store="store on tmpfs")])
     labels = [row.figure for row in rows(run) if row.section == "latency" and row.figure.endswith("WebSocket")]
     assert labels == ["200/s offered (198/s), WebSocket", "200/s offered, store on tmpfs (198/s), WebSocket"]

@@ -122,8 +122,13 @@ def test_nothing_can_happen_before_the_workflow_has_a_state():
 
 @pytest.mark.parametrize(
     ("state", "kind"),
-    [("Draft", StateKind.WAIT), ("Validating", StateKind.STEP), ("Paid", StateKind.SUCCEEDED),
-     ("Rejected", StateKind.SUCCEEDED), ("Error", StateKind.FAILED)],
+    [
+        ("Draft", StateKind.WAIT),
+        ("Validating", StateKind.STEP),
+        ("Paid", StateKind.SUCCEEDED),
+        ("Rejected", StateKind.SUCCEEDED),
+        ("Error", StateKind.FAILED),
+    ],
 )
 def test_a_state_kind_follows_its_declaration(state, kind):
     assert EXPENSE.kind(state) is kind
@@ -138,11 +143,17 @@ def declare(states, transitions_):
 
 def test_a_well_formed_declaration_is_accepted():
     declared = declare(
-        {"Waiting": Wait(accepts={"process": move("go")}), "Working": Step("work", route=lambda *_: Route("done")),
-         "Done": End(), "Failed": End(succeeded=False)},
-        [{"trigger": "go", "source": "Waiting", "dest": "Working"},
-         {"trigger": "done", "source": "Working", "dest": "Done"},
-         {"trigger": "fail", "source": "Working", "dest": "Failed"}],
+        {
+            "Waiting": Wait(accepts={"process": move("go")}),
+            "Working": Step("work", route=lambda *_: Route("done")),
+            "Done": End(),
+            "Failed": End(succeeded=False),
+        },
+        [
+            {"trigger": "go", "source": "Waiting", "dest": "Working"},
+            {"trigger": "done", "source": "Working", "dest": "Done"},
+            {"trigger": "fail", "source": "Working", "dest": "Failed"},
+        ],
     )
 
     assert declared.next_state("Waiting", "go") == "Working"
@@ -151,20 +162,29 @@ def test_a_well_formed_declaration_is_accepted():
 def test_a_step_whose_failure_trigger_its_machine_lacks_fails_at_construction():
     with pytest.raises(IllegalTransition, match=re.escape("broken: 'fail' cannot happen in state 'Working'")):
         declare(
-            {"Waiting": Wait(accepts={"process": move("go")}), "Working": Step("work", route=lambda *_: Route("done")),
-             "Done": End()},
-            [{"trigger": "go", "source": "Waiting", "dest": "Working"},
-             {"trigger": "done", "source": "Working", "dest": "Done"}],
+            {
+                "Waiting": Wait(accepts={"process": move("go")}),
+                "Working": Step("work", route=lambda *_: Route("done")),
+                "Done": End(),
+            },
+            [
+                {"trigger": "go", "source": "Waiting", "dest": "Working"},
+                {"trigger": "done", "source": "Working", "dest": "Done"},
+            ],
         )
 
 
 def test_a_wait_whose_deadline_trigger_its_machine_lacks_fails_at_construction():
     with pytest.raises(IllegalTransition, match=re.escape("broken: 'escalate' cannot happen in state 'Waiting'")):
         declare(
-            {"Waiting": Wait(accepts={"approve": move("approve")}, deadline_s=60, on_deadline="escalate"),
-             "Done": End()},
-            [{"trigger": "approve", "source": "Waiting", "dest": "Done"},
-             {"trigger": "escalate", "source": "Done", "dest": "Waiting"}],
+            {
+                "Waiting": Wait(accepts={"approve": move("approve")}, deadline_s=60, on_deadline="escalate"),
+                "Done": End(),
+            },
+            [
+                {"trigger": "approve", "source": "Waiting", "dest": "Done"},
+                {"trigger": "escalate", "source": "Done", "dest": "Waiting"},
+            ],
         )
 
 

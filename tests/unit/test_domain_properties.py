@@ -33,8 +33,9 @@ from contracts.state import WorkflowState
 from services.orchestrator.domain.declaration import MAX_INPUT_SECONDS
 from services.orchestrator.domain.engine import fold
 
-PROPERTY_SETTINGS = settings(max_examples=200, derandomize=True, deadline=None, database=None,
-                             suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(
+    max_examples=200, derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 APPROVERS = ["ann", "bob", "director", "fin-ann", "fin-bob", "fin-cy", "mallory"]
 DURATIONS_READ = {"approval": ["step_timeout_s"], "expense": ["step_timeout_s", "manager_deadline_s"]}
 BOOKKEEPING = {"last_sequence", "updated_at", "applied_commands"}
@@ -53,8 +54,9 @@ timer_ids = st.one_of(  # as the engine names them: a deadline per visit, a retr
 )
 
 commands: st.SearchStrategy[Command] = st.one_of(
-    st.builds(create, workflow_type=st.sampled_from(["approval", "expense", "nonesuch"]), input=inputs,
-              start=st.booleans()),
+    st.builds(
+        create, workflow_type=st.sampled_from(["approval", "expense", "nonesuch"]), input=inputs, start=st.booleans()
+    ),
     st.builds(process),
     st.builds(approve, approver=st.sampled_from(APPROVERS)),
     st.builds(reject, approver=st.sampled_from(APPROVERS)),
@@ -63,8 +65,13 @@ commands: st.SearchStrategy[Command] = st.one_of(
     st.builds(retry),
     st.builds(archive),
     st.builds(complete, output=st.floats(0, 1, exclude_max=True), visit=visits, try_number=tries),
-    st.builds(fail_job, visit=visits, try_number=tries, retryable=st.booleans(),
-              error_type=st.sampled_from(["Error", "FatalError", "PolicyViolation"])),
+    st.builds(
+        fail_job,
+        visit=visits,
+        try_number=tries,
+        retryable=st.booleans(),
+        error_type=st.sampled_from(["Error", "FatalError", "PolicyViolation"]),
+    ),
     st.builds(fire, timer_ids),
 )
 send_failures = st.sets(st.tuples(visits, tries), max_size=6)

@@ -28,10 +28,16 @@ DECISIONS = [
     pytest.param(History, create_expense, id="create expense"),
     pytest.param(lambda: given(create()), process, id="process"),
     pytest.param(lambda: given(create(), send_fails=send_fails_on((2, 1))), process, id="process, send fails"),
-    pytest.param(lambda: given(create(), process(), send_fails=send_fails_on((2, 1))),
-                 lambda **envelope: fire("retry-2-1", **envelope), id="retry timer"),
-    pytest.param(lambda: given(create(), process(), fire("retry-2-1"), fire("retry-2-2"), send_fails=sends_always_fail),
-                 lambda **envelope: fire("retry-2-3", **envelope), id="last retry fails"),
+    pytest.param(
+        lambda: given(create(), process(), send_fails=send_fails_on((2, 1))),
+        lambda **envelope: fire("retry-2-1", **envelope),
+        id="retry timer",
+    ),
+    pytest.param(
+        lambda: given(create(), process(), fire("retry-2-1"), fire("retry-2-2"), send_fails=sends_always_fail),
+        lambda **envelope: fire("retry-2-3", **envelope),
+        id="last retry fails",
+    ),
     pytest.param(lambda: given(create(), process()), lambda **envelope: fire("timeout-2-1", **envelope), id="timeout"),
     pytest.param(lambda: given(create(), process()), lambda **envelope: complete(0.8, **envelope), id="complete job"),
     pytest.param(lambda: given(create(), process()), lambda **envelope: complete(0.1, **envelope), id="output too low"),
@@ -42,10 +48,16 @@ DECISIONS = [
     pytest.param(lambda: given(create(), process()), terminate, id="terminate"),
     pytest.param(lambda: given(create(), process(), complete(0.1)), retry, id="retry"),
     pytest.param(lambda: given(create(), process(), complete(0.1)), archive, id="archive"),
-    pytest.param(lambda: given(create_expense(), process(), complete(0.5)),
-                 lambda **envelope: fire("deadline-3", **envelope), id="deadline"),
-    pytest.param(lambda: given(create_expense(), process(), complete(0.5), approve()),
-                 lambda **envelope: approve(approver="fin-ann", **envelope), id="one vote of a quorum"),
+    pytest.param(
+        lambda: given(create_expense(), process(), complete(0.5)),
+        lambda **envelope: fire("deadline-3", **envelope),
+        id="deadline",
+    ),
+    pytest.param(
+        lambda: given(create_expense(), process(), complete(0.5), approve()),
+        lambda **envelope: approve(approver="fin-ann", **envelope),
+        id="one vote of a quorum",
+    ),
     pytest.param(lambda: given(create()), approve, id="rejected command"),
     pytest.param(History, approve, id="unknown workflow"),
 ]
@@ -88,8 +100,11 @@ def test_the_job_and_timers_a_decision_owes_carry_its_correlation():
     ("make_history", "make_command"),
     [
         pytest.param(History, create, id="create"),
-        pytest.param(lambda: given(create(), process()), lambda **envelope: fail_job(retryable=False, **envelope),
-                     id="a step that gives up"),
+        pytest.param(
+            lambda: given(create(), process()),
+            lambda **envelope: fail_job(retryable=False, **envelope),
+            id="a step that gives up",
+        ),
     ],
 )
 def test_a_command_with_the_longest_valid_id_can_be_decided_and_recorded(make_history, make_command):

@@ -78,7 +78,9 @@ def test_a_refused_expense_ends_in_error():
     errored = given(create_expense(), process(), complete(0.04)).state
 
     assert (errored.business_state, errored.infra_status, errored.error) == (
-        "Error", InfraStatus.ERRORED, "The policy check refused the expense (score 0.04)"
+        "Error",
+        InfraStatus.ERRORED,
+        "The policy check refused the expense (score 0.04)",
     )
 
 
@@ -90,7 +92,8 @@ def test_the_manager_approval_owes_a_deadline_timer_a_day_later_by_default():
     entered = history.events[-1]
 
     assert (history.state.infra_status, history.state.deadline_at) == (
-        InfraStatus.WAITING_FOR_EVENT, seconds_later(DAY)
+        InfraStatus.WAITING_FOR_EVENT,
+        seconds_later(DAY),
     )
     assert outbox(history.state) == [
         PendingTimer(
@@ -234,4 +237,3 @@ def test_a_reject_at_any_approval_stage_ends_the_expense_rejected_and_completed(
     rejected = history.state
     assert (rejected.business_state, rejected.infra_status, rejected.error) == ("Rejected", InfraStatus.COMPLETED, None)
     assert outbox(rejected) == []
-

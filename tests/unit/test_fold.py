@@ -48,13 +48,24 @@ def replay(*events):
     "log",
     [
         pytest.param([CREATED, STARTED, went("approve", "Unprocessed", "Finished")], id="trigger not allowed here"),
-        pytest.param([CREATED, STARTED, went("request_approval", "Unprocessed", "Waiting For Approval")],
-                     id="trigger of another state"),
-        pytest.param([CREATED, STARTED, went("process", "Waiting For Approval", "Sending To Queue")],
-                     id="source is not the current state"),
+        pytest.param(
+            [CREATED, STARTED, went("request_approval", "Unprocessed", "Waiting For Approval")],
+            id="trigger of another state",
+        ),
+        pytest.param(
+            [CREATED, STARTED, went("process", "Waiting For Approval", "Sending To Queue")],
+            id="source is not the current state",
+        ),
         pytest.param([CREATED, STARTED, went("process", "Unprocessed", "Finished")], id="dest is not the trigger's"),
-        pytest.param([CREATED, STARTED, went("process", "Unprocessed", "Sending To Queue"),
-                      went("process", "Unprocessed", "Sending To Queue")], id="same transition twice"),
+        pytest.param(
+            [
+                CREATED,
+                STARTED,
+                went("process", "Unprocessed", "Sending To Queue"),
+                went("process", "Unprocessed", "Sending To Queue"),
+            ],
+            id="same transition twice",
+        ),
         pytest.param([CREATED, went("process", "Unprocessed", "Sending To Queue")], id="transition before started"),
         pytest.param([CREATED, STARTED, went("nonsense", "Unprocessed", "Error")], id="unknown trigger"),
     ],
@@ -143,8 +154,6 @@ def test_applied_commands_lists_each_recorded_command_once_in_order():
     assert history.state.applied_commands == ("c-create", "c-process", "c-complete", "c-approve", "c-approve-again")
 
 
-
-
 def test_applied_commands_keeps_only_the_latest_so_a_long_lived_snapshot_stays_small():
     too_early = [approve(message_id=f"c-{n}") for n in range(APPLIED_COMMANDS_KEPT + 5)]  # each rejected: Unprocessed
     history = given(create(message_id="c-create"), *too_early)
@@ -152,11 +161,15 @@ def test_applied_commands_keeps_only_the_latest_so_a_long_lived_snapshot_stays_s
     assert sum(recorded.event.type == "CommandRejected" for recorded in history.recorded) == len(too_early)
     assert history.state.applied_commands == tuple(f"c-{n}" for n in range(5, APPLIED_COMMANDS_KEPT + 5))
 
+
 def test_the_fold_refuses_anything_but_archiving_after_a_workflow_was_cancelled():
     log = given(create(), process(), complete(0.5)).events
     with pytest.raises(IllegalTransition, match="was cancelled"):
-        replay(*log, written(WorkflowCancelled),
-               written(TransitionTaken, trigger="approve", source="Waiting For Approval", dest="Finished"))
+        replay(
+            *log,
+            written(WorkflowCancelled),
+            written(TransitionTaken, trigger="approve", source="Waiting For Approval", dest="Finished"),
+        )
 
 
 def test_the_fold_refuses_a_step_event_in_a_state_that_runs_no_step():

@@ -104,8 +104,14 @@ async def test_an_event_without_a_link_or_of_another_workflow_is_named(log):
 
 def run_script(export: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The script as an auditor runs it: the system's python3, alone, from outside the project (no imports of it)."""
-    return subprocess.run([sys.executable, "-I", str(CHAIN_SCRIPT), str(export), *args], capture_output=True,
-                          text=True, cwd="/", timeout=30, check=False)
+    return subprocess.run(
+        [sys.executable, "-I", str(CHAIN_SCRIPT), str(export), *args],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=30,
+        check=False,
+    )
 
 
 async def test_the_offline_script_verifies_an_export_and_names_the_first_broken_line(log, tmp_path):

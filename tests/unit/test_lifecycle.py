@@ -100,7 +100,9 @@ def test_terminate_ends_a_workflow_at_once_as_errored_with_the_reason(situation)
     assert facts(events) == [("WorkflowTerminated", {"reason": "stuck"})]
     terminated = history.state
     assert (terminated.infra_status, terminated.stopped, terminated.error) == (
-        InfraStatus.ERRORED, "terminated", "Terminated: stuck"
+        InfraStatus.ERRORED,
+        "terminated",
+        "Terminated: stuck",
     )
     assert terminated.business_state == before.business_state
     assert outbox(terminated) == []
@@ -130,7 +132,10 @@ def test_retry_from_error_runs_the_failed_step_again_with_the_recorded_context_a
     ]
     retried = history.state
     assert (retried.business_state, retried.infra_status, retried.error, retried.stopped) == (
-        "Sending To Queue", InfraStatus.PROCESSING_STEP, None, None
+        "Sending To Queue",
+        InfraStatus.PROCESSING_STEP,
+        None,
+        None,
     )
     assert (retried.attempt, retried.pending_job.job_id) == (2, job_id(visit=4))
     assert retried.pending_job.context == {"input": INPUT, "process": {"output": 0.12}}
@@ -144,11 +149,17 @@ def test_a_retried_workflow_can_go_on_to_finish():
 
 def test_retry_goes_back_to_the_step_that_failed_not_to_the_steps_before_it():
     history = given(
-        create_expense(), process(), complete(0.5), approve(), approve(approver="fin-ann"), approve(approver="fin-bob"),
+        create_expense(),
+        process(),
+        complete(0.5),
+        approve(),
+        approve(approver="fin-ann"),
+        approve(approver="fin-bob"),
         fail_job("bank down", visit=5, retryable=False),
     )
     assert (history.state.business_state, history.state.error) == (
-        "Error", "Step 'pay' failed: bank down (Error, not retryable)"
+        "Error",
+        "Step 'pay' failed: bank down (Error, not retryable)",
     )
 
     events = history.record(retry())
@@ -183,7 +194,9 @@ def test_archive_hides_an_ended_workflow_and_changes_nothing_else(situation):
     archived = history.state
     assert archived.archived is True
     assert (archived.business_state, archived.infra_status, archived.error) == (
-        before.business_state, before.infra_status, before.error
+        before.business_state,
+        before.infra_status,
+        before.error,
     )
 
 

@@ -40,14 +40,21 @@ def refused_all_but(allowed: set[str], why: str) -> dict[str, str]:
 
 # For each situation, the commands refused there and why; every other command of COMMAND_OF_KIND applies.
 REFUSED: dict[str, dict[str, str]] = {
-    "approval: Unprocessed": {"approve": "allowed now: process", "reject": "allowed now: process",
-                              "retry": NOT_ERRORED, "archive": NOT_ENDED},
+    "approval: Unprocessed": {
+        "approve": "allowed now: process",
+        "reject": "allowed now: process",
+        "retry": NOT_ERRORED,
+        "archive": NOT_ENDED,
+    },
     "approval: Sending To Queue, job in flight": refused_all_but({"cancel", "terminate"}, STEP_RUNNING)
     | {"retry": NOT_ERRORED, "archive": NOT_ENDED},
     "approval: Sending To Queue, retry due": refused_all_but({"cancel", "terminate"}, STEP_RUNNING)
     | {"retry": NOT_ERRORED, "archive": NOT_ENDED},
-    "approval: Waiting For Approval": {"process": "allowed now: approve, reject", "retry": NOT_ERRORED,
-                                       "archive": NOT_ENDED},
+    "approval: Waiting For Approval": {
+        "process": "allowed now: approve, reject",
+        "retry": NOT_ERRORED,
+        "archive": NOT_ENDED,
+    },
     "approval: Finished": refused_all_but(set(), FINAL) | {"retry": NOT_ERRORED},
     "approval: Error": refused_all_but(set(), FINAL),
     "approval: cancelled while Sending To Queue": refused_all_but(set(), "it was cancelled") | {"retry": NOT_ERRORED},
@@ -55,16 +62,29 @@ REFUSED: dict[str, dict[str, str]] = {
     | {"retry": NOT_ERRORED},
     "approval: Finished, archived": refused_all_but(set(), FINAL)
     | {"retry": NOT_ERRORED, "archive": "it is already archived"},
-    "expense: Draft": {"approve": "allowed now: process", "reject": "allowed now: process", "retry": NOT_ERRORED,
-                       "archive": NOT_ENDED},
+    "expense: Draft": {
+        "approve": "allowed now: process",
+        "reject": "allowed now: process",
+        "retry": NOT_ERRORED,
+        "archive": NOT_ENDED,
+    },
     "expense: Validating": refused_all_but({"cancel", "terminate"}, STEP_RUNNING)
     | {"retry": NOT_ERRORED, "archive": NOT_ENDED},
-    "expense: Manager Approval": {"process": "allowed now: approve, reject", "retry": NOT_ERRORED,
-                                  "archive": NOT_ENDED},
-    "expense: Director Approval": {"process": "allowed now: approve, reject", "retry": NOT_ERRORED,
-                                   "archive": NOT_ENDED},
-    "expense: Finance Approval, one approval in": {"process": "allowed now: approve, reject", "retry": NOT_ERRORED,
-                                                   "archive": NOT_ENDED},
+    "expense: Manager Approval": {
+        "process": "allowed now: approve, reject",
+        "retry": NOT_ERRORED,
+        "archive": NOT_ENDED,
+    },
+    "expense: Director Approval": {
+        "process": "allowed now: approve, reject",
+        "retry": NOT_ERRORED,
+        "archive": NOT_ENDED,
+    },
+    "expense: Finance Approval, one approval in": {
+        "process": "allowed now: approve, reject",
+        "retry": NOT_ERRORED,
+        "archive": NOT_ENDED,
+    },
     "expense: Paying": refused_all_but({"cancel", "terminate"}, STEP_RUNNING)
     | {"retry": NOT_ERRORED, "archive": NOT_ENDED},
     "expense: Paid": refused_all_but(set(), FINAL) | {"retry": NOT_ERRORED},
@@ -100,7 +120,8 @@ def test_a_command_is_refused_where_it_is_not_allowed_and_changes_nothing(situat
     bookkeeping = {"last_sequence", "applied_commands"}
     assert after.model_dump(exclude=bookkeeping) == before.model_dump(exclude=bookkeeping)
     assert (after.last_sequence, after.applied_commands) == (
-        before.last_sequence + 1, (*before.applied_commands, command.message_id)
+        before.last_sequence + 1,
+        (*before.applied_commands, command.message_id),
     )
 
 
@@ -120,14 +141,22 @@ def test_a_command_applies_where_it_is_allowed(situation, kind):
     [
         ("expense: Director Approval", approve(approver="ann"), "ann may not approve here (only director)"),
         ("expense: Director Approval", approve(approver="fin-ann"), "fin-ann may not approve here (only director)"),
-        ("expense: Director Approval", reject(approver="bob"),
-         "bob may not reject here (only director)"),
-        ("expense: Finance Approval, one approval in", approve(approver="mallory"),
-         "mallory may not approve here (only fin-ann, fin-bob, fin-cy)"),
-        ("expense: Finance Approval, one approval in", approve(approver="fin-ann"),
-         "fin-ann has already sent approve; it counts once"),
-        ("expense: Finance Approval, one approval in", reject(approver="ann"),
-         "ann may not reject here (only fin-ann, fin-bob, fin-cy)"),
+        ("expense: Director Approval", reject(approver="bob"), "bob may not reject here (only director)"),
+        (
+            "expense: Finance Approval, one approval in",
+            approve(approver="mallory"),
+            "mallory may not approve here (only fin-ann, fin-bob, fin-cy)",
+        ),
+        (
+            "expense: Finance Approval, one approval in",
+            approve(approver="fin-ann"),
+            "fin-ann has already sent approve; it counts once",
+        ),
+        (
+            "expense: Finance Approval, one approval in",
+            reject(approver="ann"),
+            "ann may not reject here (only fin-ann, fin-bob, fin-cy)",
+        ),
     ],
 )
 def test_a_wait_refuses_a_command_from_someone_it_does_not_accept(situation, command, reason):
@@ -187,18 +216,33 @@ def test_a_rejected_creation_leaves_the_workflow_uncreated_so_it_can_be_created_
 @pytest.mark.parametrize(
     ("make_history", "command", "stale_job"),
     [
-        pytest.param(lambda: given(create(), process()), complete(0.8, job_id="wf-1-9-9"), "wf-1-9-9",
-                     id="unknown job id"),
-        pytest.param(lambda: given(create(), process(), complete(0.8)), complete(0.8), job_id(),
-                     id="result already recorded"),
-        pytest.param(lambda: given(create(), process(), complete(0.4), reject()),
-                     complete(0.8), job_id(), id="result of the visit before the rejection"),
-        pytest.param(lambda: given(create(), process(), fail_job()), fail_job(), job_id(),
-                     id="failure already recorded"),
-        pytest.param(lambda: given(create(), process(), fire("retry-2-1"), send_fails=send_fails_on((2, 1))),
-                     complete(0.8), job_id(), id="try that could not be sent"),
-        pytest.param(lambda: given(create_expense(), process(), complete(0.5)), complete(0.8, visit=3), job_id(visit=3),
-                     id="no step running"),
+        pytest.param(
+            lambda: given(create(), process()), complete(0.8, job_id="wf-1-9-9"), "wf-1-9-9", id="unknown job id"
+        ),
+        pytest.param(
+            lambda: given(create(), process(), complete(0.8)), complete(0.8), job_id(), id="result already recorded"
+        ),
+        pytest.param(
+            lambda: given(create(), process(), complete(0.4), reject()),
+            complete(0.8),
+            job_id(),
+            id="result of the visit before the rejection",
+        ),
+        pytest.param(
+            lambda: given(create(), process(), fail_job()), fail_job(), job_id(), id="failure already recorded"
+        ),
+        pytest.param(
+            lambda: given(create(), process(), fire("retry-2-1"), send_fails=send_fails_on((2, 1))),
+            complete(0.8),
+            job_id(),
+            id="try that could not be sent",
+        ),
+        pytest.param(
+            lambda: given(create_expense(), process(), complete(0.5)),
+            complete(0.8, visit=3),
+            job_id(visit=3),
+            id="no step running",
+        ),
     ],
 )
 def test_a_result_for_a_job_not_in_flight_is_stale(make_history, command, stale_job):
@@ -209,6 +253,8 @@ def test_a_result_for_a_job_not_in_flight_is_stale(make_history, command, stale_
 
     assert rejected.reason == f"job {stale_job} is not in flight"
     after = evolve(before, RecordedEvent(sequence=before.last_sequence + 1, event=rejected))
-    assert (after.business_state, after.pending_job, after.output) == (before.business_state, before.pending_job,
-                                                                       before.output)
-
+    assert (after.business_state, after.pending_job, after.output) == (
+        before.business_state,
+        before.pending_job,
+        before.output,
+    )

@@ -37,8 +37,17 @@ SEND_ERROR = "could not send the job to the queue"
 
 
 def attempt_failed(try_number: int, error: str, error_type: str, retry_at, job: str | None = None, step="process"):
-    return ("StepAttemptFailed", {"step": step, "try_number": try_number, "job_id": job, "error": error,
-                                  "error_type": error_type, "retry_at": retry_at})
+    return (
+        "StepAttemptFailed",
+        {
+            "step": step,
+            "try_number": try_number,
+            "job_id": job,
+            "error": error,
+            "error_type": error_type,
+            "retry_at": retry_at,
+        },
+    )
 
 
 def timer_ids(history) -> list[str]:
@@ -57,7 +66,9 @@ def test_a_failed_send_leaves_the_step_running_with_a_retry_owed_at_now_plus_the
     assert (failed.step_try, failed.error, failed.pending_job) == (1, SEND_ERROR, None)
     [owed] = outbox(failed)
     assert (owed.due_at, owed.command.timer_id, owed.command.message_id) == (
-        seconds_later(0.2), "retry-2-1", f"{WORKFLOW_ID}-retry-2-1"
+        seconds_later(0.2),
+        "retry-2-1",
+        f"{WORKFLOW_ID}-retry-2-1",
     )
     assert owed.command.causation_id == history.events[-1].message_id
 
@@ -109,7 +120,9 @@ def test_a_step_with_a_linear_policy_waits_linearly_and_gives_up_after_its_tries
     events = history.record(fire("retry-2-2"))
 
     assert [event.retry_at for event in history.events if event.type == "StepAttemptFailed"] == [
-        seconds_later(0.5), seconds_later(1.0), None
+        seconds_later(0.5),
+        seconds_later(1.0),
+        None,
     ]
     assert facts(events)[-1] == moved(
         "fail", "Validating", "Error", note=f"Step 'validate' failed: {SEND_ERROR} (after 3 tries)"
@@ -134,10 +147,16 @@ def test_a_retryable_job_failure_is_retried_after_the_policy_delay():
 @pytest.mark.parametrize(
     ("failure", "why"),
     [
-        pytest.param(fail_job("bad input", error_type="FatalError"), "bad input (FatalError, not retryable)",
-                     id="error type the step declares non-retryable"),
-        pytest.param(fail_job("bad input", retryable=False), "bad input (Error, not retryable)",
-                     id="processor says not retryable"),
+        pytest.param(
+            fail_job("bad input", error_type="FatalError"),
+            "bad input (FatalError, not retryable)",
+            id="error type the step declares non-retryable",
+        ),
+        pytest.param(
+            fail_job("bad input", retryable=False),
+            "bad input (Error, not retryable)",
+            id="processor says not retryable",
+        ),
     ],
 )
 def test_a_non_retryable_job_failure_skips_the_retries_and_errors_the_workflow(failure, why):
@@ -155,8 +174,16 @@ def test_a_non_retryable_job_failure_skips_the_retries_and_errors_the_workflow(f
 
 
 def test_a_job_failure_on_the_last_try_gives_up():
-    history = given(create(), process(), fail_job(), fire("retry-2-1"), fail_job(try_number=2), fire("retry-2-2"),
-                    fail_job(try_number=3), fire("retry-2-3"))
+    history = given(
+        create(),
+        process(),
+        fail_job(),
+        fire("retry-2-1"),
+        fail_job(try_number=2),
+        fire("retry-2-2"),
+        fail_job(try_number=3),
+        fire("retry-2-3"),
+    )
 
     events = history.record(fail_job(try_number=4))
 
@@ -216,11 +243,13 @@ def test_the_late_result_of_an_abandoned_job_is_stale(after_timeout):
         ),
         pytest.param(lambda: given(create(), process(), complete(0.1)), "timeout-2-1", id="workflow ended"),
         pytest.param(
-            lambda: given(create_expense(), process(), complete(0.5), fire("deadline-3")), "deadline-3",
+            lambda: given(create_expense(), process(), complete(0.5), fire("deadline-3")),
+            "deadline-3",
             id="deadline already passed",
         ),
         pytest.param(
-            lambda: given(create_expense(), process(), complete(0.5), approve()), "deadline-3",
+            lambda: given(create_expense(), process(), complete(0.5), approve()),
+            "deadline-3",
             id="its wait was answered before the deadline",
         ),
         pytest.param(lambda: given(create(), process()), "retry-2-1", id="never set"),

@@ -180,7 +180,13 @@ def written(event_type: type, **fields: Any) -> Event:
 
 # What every event carries beside its facts: the envelope, and its link in the log's hash chain.
 ENVELOPE = {
-    "schema_version", "message_id", "workflow_id", "occurred_at", "causation_id", "correlation_id", "type",
+    "schema_version",
+    "message_id",
+    "workflow_id",
+    "occurred_at",
+    "causation_id",
+    "correlation_id",
+    "type",
     "previous_hash",
 }
 
@@ -190,18 +196,30 @@ def facts(events: list[Event]) -> list[tuple[str, dict[str, Any]]]:
     return [(type(event).__name__, event.model_dump(exclude=ENVELOPE)) for event in events]
 
 
-def moved(trigger: str, source: str, dest: str, *, actor: str | None = None, note: str = "",
-          deadline_at: datetime | None = None) -> tuple[str, dict[str, Any]]:
+def moved(
+    trigger: str,
+    source: str,
+    dest: str,
+    *,
+    actor: str | None = None,
+    note: str = "",
+    deadline_at: datetime | None = None,
+) -> tuple[str, dict[str, Any]]:
     """The facts of a TransitionTaken."""
-    return ("TransitionTaken", {"trigger": trigger, "source": source, "dest": dest, "actor": actor, "note": note,
-                                "deadline_at": deadline_at})
+    return (
+        "TransitionTaken",
+        {"trigger": trigger, "source": source, "dest": dest, "actor": actor, "note": note, "deadline_at": deadline_at},
+    )
 
 
-def scheduled(step: str, visit: int = FIRST_STEP_VISIT, try_number: int = 1,
-              timeout_at: datetime | None = seconds_later(30)) -> tuple[str, dict[str, Any]]:
+def scheduled(
+    step: str, visit: int = FIRST_STEP_VISIT, try_number: int = 1, timeout_at: datetime | None = seconds_later(30)
+) -> tuple[str, dict[str, Any]]:
     """The facts of a StepScheduled."""
-    return ("StepScheduled", {"step": step, "try_number": try_number, "job_id": job_id(visit, try_number),
-                              "timeout_at": timeout_at})
+    return (
+        "StepScheduled",
+        {"step": step, "try_number": try_number, "job_id": job_id(visit, try_number), "timeout_at": timeout_at},
+    )
 
 
 def rejection(events: list[Event], code: str) -> CommandRejected:

@@ -216,10 +216,26 @@ class End:
 
 MAX_SEARCH_TEXT = 200  # characters of a text field kept for searching
 # What a search field may not be called: the filters every workflow has (contracts/index.py's columns).
-GENERIC_FILTERS = frozenset({
-    "id", "type", "business_state", "infra_status", "archived", "created_at", "updated_at", "deadline_at",
-    "created_after", "created_before", "updated_after", "updated_before", "waiting_for", "sort", "limit", "cursor",
-})
+GENERIC_FILTERS = frozenset(
+    {
+        "id",
+        "type",
+        "business_state",
+        "infra_status",
+        "archived",
+        "created_at",
+        "updated_at",
+        "deadline_at",
+        "created_after",
+        "created_before",
+        "updated_after",
+        "updated_before",
+        "waiting_for",
+        "sort",
+        "limit",
+        "cursor",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -270,10 +286,19 @@ class WorkflowType:
     def __post_init__(self) -> None:
         # The machine is used as a transition table, with no model objects, so folding stays a pure function. Its
         # table is read out once: every event folded looks a transition up.
-        machine = Machine(model=None, states=list(self.states), transitions=self.transitions, initial=self.initial,
-                          auto_transitions=False)
-        table = {(source, trigger): found[0].dest
-                 for trigger, event in machine.events.items() for source, found in event.transitions.items() if found}
+        machine = Machine(
+            model=None,
+            states=list(self.states),
+            transitions=self.transitions,
+            initial=self.initial,
+            auto_transitions=False,
+        )
+        table = {
+            (source, trigger): found[0].dest
+            for trigger, event in machine.events.items()
+            for source, found in event.transitions.items()
+            if found
+        }
         object.__setattr__(self, "next_states", table)
         for name, spec in self.states.items():
             if isinstance(spec, Wait) and (spec.deadline_s is None) != (spec.on_deadline is None):
@@ -308,8 +333,11 @@ class WorkflowType:
 
     def input_problems(self, given: Mapping[str, Any]) -> list[str]:
         """What in an instance's input this type cannot use: a duration it reads from there that is not one."""
-        durations = [spec.timeout_s if isinstance(spec, Step) else spec.deadline_s
-                     for spec in self.states.values() if isinstance(spec, Step | Wait)]
+        durations = [
+            spec.timeout_s if isinstance(spec, Step) else spec.deadline_s
+            for spec in self.states.values()
+            if isinstance(spec, Step | Wait)
+        ]
         problems = (duration.problem(given) for duration in durations if isinstance(duration, FromInput))
         return list(dict.fromkeys(problem for problem in problems if problem))
 
@@ -344,7 +372,15 @@ class WorkflowType:
             lifecycle = ["cancel", "terminate"] if kind in (StateKind.WAIT, StateKind.STEP) else ["archive"]
             lifecycle += ["retry"] if kind is StateKind.FAILED else []
             states.append(StateInfo(name=name, kind=kind.value, accepts=self.accepted_commands(name) + lifecycle))
-        transitions = [TransitionInfo(trigger=t["trigger"], source=t["source"], dest=t["dest"]) for t in self.transitions]
+        transitions = [
+            TransitionInfo(trigger=t["trigger"], source=t["source"], dest=t["dest"]) for t in self.transitions
+        ]
         search_fields = {name: field.kind for name, field in self.search_fields.items()}
-        return WorkflowTypeInfo(name=self.name, title=self.title, initial=self.initial, states=states,
-                                transitions=transitions, search_fields=search_fields)
+        return WorkflowTypeInfo(
+            name=self.name,
+            title=self.title,
+            initial=self.initial,
+            states=states,
+            transitions=transitions,
+            search_fields=search_fields,
+        )

@@ -164,7 +164,12 @@ def evolve(state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
                 "last_step_state": state.business_state,
             }
         case StepFailed():
-            changes |= {"error": event.error, "pending_job": None, "timers": {}, "last_step_state": state.business_state}
+            changes |= {
+                "error": event.error,
+                "pending_job": None,
+                "timers": {},
+                "last_step_state": state.business_state,
+            }
         case WorkflowCancelled() | WorkflowTerminated():
             stopped = "cancelled" if isinstance(event, WorkflowCancelled) else "terminated"
             changes |= {"stopped": stopped, "pending_job": None, "timers": {}, "deadline_at": None}
@@ -177,8 +182,11 @@ def evolve(state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
     new_state = state.model_copy(update=changes)
     if not new_state.started:
         return new_state
-    waiting_for = () if new_state.stopped else workflow_type(new_state).waiting_for(
-        new_state.business_state, tuple(new_state.inputs))
+    waiting_for = (
+        ()
+        if new_state.stopped
+        else workflow_type(new_state).waiting_for(new_state.business_state, tuple(new_state.inputs))
+    )
     return new_state.model_copy(update={"infra_status": infra_status(new_state), "waiting_for": waiting_for})
 
 
@@ -315,7 +323,9 @@ class _Decider:
             case ArchiveWorkflow():
                 if not has_ended(state) or state.archived:
                     why = "it is already archived" if state.archived else "only an ended workflow can be archived"
-                    return self.reject("not_allowed", f"cannot archive a workflow in state '{state.business_state}' ({why})")
+                    return self.reject(
+                        "not_allowed", f"cannot archive a workflow in state '{state.business_state}' ({why})"
+                    )
                 return self.emit(WorkflowArchived)
             case RetryWorkflow():
                 kind = workflow_type(state).kind(state.business_state)
@@ -343,7 +353,9 @@ class _Decider:
         raise TypeError(f"no decision for {type(command).__name__}")
 
     def refuse_here(self, why: str) -> None:
-        self.reject("not_allowed", f"cannot {self.command.kind} a workflow in state '{self.state.business_state}' ({why})")
+        self.reject(
+            "not_allowed", f"cannot {self.command.kind} a workflow in state '{self.state.business_state}' ({why})"
+        )
 
     # -- creation and client commands
 
@@ -369,7 +381,9 @@ class _Decider:
         spec = workflow_type(state).states[state.business_state]
         if not isinstance(spec, Wait) or kind not in spec.accepts:
             accepted = workflow_type(state).accepted_commands(state.business_state)
-            return self.refuse_here(f"allowed now: {', '.join(accepted)}" if accepted else "a step is running; wait for it")
+            return self.refuse_here(
+                f"allowed now: {', '.join(accepted)}" if accepted else "a step is running; wait for it"
+            )
         taken = tuple(state.inputs)
         match spec.accepts[kind](Input(kind=kind, actor=actor, note=note, taken=taken, context=state.context)):
             case Move(trigger=trigger):
@@ -384,8 +398,15 @@ class _Decider:
     def move(self, trigger: str, actor: str | None = None, note: str = "") -> None:
         source = self.state.business_state
         dest = workflow_type(self.state).next_state(source, trigger)
-        self.emit(TransitionTaken, trigger=trigger, source=source, dest=dest, actor=actor, note=note,
-                  deadline_at=self.deadline_of(dest))
+        self.emit(
+            TransitionTaken,
+            trigger=trigger,
+            source=source,
+            dest=dest,
+            actor=actor,
+            note=note,
+            deadline_at=self.deadline_of(dest),
+        )
         self.enter()
 
     def deadline_of(self, state_name: str) -> datetime | None:
@@ -411,16 +432,28 @@ class _Decider:
             return self.attempt_failed(try_number, None, "could not send the job to the queue", "SendError", True)
         timeout = seconds(step.timeout_s, self.state.context)
         timeout_at = self.context.now + timedelta(seconds=timeout) if timeout else None
-        self.emit(StepScheduled, step=step.name, try_number=try_number, job_id=job_id(workflow_id, visit, try_number),
-                  timeout_at=timeout_at)
+        self.emit(
+            StepScheduled,
+            step=step.name,
+            try_number=try_number,
+            job_id=job_id(workflow_id, visit, try_number),
+            timeout_at=timeout_at,
+        )
 
     def attempt_failed(self, try_number: int, job_id: str | None, error: str, error_type: str, retryable: bool) -> None:
         step = self.step
         give_up = not retryable or error_type in step.non_retryable
         delay = None if give_up else step.retry.delay_after(try_number)
         retry_at = None if delay is None else self.context.now + timedelta(seconds=delay)
-        self.emit(StepAttemptFailed, step=step.name, try_number=try_number, job_id=job_id, error=error,
-                  error_type=error_type, retry_at=retry_at)
+        self.emit(
+            StepAttemptFailed,
+            step=step.name,
+            try_number=try_number,
+            job_id=job_id,
+            error=error,
+            error_type=error_type,
+            retry_at=retry_at,
+        )
         if retry_at is None:
             why = f"{error} ({error_type}, not retryable)" if give_up else f"{error} (after {try_number} tries)"
             failure = f"Step '{step.name}' failed: {why}"
