@@ -30,7 +30,7 @@ from contracts.events import RecordedEvent
 from contracts.state import WorkflowState
 from contracts.topology import Topology
 from runtime.eventlog import current_entries, recorded_event
-from runtime.index_db import IndexSettings
+from runtime.index_db import IndexSettings, connect
 from runtime.settings import ServiceSettings
 from runtime.streams import UNAVAILABLE, UNAVAILABLE_RETRY_S, patiently
 from services.orchestrator.domain.declaration import IllegalTransition
@@ -267,7 +267,7 @@ async def main(argv: list[str] | None = None) -> int:
     action = parser.parse_args(argv).action
     settings = MaintenanceSettings()
     nc = await nats.connect(**settings.nats_connection("maintenance"))  # as an operator: the admin user, TLS if set
-    engine = index.connect(settings.index_url) if settings.has_index else None
+    engine = connect(settings.index_url) if settings.has_index else None
     try:
         js = nc.jetstream()
         if action in ("rebuild", "rebuild-index"):
