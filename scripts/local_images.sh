@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes, on a machine where no image registry answers, local stand-ins for the public images the Dockerfile and
-# compose.yaml name, and prints the variables that point them there. Cached: an image that exists is kept.
+# compose.yaml name, and prints the variables that point them there. Cached: an image that exists is kept. Also hands
+# the image builds the authorities this machine's pip trusts (deploy/build-ca/ca.pem).
 #   wf-local/debian:bookworm   debootstrap from the Debian mirror apt uses (the root of the others)
 #   wf-local/python:3.11       for python:3.11-slim       (WF_PYTHON_IMAGE)
 #   wf-local/node:20           for node:22-slim           (WF_NODE_IMAGE; this machine's Node.js)
@@ -35,7 +36,17 @@ build() {
     docker build -q --build-arg "BASE_IMAGE=$BASE" -f "deploy/local-images/$2" -t "$1" "$3" >/dev/null 2> >(grep -v "DEPRECATED\|BuildKit\|environment-variable\|^$" >&2)
 }
 
+# The authorities this machine's pip trusts (here a TLS-inspecting proxy's, which PyPI's answers are signed by) go to
+# the image builds' install steps, which would fail certificate verification without them (the Dockerfile says how).
+hand_build_ca() {
+    local bundle="${PIP_CERT:-$(python3 -m pip config get global.cert 2>/dev/null || true)}"
+    if [ -n "$bundle" ] && [ -f "$bundle" ] && ! cmp -s "$bundle" deploy/build-ca/ca.pem; then
+        cp "$bundle" deploy/build-ca/ca.pem
+    fi
+}
+
 ensure_base
+hand_build_ca
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 cp deploy/local-images/postgres-entrypoint.sh "$NATS_SERVER" "$context/"
