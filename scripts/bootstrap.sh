@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 # fuse3: FUSE (fusermount3, libfuse3) for the power-loss test's file system.
 # postgresql: a server the index's tests start their own of (tests/postgres.py); its programs stay off PATH
 # (/usr/lib/postgresql/<version>/bin), so the check is pg_ctlcluster, which the same install puts on it.
-TEST_APT_PACKAGES="docker-compose=docker-compose chromium=chromium fusermount3=fuse3 pg_ctlcluster=postgresql"
+# docker.io (dockerd), debootstrap and docker-compose: the compose test (tests/containers) builds and runs the images on
+# an engine of this machine's own, from local base images (scripts/local_images.sh).
+TEST_APT_PACKAGES="docker-compose=docker-compose dockerd=docker.io debootstrap=debootstrap chromium=chromium
+fusermount3=fuse3 pg_ctlcluster=postgresql"
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
@@ -79,9 +82,27 @@ ensure_system_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# A Docker engine for the compose test: started when none answers and this user may (root, or sudo without a
+# password); else the test is skipped and says why.
+ensure_docker_engine() {
+    if docker info >/dev/null 2>&1; then return; fi
+    if [ "$(id -u)" -ne 0 ] && ! sudo -n true 2>/dev/null; then
+        say "no Docker engine answers and this user cannot start one: the compose test will be skipped"
+        return
+    fi
+    say "starting dockerd (log: /var/log/wf-dockerd.log)"
+    as_root sh -c 'nohup dockerd >/var/log/wf-dockerd.log 2>&1 &'
+    for _ in $(seq 60); do
+        if docker info >/dev/null 2>&1; then return; fi
+        sleep 0.5
+    done
+    say "dockerd did not answer within 30 s (see /var/log/wf-dockerd.log): the compose test will be skipped" >&2
+}
+
 ensure_venv
 ensure_python_packages
 ensure_web_build
 if [ "${1:-}" = "--test" ]; then
     ensure_system_packages
+    ensure_docker_engine
 fi
