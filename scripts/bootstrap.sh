@@ -16,8 +16,9 @@ fusermount3=fuse3 pg_ctlcluster=postgresql"
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
-# A copy of the pyproject.toml last installed: pip runs again only when the file differs.
-INSTALLED_PYPROJECT="$VENV/.installed-pyproject.toml"
+# The uv.lock (and pyproject.toml) last installed: packages are installed again only when either differs.
+INSTALLED_LOCK="$VENV/.installed-lock"
+UV_VERSION=0.13.9  # the same in pyproject.toml's test extra and the Dockerfile
 
 say() { echo "bootstrap | $*"; }
 
@@ -36,12 +37,18 @@ ensure_venv() {
 }
 
 ensure_python_packages() {
-    if cmp -s pyproject.toml "$INSTALLED_PYPROJECT"; then return; fi
-    say "installing Python packages (pyproject.toml changed since the last install)"
-    # This machine's pip config lists package indexes that do not exist for most packages: pip warns once per package.
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[test]" \
-        2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
-    cp pyproject.toml "$INSTALLED_PYPROJECT"
+    if cat pyproject.toml uv.lock | cmp -s - "$INSTALLED_LOCK"; then return; fi
+    say "installing Python packages: the versions of uv.lock"
+    if [ "$("$VENV/bin/uv" --version 2>/dev/null)" != "uv $UV_VERSION" ]; then
+        # This machine's pip config lists package indexes that do not exist for most packages: pip warns per package.
+        "$VENV/bin/python" -m pip install --disable-pip-version-check -q "uv==$UV_VERSION" \
+            2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
+    fi
+    # uv does not read pip's config: the authorities pip trusts (a TLS-inspecting proxy's) are handed over.
+    local bundle="${PIP_CERT:-$("$VENV/bin/python" -m pip config get global.cert 2>/dev/null || true)}"
+    SSL_CERT_FILE="${SSL_CERT_FILE:-$bundle}" UV_PROJECT_ENVIRONMENT="$VENV" UV_PYTHON_DOWNLOADS=never \
+        "$VENV/bin/uv" sync --frozen --extra test --python "$VENV/bin/python" --quiet
+    cat pyproject.toml uv.lock > "$INSTALLED_LOCK"
 }
 
 # The web UI (web/, Vue + Vite) is served built, from web/dist. Build it when it is missing or older than a source.

@@ -72,7 +72,7 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("WF_TEST_DOCKER") == "1" and _docker_available():
         from testcontainers.nats import NatsContainer
 
-        with NatsContainer(image="nats:2.12", jetstream=True) as container:
+        with NatsContainer(image="nats:2.15.1", jetstream=True) as container:
             yield container.nats_uri()
         return
     server = NatsServer(tmp_path_factory.mktemp("nats")).start()
