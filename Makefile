@@ -1,6 +1,6 @@
 # The two commands a fresh machine needs: `make run` runs the whole system, `make test` runs the tests.
 # Each installs what it needs first (scripts/bootstrap.sh; fast when nothing changed).
-.PHONY: run test
+.PHONY: run test lint
 
 # Extra arguments: to pytest for `make test` (ARGS="-k launcher"), to the launcher for `make run`
 # (ARGS="--cluster --replicas 2": a 3-node JetStream cluster, two orchestrators and two processors).
@@ -13,3 +13,8 @@ run:
 test:
 	bash scripts/bootstrap.sh --test
 	.venv/bin/python -m pytest $(ARGS)
+
+# What CI checks besides the tests: uv.lock matches pyproject.toml, ruff's lint and format (scripts/lint.sh).
+lint:
+	bash scripts/bootstrap.sh
+	bash scripts/lint.sh

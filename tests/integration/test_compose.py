@@ -1,5 +1,5 @@
 """compose.yaml is a valid Compose file that runs NATS and every service. Checked with Debian's docker-compose, which
-validates without a Docker engine (there is none here)."""
+validates without a Docker engine; tests/containers runs it on one."""
 
 import os
 import shutil
