@@ -17,6 +17,7 @@ lost or broken."""
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import sys
@@ -319,7 +320,7 @@ class Chaos:
         expected = range(1, max(self.follower.position, report.events) + 1)
         result.websocket_missing = len(set(expected) - set(received))
         result.websocket_duplicates = len(received) - len(set(received))
-        result.websocket_out_of_order = sum(later <= earlier for earlier, later in zip(received, received[1:]))
+        result.websocket_out_of_order = sum(later <= earlier for earlier, later in itertools.pairwise(received))
         result.total_s = round(self.elapsed(), 1)
 
 

@@ -74,7 +74,7 @@ class Fleet:
         """Read the state of every workflow that has not ended; decide the ones waiting. How many have ended."""
         ended = self.ended
         pending = [wf for wf in self.states if wf not in ended]
-        for wf, state in zip(pending, await asyncio.gather(*(self._read(wf) for wf in pending))):
+        for wf, state in zip(pending, await asyncio.gather(*(self._read(wf) for wf in pending)), strict=True):
             self.states[wf] = state or self.states[wf]
             if state and state.business_state == "Waiting For Approval":
                 await self._decide(wf, state)

@@ -566,7 +566,7 @@ def charts(results: Results) -> list[str]:
     if memory := results.broadcaster_memory:
         out.append(
             bar_chart(
-                f"Broadcaster RSS",
+                "Broadcaster RSS",
                 ["idle", f"{memory.clients:,} clients", "after the burst"],
                 [("RSS", [memory.idle_mib, memory.connected_mib, memory.after_burst_mib])],
                 "MiB",

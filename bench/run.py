@@ -122,7 +122,7 @@ async def measure(
         say(f"── {name}")
         try:
             await work()
-        except Exception as error:  # noqa: BLE001 — one broken measurement should not lose the others
+        except Exception as error:  # — one broken measurement should not lose the others
             if stopping.is_set():  # nats-py turns a cancelled request into a timeout: it is the interruption
                 raise asyncio.CancelledError from error
             results.errors[name] = f"{type(error).__name__}: {error}"

@@ -71,7 +71,7 @@ class FetchedMessages:
             self._not_fetching.clear()
             try:
                 messages = await fetch(*args, **kwargs)
-            except asyncio.TimeoutError as timeout:
+            except TimeoutError as timeout:
                 # nats-py 2.16 also raises the builtin TimeoutError, where FastStream 0.7 catches only nats-py's own:
                 # its fetch loop died on it, dropping a half-filled batch (redelivered after ack_wait), and restarted.
                 if isinstance(timeout, NatsTimeoutError):
@@ -123,7 +123,7 @@ def drain_on_shutdown(app: AsgiFastStream, subscriber, ack_wait_s: float, name: 
     async def drain() -> None:
         try:
             await fetched.stop_fetching(app.broker.connection, subscriber.pull_sub.timeout + 1)
-        except Exception:  # noqa: BLE001 - the broker unreachable: what it sent late is held until the ack wait
+        except Exception:  # the broker unreachable: what it sent late is held until the ack wait
             log.exception("%s could not take the messages sent to its last pull", name)
         await subscriber.stop()
         given_back = await fetched.give_back()

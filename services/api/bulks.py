@@ -172,7 +172,7 @@ class BulkRunner:
         self.concurrency, self.lease_s = settings.bulk_concurrency, settings.bulk_lease_s
         self._wait_s = settings.command_timeout_s
         self.holder = new_id()  # this process, as a lease names it
-        self._runs: dict[str, tuple["BulkRun", asyncio.Task]] = {}
+        self._runs: dict[str, tuple[BulkRun, asyncio.Task]] = {}
 
     def runs(self, bulk_id: str) -> bool:
         """This process runs the bulk now."""
@@ -288,7 +288,7 @@ class BulkRunner:
         return None
 
     async def _keep_taking_over(self) -> None:
-        while not self._link.ready:
+        while not self._link.ready:  # noqa: ASYNC110 (the link offers no event to wait on)
             await asyncio.sleep(0.1)
         while True:
             try:

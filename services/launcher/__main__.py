@@ -23,7 +23,7 @@ from typing import IO
 from services.launcher.api_tokens import api_tokens
 from services.launcher.nats_server import DURABLE, NatsCluster, NatsServer, free_port
 from services.launcher.nats_users import NatsUsers, secrets_file
-from services.launcher.settings import LauncherSettings  # noqa: E402 (after the handler)
+from services.launcher.settings import LauncherSettings  # after the handler
 
 SERVICES = ("api", "orchestrator", "processor", "broadcaster", "indexer")
 REPLICATED = {"orchestrator": "WF_ORCHESTRATOR_PORT", "processor": "WF_PROCESSOR_PORT"}  # their metrics port

@@ -66,7 +66,7 @@ class CommandConsumer:
             await asyncio.wait(self.in_flight)
         try:
             late = await late_deliveries(self.nc, self.subscription)
-        except Exception:  # noqa: BLE001 - the broker unreachable: what it sent late is held until the ack wait
+        except Exception:  # the broker unreachable: what it sent late is held until the ack wait
             log.exception("could not take the commands sent to the last pull")
             late = []
         unapplied = self.unapplied + late
@@ -116,26 +116,26 @@ class CommandConsumer:
         # When the one before failed, this one is redelivered too, so that they still come in order.
         try:
             applied = (previous is None or await previous) and await self.apply(message)
-        except Exception:  # noqa: BLE001 - apply answers False itself; this is the broker failing its ack
+        except Exception:  # apply answers False itself; this is the broker failing its ack
             log.exception("a command on %s was not settled; it is to be redelivered", message.subject)
             applied = False
         if not applied:
             try:
                 await message.nak(delay=REDELIVER_AFTER_S)
-            except Exception:  # noqa: BLE001 - not acked either way: the ack wait redelivers it
+            except Exception:  # not acked either way: the ack wait redelivers it
                 log.warning("could not nak a command on %s; it is redelivered after the ack wait", message.subject)
         return applied
 
     async def _fetch(self, count: int, timeout_s: float) -> list[Msg]:
         try:
             return await self.subscription.fetch(count, timeout=timeout_s)
-        except (NatsTimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeoutError):
             return []  # nothing waiting
         except (*UNAVAILABLE, ConnectionClosedError) as error:
             log.info("cannot fetch commands for now (%s): asking again", type(error).__name__)
             await asyncio.sleep(RETRY_S)  # the client reconnects meanwhile
             return []
-        except Exception:  # noqa: BLE001 - an answer nats-py does not expect must not end the loop for good
+        except Exception:  # an answer nats-py does not expect must not end the loop for good
             log.exception("a fetch of commands failed: asking again")
             await asyncio.sleep(RETRY_S)
             return []

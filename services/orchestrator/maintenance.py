@@ -194,7 +194,9 @@ async def index_mismatches(engine: AsyncEngine, replays: dict[str, WorkflowState
             continue
         expected = index.workflow_row(state)
         differs = [column for column, value in expected.items() if _comparable(row[column]) != _comparable(value)]
-        for (found, key), rows_of in zip(children.values(), (index.search_value_rows, index.waiting_for_rows)):
+        for (found, key), rows_of in zip(
+            children.values(), (index.search_value_rows, index.waiting_for_rows), strict=True
+        ):
             if found.get(workflow_id, set()) != {tuple(each[column] for column in key) for each in rows_of(state)}:
                 differs.append(rows_of.__name__)
         if differs:

@@ -34,7 +34,7 @@ class Retention:
                 removed = await self.sweep(clock())
                 if removed:
                     log.info("retention: %d ended workflow(s) exported and removed", removed)
-            except Exception as error:  # noqa: BLE001 - the next round tries again
+            except Exception as error:  # the next round tries again
                 log.warning("retention sweep failed: %s: %s", type(error).__name__, error)
             await asyncio.sleep(every_s)
 

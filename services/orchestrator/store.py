@@ -226,7 +226,7 @@ class SharedBatches:
                 for pending in group:
                     await self._commit([pending])
             return
-        except Exception as error:  # noqa: BLE001 - every waiting decision learns of it
+        except Exception as error:  # every waiting decision learns of it
             for pending in group:
                 _settle(pending, error=error)
             return

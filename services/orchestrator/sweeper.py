@@ -42,7 +42,7 @@ class PassedOverSweeper:
             await asyncio.sleep(every_s)
             try:
                 await self.sweep()
-            except Exception as error:  # noqa: BLE001 - the next round tries again
+            except Exception as error:  # the next round tries again
                 log.warning("could not sweep the commands stream: %s: %s", type(error).__name__, error)
 
     async def sweep(self) -> int:

@@ -12,7 +12,7 @@ import ssl
 import subprocess
 import uuid
 from collections.abc import Iterator
-from itertools import count
+from itertools import count, islice
 from pathlib import Path
 
 import httpx
@@ -169,7 +169,7 @@ def compose_factory(tmp_path: Path, base_images: dict[str, str]) -> Iterator:
 def approvable(prefix: str, how_many: int) -> list[str]:
     """Workflow ids whose first job's output (seeded, WF_SEND_FAILURE_RATE=0) leads to an approval, not an Error."""
     ids = (f"{prefix}-{i}" for i in count())
-    return [wf for wf, _ in zip((wf for wf in ids if chance.draw("output", job_id(wf, 2, 1)) > 0.25), range(how_many))]
+    return list(islice((wf for wf in ids if chance.draw("output", job_id(wf, 2, 1)) > 0.25), how_many))
 
 
 async def command(http: httpx.AsyncClient, path: str, body: dict | None = None) -> httpx.Response:

@@ -45,7 +45,7 @@ READS = ["/workflows", f"/workflows/{WORKFLOW}", f"/workflows/{WORKFLOW}/events"
 
 
 @pytest.fixture
-async def anonymous(nats_url, topology: Topology, js: JetStreamContext, settings_for, seed):  # noqa: F811
+async def anonymous(nats_url, topology: Topology, js: JetStreamContext, settings_for, seed):
     """A client of the API that sends no token; the read model holds WORKFLOW."""
     await seed(js, topology, seeded(WORKFLOW, 0))
     async with api_client(settings_for(nats_url, topology), holder=None) as client:
@@ -157,7 +157,7 @@ async def test_with_auth_turned_off_anyone_may_do_anything_as_whoever_they_say(
     settings_for,
     orchestrator,  # noqa: F811
 ):
-    async with api_client(settings_for(nats_url, topology, WF_AUTH="off"), holder=None) as api:  # noqa: F811
+    async with api_client(settings_for(nats_url, topology, WF_AUTH="off"), holder=None) as api:
         me = (await api.get("/me")).json()
         workflow_id = (await api.post("/workflows")).json()["workflow_id"]
         response = await api.post(f"/workflows/{workflow_id}/approve", json={"approver": "ann"})
@@ -207,7 +207,7 @@ async def test_commands_beyond_the_rate_per_token_answer_429_with_retry_after(
     topology,
     js,
     settings_for,
-    seed,  # noqa: F811
+    seed,
 ):
     await seed(js, topology, seeded(WORKFLOW, 0))
     async with api_client(settings_for(nats_url, topology, WF_API_COMMANDS_PER_S="2"), holder="requester") as api:

@@ -21,7 +21,8 @@ NATS_USERS = NatsUsers.generate()  # as data/secrets/nats.env gives them (one --
 
 
 def docker_compose(
-    *args: str, passwords: dict[str, str] = NATS_USERS.file_environment()
+    *args: str,
+    passwords: dict[str, str] = NATS_USERS.file_environment(),  # noqa: B008 (one set, made once)
 ) -> subprocess.CompletedProcess[str]:
     """docker-compose with `passwords` (by default all the env file holds) in its environment."""
     executable = shutil.which("docker-compose")

@@ -52,7 +52,7 @@ async def redelivered_at_once(js, stream: str, durable: str) -> list[int]:
     subscription = await js.pull_subscribe_bind(durable, stream)
     try:
         messages = await subscription.fetch(10, timeout=1.0)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         messages = []
     for message in messages:
         await message.ack()
@@ -95,7 +95,7 @@ async def test_the_processors_stop_takes_what_reached_it_after_its_last_pull(nc,
         while True:
             try:
                 await subscription.fetch(16, timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     loop = asyncio.create_task(fetch_loop())

@@ -26,7 +26,7 @@ class Subscription:
     async def fetch(self, count: int, timeout: float):
         if not self.fetches:
             await asyncio.sleep(timeout)
-            raise asyncio.TimeoutError
+            raise TimeoutError
         batch, self.fetches[0] = self.fetches[0][:count], self.fetches[0][count:]
         if not self.fetches[0]:
             self.fetches.pop(0)

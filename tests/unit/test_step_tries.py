@@ -90,7 +90,7 @@ def test_the_due_retry_runs_the_next_try_and_clears_the_failed_one():
 def test_each_failed_send_waits_longer_per_the_exponential_policy_counted_from_when_it_failed():
     history = given(create(), process(), send_fails=sends_always_fail)
     retry_times = [history.events[-1].retry_at]
-    for try_number, delay in [(1, 0.2), (2, 0.4)]:
+    for try_number in (1, 2):
         history.now = retry_times[-1]
         history.record(fire(f"retry-2-{try_number}"))
         retry_times.append(history.events[-1].retry_at)

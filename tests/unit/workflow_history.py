@@ -213,7 +213,10 @@ def moved(
 
 
 def scheduled(
-    step: str, visit: int = FIRST_STEP_VISIT, try_number: int = 1, timeout_at: datetime | None = seconds_later(30)
+    step: str,
+    visit: int = FIRST_STEP_VISIT,
+    try_number: int = 1,
+    timeout_at: datetime | None = seconds_later(30),  # noqa: B008 (a fixed time)
 ) -> tuple[str, dict[str, Any]]:
     """The facts of a StepScheduled."""
     return (
