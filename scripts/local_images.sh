@@ -20,11 +20,10 @@ exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 ensure_base() {
     if exists "$BASE"; then return; fi
-    local mirror root
-    mirror="$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -1)"
+    local mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}" root
     root="$(mktemp -d)"
-    say "making $BASE with debootstrap from ${mirror:-http://deb.debian.org/debian} (about 30 s)"
-    debootstrap --variant=minbase bookworm "$root" "${mirror:-http://deb.debian.org/debian}" >/dev/null
+    say "making $BASE with debootstrap from $mirror (about 30 s; DEBIAN_MIRROR names another)"
+    debootstrap --variant=minbase bookworm "$root" "$mirror" >/dev/null
     tar -C "$root" -c . | docker import - "$BASE" >/dev/null
     rm -rf "$root"
 }

@@ -1,14 +1,14 @@
 """`wf`: the command line. Every command is one or a few HTTP requests to the API (`--url`, or `WF_API_URL`);
 `watch` also reads the broadcaster's WebSocket. Both with the API token of `--token`, or `WF_TOKEN`. Over HTTPS and
-WSS the servers' certificates must be signed by the authority of `--ca` or `WF_CA_FILE` (else: the system's). Exit codes: 0
-done, 1 refused or failed (the server's reason is printed), 2 bad usage, 3 sent but no outcome within the wait (it may
-still apply)."""
+WSS the servers' certificates must be signed by the authority of `--ca` or `WF_CA_FILE` (else: the system's). The
+exit codes are EXIT_CODES (`wf --help`)."""
 
 import argparse
 import json
 import os
 import sys
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -133,8 +133,24 @@ def follow(api: Api, args: argparse.Namespace) -> int:
 # arguments
 
 
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}    done
+  {EXIT_FAILED}    refused or failed (the server's reason is printed)
+  2    bad usage
+  {EXIT_PENDING}    sent, but no outcome within the wait (it may still apply)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+
+shell completion: eval "$(wf completion bash)" (or zsh), e.g. in ~/.bashrc"""
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="wf", description="Drive and watch approval workflows through the HTTP API.")
+    root = argparse.ArgumentParser(
+        prog="wf",
+        description="Drive and watch approval workflows through the HTTP API.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    root.add_argument("--version", action="version", version=f"wf {version('approval-workflows')}")
     root.add_argument("--url", default=os.environ.get("WF_API_URL", DEFAULT_API_URL), help="the API (env WF_API_URL)")
     root.add_argument("--token", default=os.environ.get("WF_TOKEN"), help="the API token (env WF_TOKEN)")
     root.add_argument(
@@ -229,10 +245,44 @@ def parser() -> argparse.ArgumentParser:
 
     bulk.add_arguments(add_command("bulk", help="act on every workflow the filters match, and follow it until done"))
 
+    command = add_command("completion", help='print a shell completion script: eval "$(wf completion bash)"')
+    command.add_argument("shell", choices=["bash", "zsh"])
+    command.set_defaults(run=lambda _api, args: print_completion(root, args.shell))
+
     command = add_command("bench", help="run the benchmark (python -m bench.run; `wf bench -- --help`)")
     command.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="...", help="its options, e.g. --quick")
     command.set_defaults(run=run_bench)
     return root
+
+
+def print_completion(root: argparse.ArgumentParser, shell: str) -> int:
+    """A completion script for bash (zsh runs it through bashcompinit): the commands, then each command's options."""
+    commands = next(action for action in root._actions if isinstance(action, argparse._SubParsersAction))
+    options = {
+        name: " ".join(option for action in command._actions for option in action.option_strings)
+        for name, command in commands.choices.items()
+    }
+    cases = "\n".join(f'        {name}) words="{words}" ;;' for name, words in options.items())
+    print(
+        ("autoload -U +X bashcompinit && bashcompinit\n" if shell == "zsh" else "")
+        + COMPLETION.format(commands=" ".join(options), cases=cases)
+    )
+    return EXIT_OK
+
+
+COMPLETION = """_wf() {{
+    local current=${{COMP_WORDS[COMP_CWORD]}} words command=""
+    local i
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case ${{COMP_WORDS[i]}} in -*) ;; *) command=${{COMP_WORDS[i]}}; break ;; esac
+    done
+    case $command in
+        "") words="{commands} --help --version" ;;
+{cases}
+    esac
+    COMPREPLY=($(compgen -W "$words" -- "$current"))
+}}
+complete -F _wf wf"""
 
 
 def run_bench(api: Api, args: argparse.Namespace) -> int:
