@@ -24,6 +24,7 @@ from contracts.auth import Role, TokenHolder
 from contracts.ids import job_id
 from runtime.randomness import Randomness
 from runtime.tokens import write_tokens_file
+from services.api.settings import MAX_WAIT_S
 from services.launcher.nats_server import free_ports
 from services.launcher.nats_users import NatsUsers
 from services.launcher.tls import TlsFiles
@@ -173,15 +174,16 @@ def approvable(prefix: str, how_many: int) -> list[str]:
 
 
 async def command(http: httpx.AsyncClient, path: str, body: dict | None = None) -> httpx.Response:
-    """POST a command as a careful client does: under an Idempotency-Key, sent again with the same key while the API
-    answers 503 (its broker connection moving to another node), so it is applied once."""
+    """POST a command as a careful client does across a failover: under an Idempotency-Key, sent again with the same
+    key while the API answers 503 (its broker connection moving to another node), so it is applied once; and waiting
+    for its outcome as long as the API allows, since the cluster elects new stream leaders after a node is lost."""
     key = f"test-{uuid.uuid4().hex}"
 
     async def answered() -> httpx.Response | None:
-        answer = await http.post(path, json=body, headers={"Idempotency-Key": key})
+        answer = await http.post(path, json=body, params={"wait": MAX_WAIT_S}, headers={"Idempotency-Key": key})
         return None if answer.status_code == 503 else answer
 
-    return await eventually(answered, timeout_s=60, interval_s=0.5)
+    return await eventually(answered, timeout_s=120, interval_s=0.5)
 
 
 async def business_state(http: httpx.AsyncClient, workflow_id: str) -> str | None:
@@ -265,7 +267,7 @@ async def test_the_cluster_profile_finishes_every_workflow_when_a_nats_node_is_k
     await compose.until_healthy(CLUSTER_SERVICES)
     workflows = approvable("cluster", 6)
     verify = ssl.create_default_context(cafile=str(compose.ca))
-    async with httpx.AsyncClient(base_url=compose.api, headers=bearer("ann"), verify=verify, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=compose.api, headers=bearer("ann"), verify=verify, timeout=90) as http:
         for index, wf in enumerate(workflows):
             if index == len(workflows) // 2:
                 compose.run("kill", "nats-2")  # mid-run: R3 streams keep a quorum of two
