@@ -146,7 +146,7 @@ class WorkflowController(Controller):
         workflow_id = data.workflow_id or new_id()
         # With `start`, one command: the orchestrator creates and processes it in one decision.
         command = CreateWorkflow(workflow_id=workflow_id, workflow_type=data.type, input=data.input, start=data.start)
-        return command_response(workflow_id, await workflows.send([command], wait), created=True)
+        return command_response(workflow_id, await workflows.send(command, wait), created=True)
 
     @get(operation_id="listWorkflows", response_headers=LIST_HEADERS, responses=SEARCH_ERRORS)
     async def list_workflows(

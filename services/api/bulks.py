@@ -280,7 +280,7 @@ class BulkRunner:
         if command.message_id in state.applied_commands:  # sent before (by a runner that stopped): its outcome stands
             return _refusal(workflow_id, await self._workflows.recorded_outcome(workflow_id, command.message_id))
         try:
-            outcome = await self._workflows.send([command], self._wait_s)
+            outcome = await self._workflows.send(command, self._wait_s)
         except CommandRefused as refused:
             return BulkRefusal(workflow_id=workflow_id, code=refused.code, reason=str(refused)[:REASON_KEPT])
         if outcome.state is None:

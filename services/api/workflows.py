@@ -3,7 +3,6 @@ log."""
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nats.aio.subscription import Subscription
@@ -178,48 +177,43 @@ class Workflows:
     async def send_to_existing(self, command: CommandMessage, wait_s: float | None) -> Outcome:
         """Send a command for a workflow that must already exist; nothing is published for an unknown one."""
         await self.get(command.workflow_id)
-        return await self.send([command], wait_s)
+        return await self.send(command, wait_s)
 
-    async def send(self, commands: Sequence[CommandMessage], wait_s: float | None) -> Outcome:
-        """Publish commands of one workflow, in order, then wait up to `wait_s` (None: the default wait; 0: not at
-        all) until the log records the outcome of each and the read model shows the last one. A rejection raises
-        CommandRefused; no outcome in time gives an Outcome without state, for the first command."""
-        payloads = [command.model_dump_json().encode() for command in commands]
-        for payload in payloads:
-            if len(payload) > MAX_COMMAND_BYTES:
-                raise CommandTooLarge(f"the command is {len(payload)} bytes; at most {MAX_COMMAND_BYTES} are accepted")
+    async def send(self, command: CommandMessage, wait_s: float | None) -> Outcome:
+        """Publish a command, then wait up to `wait_s` (None: the default wait; 0: not at all) until the log records
+        its outcome and the read model shows it. A rejection raises CommandRefused; no outcome in time gives an
+        Outcome without state."""
+        payload = command.model_dump_json().encode()
+        if len(payload) > MAX_COMMAND_BYTES:
+            raise CommandTooLarge(f"the command is {len(payload)} bytes; at most {MAX_COMMAND_BYTES} are accepted")
         wait_s = self._default_wait_s if wait_s is None else wait_s
         deadline = asyncio.get_running_loop().time() + wait_s
-        workflow_id, ids = commands[0].workflow_id, [command.message_id for command in commands]
-        # Listen before publishing, so no command's first event can slip past; and through the stream, not core NATS:
-        # a core subscriber also sees the events of a decision whose append the stream refused (a conflict, decided
-        # again), which never happened.
+        workflow_id, command_id = command.workflow_id, command.message_id
+        # Listen before publishing, so the command's first event cannot slip past; and through the stream, not core
+        # NATS: a core subscriber also sees the events of a decision whose append the stream refused (a conflict,
+        # decided again), which never happened.
         events = await self._committed_events(workflow_id) if wait_s else None
         try:
-            duplicates = []
-            for command, payload in zip(commands, payloads, strict=True):
-                ack = await self._link.js.publish(
-                    self._topology.commands_subject(workflow_id),
-                    payload,
-                    stream=self._topology.commands_stream,
-                    # The broker's dedup is one window for the whole stream; a command's id is the workflow's own
-                    # (a client may send one Idempotency-Key for two workflows): repeats are of the same workflow only.
-                    headers={"Nats-Msg-Id": f"{workflow_id}/{command.message_id}"},
-                )
-                if ack.duplicate:
-                    duplicates.append(command.message_id)
+            ack = await self._link.js.publish(
+                self._topology.commands_subject(workflow_id),
+                payload,
+                stream=self._topology.commands_stream,
+                # The broker's dedup is one window for the whole stream; a command's id is the workflow's own (a
+                # client may send one Idempotency-Key for two workflows): repeats are of the same workflow only.
+                headers={"Nats-Msg-Id": f"{workflow_id}/{command_id}"},
+            )
+            duplicate = bool(ack.duplicate)
             if events is None:
-                return Outcome(ids[0], bool(duplicates), None)
+                return Outcome(command_id, duplicate, None)
             try:
                 async with asyncio.timeout_at(deadline):
-                    causes = await self._first_events_caused_by(events, workflow_id, ids, duplicates)
-                    for command_id in ids:
-                        if isinstance(rejection := causes[command_id], CommandRejected):
-                            raise CommandRefused(rejection.code, rejection.reason)
-                    state = await self._state_once_applied(workflow_id, ids[-1])
+                    cause = await self._first_event_caused_by(events, workflow_id, command_id, duplicate)
+                    if isinstance(cause, CommandRejected):
+                        raise CommandRefused(cause.code, cause.reason)
+                    state = await self._state_once_applied(workflow_id, command_id)
             except TimeoutError:
-                return Outcome(ids[0], bool(duplicates), None)
-            return Outcome(ids[0], bool(duplicates), state)
+                return Outcome(command_id, duplicate, None)
+            return Outcome(command_id, duplicate, state)
         finally:
             if events is not None:
                 await events.unsubscribe()
@@ -233,27 +227,24 @@ class Workflows:
             inactive_threshold=LISTEN_IDLE_LIMIT_S,
         )
 
-    async def _first_events_caused_by(
-        self, events: Subscription, workflow_id: str, command_ids: list[str], duplicates: list[str]
-    ) -> dict[str, Event]:
-        """The first event each command caused: from the live subscription, and for a duplicate (whose original may
+    async def _first_event_caused_by(
+        self, events: Subscription, workflow_id: str, command_id: str, duplicate: bool
+    ) -> Event:
+        """The first event the command caused: from the live subscription, and for a duplicate (whose original may
         have been decided before we listened) from the log first."""
-        causes: dict[str, Event] = {}
-        if duplicates:
+        if duplicate:
             for recorded in await read_events(self._link.js, self._topology, workflow_id):
-                cause = recorded.event.causation_id
-                if cause in duplicates and cause not in causes:
-                    causes[cause] = recorded.event
-        while len(causes) < len(command_ids):
+                if recorded.event.causation_id == command_id:
+                    return recorded.event
+        while True:
             message = await events.next_msg(timeout=None)
             try:
                 event = EVENT.validate_json(message.data)
             except ValidationError as error:
                 log.warning("not an event on %s: %s", message.subject, error)
                 continue
-            if event.causation_id in command_ids and event.causation_id not in causes:
-                causes[event.causation_id] = event
-        return causes
+            if event.causation_id == command_id:
+                return event
 
     async def _state_once_applied(self, workflow_id: str, command_id: str) -> WorkflowState:
         """The read model once it has folded the command in. The watch starts with the current value, so an update
