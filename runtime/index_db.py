@@ -30,9 +30,10 @@ def connect(url: str) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "connect")
         def _configure(connection, _record) -> None:
             cursor = connection.cursor()
+            # The busy timeout first: switching a new file to WAL takes a lock, which then waits rather than fails.
             for pragma in (
-                "journal_mode=WAL",
                 f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+                "journal_mode=WAL",
                 "foreign_keys=ON",
                 "synchronous=NORMAL",
             ):
