@@ -1,11 +1,15 @@
-"""The API's one error policy: every failure becomes JSON `{"status_code", "detail", "code"?}`, mapped here only."""
+"""The API's one error policy: every failure is answered as RFC 9457 problem details (`application/problem+json`:
+`{"title", "status", "detail", "code"?}`), mapped here only."""
 
 import logging
+from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
@@ -29,6 +33,8 @@ from services.api.search import BadFilter
 
 log = logging.getLogger(__name__)
 
+PROBLEM_MEDIA_TYPE = "application/problem+json"  # what ProblemDetailsException answers with
+
 STATUS_OF_REJECTION: dict[str, int] = {
     "not_allowed": HTTP_409_CONFLICT,
     "already_exists": HTTP_409_CONFLICT,
@@ -40,6 +46,7 @@ STATUS_OF_REJECTION: dict[str, int] = {
 
 # The code of the HTTP errors Litestar raises itself (refusals of the request as such, not of a command).
 CODE_OF_STATUS: dict[int, str] = {
+    HTTP_400_BAD_REQUEST: "malformed",  # a body that is not JSON (Litestar's parsing)
     HTTP_401_UNAUTHORIZED: "unauthorized",
     HTTP_403_FORBIDDEN: "forbidden",
     HTTP_413_REQUEST_ENTITY_TOO_LARGE: "too_large",
@@ -85,13 +92,16 @@ class CommandTooLarge(Exception):
     pass
 
 
-def _error(
-    status_code: int, detail: str, code: str | None = None, headers: dict[str, str] | None = None
-) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {"status_code": status_code, "detail": detail}
+def problem(
+    status: int, detail: str, code: str | None = None, headers: dict[str, str] | None = None, **members: Any
+) -> ProblemDetailsException:
+    """An RFC 9457 problem: the status, its phrase as the title, what went wrong (`detail`) and, as extension members,
+    the machine-readable `code` and anything else a client acts on."""
     if code:
-        body["code"] = code
-    return Response(body, status_code=status_code, headers=headers)
+        members["code"] = code
+    return ProblemDetailsException(
+        status_code=status, title=HTTPStatus(status).phrase, detail=detail, headers=headers, extra=members or None
+    )
 
 
 def _validation_detail(error: ValidationException) -> str:
@@ -108,100 +118,99 @@ def _validation_detail(error: ValidationException) -> str:
     return "; ".join(real) or str(error.detail)
 
 
-def validation_failed(_: Request, error: ValidationException) -> Response[dict[str, Any]]:
-    return _error(HTTP_422_UNPROCESSABLE_ENTITY, _validation_detail(error), "invalid")
+def validation_failed(error: ValidationException) -> ProblemDetailsException:
+    return problem(HTTP_422_UNPROCESSABLE_ENTITY, _validation_detail(error), "invalid")
 
 
-def http_error(_: Request, error: HTTPException) -> Response[dict[str, Any]]:
+def http_error(error: HTTPException) -> ProblemDetailsException:
     headers = dict(error.headers or {})  # WWW-Authenticate of a 401, the rate limit's of a 429
     detail = str(error.detail)
     if error.status_code == HTTP_429_TOO_MANY_REQUESTS:
         # Litestar says when the window resets (RateLimit-Reset); Retry-After is what clients and proxies read.
         headers["Retry-After"] = str(max(1, int(headers.get("RateLimit-Reset", 1))))
         detail = f"too many commands: at most {headers.get('RateLimit-Limit', 'a few')} a second per token"
-    return _error(error.status_code, detail, CODE_OF_STATUS.get(error.status_code), headers)
+    return problem(error.status_code, detail, CODE_OF_STATUS.get(error.status_code), headers)
 
 
-def workflow_not_found(_: Request, error: WorkflowNotFound) -> Response[dict[str, Any]]:
-    return _error(HTTP_404_NOT_FOUND, str(error), "unknown_workflow")
+def workflow_removed(error: WorkflowRemoved) -> ProblemDetailsException:
+    export = {"object_store": error.bucket, "name": error.name}
+    return problem(HTTP_410_GONE, str(error), "removed", export=export)
 
 
-def workflow_removed(_: Request, error: WorkflowRemoved) -> Response[dict[str, Any]]:
-    body = {
-        "status_code": HTTP_410_GONE,
-        "detail": str(error),
-        "code": "removed",
-        "export": {"object_store": error.bucket, "name": error.name},
-    }
-    return Response(body, status_code=HTTP_410_GONE)
+def command_refused(error: CommandRefused) -> ProblemDetailsException:
+    return problem(STATUS_OF_REJECTION.get(error.code, HTTP_409_CONFLICT), str(error), error.code)
 
 
-def type_not_found(_: Request, error: TypeNotFound) -> Response[dict[str, Any]]:
-    return _error(HTTP_404_NOT_FOUND, str(error), "unknown_type")
+def answer(status: int, code: str) -> Callable[[Exception], ProblemDetailsException]:
+    """An exception whose message says it all, answered with `status` and `code`."""
+    return lambda error: problem(status, str(error), code)
 
 
-def bulk_not_found(_: Request, error: BulkNotFound) -> Response[dict[str, Any]]:
-    return _error(HTTP_404_NOT_FOUND, str(error), "unknown_bulk")
+# Exceptions become problems here (Litestar's ProblemDetailsPlugin answers them as application/problem+json).
+PROBLEMS: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
+    ValidationException: validation_failed,
+    HTTPException: http_error,
+    WorkflowNotFound: answer(HTTP_404_NOT_FOUND, "unknown_workflow"),
+    WorkflowRemoved: workflow_removed,
+    TypeNotFound: answer(HTTP_404_NOT_FOUND, "unknown_type"),
+    BulkNotFound: answer(HTTP_404_NOT_FOUND, "unknown_bulk"),
+    CommandRefused: command_refused,
+    CommandTooLarge: answer(HTTP_413_REQUEST_ENTITY_TOO_LARGE, "invalid"),
+    BadFilter: answer(HTTP_400_BAD_REQUEST, "bad_filter"),
+}
 
 
-def command_refused(_: Request, error: CommandRefused) -> Response[dict[str, Any]]:
-    return _error(STATUS_OF_REJECTION.get(error.code, HTTP_409_CONFLICT), str(error), error.code)
+# The failures that are no fault of the request are logged, with the request, before they are answered.
 
 
-def command_too_large(_: Request, error: CommandTooLarge) -> Response[dict[str, Any]]:
-    return _error(HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(error), "invalid")
-
-
-def nats_unavailable(request: Request, error: Exception) -> Response[dict[str, Any]]:
+def nats_unavailable(request: Request, error: Exception) -> Response:
     log.warning("%s %s: NATS unavailable: %r", request.method, request.url.path, error)
-    return _error(HTTP_503_SERVICE_UNAVAILABLE, f"the message broker is unavailable: {error}", "unavailable")
+    detail = f"the message broker is unavailable: {error}"
+    return problem(HTTP_503_SERVICE_UNAVAILABLE, detail, "unavailable").to_response(request)
 
 
-def bad_filter(_: Request, error: BadFilter) -> Response[dict[str, Any]]:
-    return _error(HTTP_400_BAD_REQUEST, str(error), "bad_filter")
-
-
-def index_unavailable(request: Request, error: Exception) -> Response[dict[str, Any]]:
+def index_unavailable(request: Request, error: Exception) -> Response:
     log.warning("%s %s: the index is unavailable: %r", request.method, request.url.path, error)
-    return _error(
-        HTTP_503_SERVICE_UNAVAILABLE, "the index is not available (yet): is the indexer running?", "unavailable"
-    )
+    detail = "the index is not available (yet): is the indexer running?"
+    return problem(HTTP_503_SERVICE_UNAVAILABLE, detail, "unavailable").to_response(request)
 
 
-def unexpected(request: Request, error: Exception) -> Response[dict[str, Any]]:
+def unexpected(request: Request, error: Exception) -> Response:
     log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
-    return _error(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+    return problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal error").to_response(request)
 
 
 EXCEPTION_HANDLERS = {
-    ValidationException: validation_failed,
-    HTTPException: http_error,
-    WorkflowNotFound: workflow_not_found,
-    WorkflowRemoved: workflow_removed,
-    TypeNotFound: type_not_found,
-    BulkNotFound: bulk_not_found,
-    CommandRefused: command_refused,
-    CommandTooLarge: command_too_large,
     NotConnected: nats_unavailable,
     NatsError: nats_unavailable,
-    BadFilter: bad_filter,
     OperationalError: index_unavailable,  # no index file or table yet, the database down or locked
     ProgrammingError: index_unavailable,
     Exception: unexpected,
 }
+PROBLEM_DETAILS = ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=PROBLEMS))
 
 
-# What the OpenAPI document says of the errors (every one has the body _error writes).
+# What the OpenAPI document says of the errors (every one is a `problem`).
 
 
-class ErrorBody(BaseModel):
-    status_code: int
-    detail: str
-    code: str | None = None
+class ExportPlace(BaseModel):
+    object_store: str
+    name: str
+
+
+class Problem(BaseModel):
+    """What went wrong, as RFC 9457 problem details. `code` is the reason a client acts on."""
+
+    title: str  # the status's phrase
+    status: int
+    detail: str  # what went wrong, in words a person reads
+    code: str | None = None  # e.g. `unknown_workflow`, `bad_filter`, `not_allowed` (a rejection's code)
+    export: ExportPlace | None = None  # 410 only: where retention exported the workflow's log
 
 
 ERROR_MEANINGS: dict[int, str] = {
-    HTTP_400_BAD_REQUEST: "a filter the list cannot take: an unknown field, a bad operator or value (code `bad_filter`)",
+    HTTP_400_BAD_REQUEST: "a body that is not JSON (code `malformed`), or a filter the list cannot take: an unknown "
+    "field, a bad operator or value (code `bad_filter`)",
     HTTP_401_UNAUTHORIZED: "no token, or one that is not valid (code `unauthorized`)",
     HTTP_403_FORBIDDEN: "the token's holder has no role the command takes (code `forbidden`)",
     HTTP_404_NOT_FOUND: "no such workflow (code `unknown_workflow`), type (code `unknown_type`) or bulk (code "
@@ -218,6 +227,11 @@ ERROR_MEANINGS: dict[int, str] = {
 def error_answers(*status_codes: int) -> dict[int, ResponseSpec]:
     """The errors a route may answer, for its OpenAPI document."""
     return {
-        status: ResponseSpec(data_container=ErrorBody, description=ERROR_MEANINGS[status], generate_examples=False)
+        status: ResponseSpec(
+            data_container=Problem,
+            description=ERROR_MEANINGS[status],
+            generate_examples=False,
+            media_type=PROBLEM_MEDIA_TYPE,
+        )
         for status in status_codes
     }

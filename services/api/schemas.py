@@ -8,8 +8,29 @@ from contracts.auth import Role
 from contracts.bulk import BulkAction, BulkRefusal
 from contracts.commands import Actor, CreateWorkflow, Text
 from contracts.ids import WorkflowId
+from contracts.state import InfraStatus
 
-WorkflowView = dict[str, Any]  # the read model (contracts.state.WorkflowState) without STATE_VIEW_EXCLUDE
+
+class WorkflowView(BaseModel):
+    """One workflow as the read model shows it: contracts.state.WorkflowState without the engine's bookkeeping
+    (STATE_VIEW_EXCLUDE; a unit test holds the two together). Every field is always present."""
+
+    id: str
+    type: str | None  # None until the workflow is created
+    business_state: str | None
+    infra_status: InfraStatus
+    output: float | None  # the last step result's output
+    attempt: int  # how many times the current (or last) step state was entered: 1 + the rejections so far
+    error: str | None
+    context: dict[str, Any]  # the input and every recorded step result
+    deadline_at: AwareDatetime | None  # when the waiting state's deadline passes
+    created_at: AwareDatetime | None
+    updated_at: AwareDatetime | None
+    last_sequence: int  # stream sequence of the last event folded in
+    archived: bool  # hidden from the default list once ended
+    stopped: Literal["cancelled", "terminated"] | None  # ended by a lifecycle command
+    waiting_for: list[str]  # who may answer it now: actors' names, or "role:<role>"
+    search_values: dict[str, float | str]  # its type's search fields, read off its context
 
 
 class RequestBody(BaseModel):
@@ -74,8 +95,8 @@ class CommandResult(BaseModel):
     command_id: str
     workflow_id: str
     outcome: Literal["accepted", "pending"]
-    duplicate: bool = False
-    workflow: WorkflowView | None = None
+    duplicate: bool
+    workflow: WorkflowView | None  # None when pending
 
 
 class ChainCheck(BaseModel):

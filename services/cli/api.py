@@ -70,7 +70,8 @@ class Api:
 
 
 def _refusal(status: int, content: Any) -> str:
-    """The API's errors are `{"status_code", "detail", "code"?}`; anything else (a proxy's page) is shown as is."""
+    """The API answers errors as RFC 9457 problem details (`{"title", "status", "detail", "code"?}`); anything else
+    (a proxy's page) is shown as is."""
     if isinstance(content, dict) and "detail" in content:
         code = f", {content['code']}" if content.get("code") else ""
         return f"{content['detail']} (HTTP {status}{code})"

@@ -124,7 +124,8 @@ async def test_a_rejected_command_answers_409_with_the_reason(api, orchestrator)
 
     assert response.status_code == 409, response.text
     assert response.json() == {
-        "status_code": 409,
+        "title": "Conflict",
+        "status": 409,
         "detail": "cannot approve a workflow in state Unprocessed",
         "code": "not_allowed",
     }
@@ -144,7 +145,12 @@ async def test_an_unknown_type_answers_422_with_the_reason(api, orchestrator):
     response = await api.post("/workflows", json={"type": "mystery"})
 
     assert response.status_code == 422
-    assert response.json() == {"status_code": 422, "detail": "no workflow type 'mystery'", "code": "unknown_type"}
+    assert response.json() == {
+        "title": "Unprocessable Entity",
+        "status": 422,
+        "detail": "no workflow type 'mystery'",
+        "code": "unknown_type",
+    }
 
 
 async def test_no_outcome_within_the_timeout_answers_202_pending(nats_url, topology, js, settings_for):
@@ -202,7 +208,12 @@ async def test_create_with_start_of_an_existing_id_is_refused_and_changes_nothin
     response = await api.post("/workflows", json={"workflow_id": "taken", "start": True})
 
     assert response.status_code == 409
-    assert response.json() == {"status_code": 409, "detail": "workflow taken already exists", "code": "already_exists"}
+    assert response.json() == {
+        "title": "Conflict",
+        "status": 409,
+        "detail": "workflow taken already exists",
+        "code": "already_exists",
+    }
     assert (await api.get("/workflows/taken")).json()["business_state"] == "Unprocessed"
 
 
@@ -289,8 +300,10 @@ async def test_a_command_for_an_unknown_workflow_answers_404_and_publishes_nothi
     response = await api.post(f"/workflows/never-created/{command}")
 
     assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
     assert response.json() == {
-        "status_code": 404,
+        "title": "Not Found",
+        "status": 404,
         "detail": "workflow never-created not found",
         "code": "unknown_workflow",
     }
@@ -556,7 +569,12 @@ async def test_an_unknown_type_answers_404_and_a_bad_name_422(api):
 
     assert (await api.get("/types")).json() == []
     assert missing.status_code == 404
-    assert missing.json() == {"status_code": 404, "detail": "workflow type mystery not found", "code": "unknown_type"}
+    assert missing.json() == {
+        "title": "Not Found",
+        "status": 404,
+        "detail": "workflow type mystery not found",
+        "code": "unknown_type",
+    }
     assert bad.status_code == 422 and "path name" in bad.json()["detail"]
 
 

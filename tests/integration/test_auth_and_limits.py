@@ -102,7 +102,8 @@ async def test_each_role_sends_exactly_its_commands_and_the_rest_answer_403_unpu
             assert response.status_code == 403, (kind, response.text)
             needed = " or ".join(sorted(role for role, kinds in COMMANDS_OF_ROLE.items() if kind in kinds))
             assert response.json() == {
-                "status_code": 403,
+                "title": "Forbidden",
+                "status": 403,
                 "detail": f"{holder} may not {kind}: it takes the role {needed}",
                 "code": "forbidden",
             }
@@ -218,7 +219,8 @@ async def test_commands_beyond_the_rate_per_token_answer_429_with_retry_after(
 
     assert {answer.status_code for answer in answers} == {202, 429}
     assert limited.json() == {
-        "status_code": 429,
+        "title": "Too Many Requests",
+        "status": 429,
         "detail": "too many commands: at most 2 a second per token",
         "code": "rate_limited",
     }

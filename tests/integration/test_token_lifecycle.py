@@ -125,7 +125,8 @@ async def test_an_expired_token_answers_401_saying_when_it_expired(running):
     answer = await running.me("token-of-cy")
 
     assert answer.json() == {
-        "status_code": 401,
+        "title": "Unauthorized",
+        "status": 401,
         "detail": "the token expired at 2026-01-02T03:04:05+00:00",
         "code": "unauthorized",
     }
