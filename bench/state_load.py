@@ -18,7 +18,7 @@ from contracts.state import WorkflowState
 from contracts.topology import Topology
 from runtime.eventlog import read_events
 from runtime.streams import ensure_topology
-from services.orchestrator.domain.engine import Decision, fold
+from services.orchestrator.domain.types import SHIPPED
 from services.orchestrator.store import JetStreamEventStore
 
 SNAPSHOT_LOADS = 20
@@ -43,7 +43,7 @@ async def build_history(client: Client, store: JetStreamEventStore, topology: To
         ),
         WorkflowStarted(message_id=f"{origin}-2", workflow_id=workflow_id, causation_id=origin),
     ]
-    state = await store.append(Decision.of(WorkflowState(id=workflow_id), opening))
+    state = await store.append(SHIPPED.decision(WorkflowState(id=workflow_id), opening))
     # All rejections are of one command delivered again and again: the log grows, the state's list of applied
     # commands does not (a distinct command per event would grow the snapshot too: see the README).
     rejected = CommandRejected(
@@ -61,7 +61,7 @@ async def build_history(client: Client, store: JetStreamEventStore, topology: To
     appended = [
         RecordedEvent(sequence=future.result().seq, event=rejected, digest=digest(payload)) for future in futures
     ]
-    state = fold(state, appended)
+    state = SHIPPED.fold(state, appended)
     await store.save(state)
     return state
 
@@ -94,7 +94,7 @@ async def measure(client: Client, lengths: list[int]) -> list[LoadCost]:
                 assert (await cold.load(built.id)) == built
 
             async def full_replay() -> None:
-                assert fold(WorkflowState(id=built.id), await read_events(js, topology, built.id)) == built
+                assert SHIPPED.fold(WorkflowState(id=built.id), await read_events(js, topology, built.id)) == built
 
             snapshot_ms = await timed(from_snapshot, SNAPSHOT_LOADS)
             replay_runs = 3 if length <= 1_000 else 1

@@ -4,7 +4,7 @@ API reads it and the orchestrator keeps it as its snapshot."""
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 
 from contracts.commands import FireTimer
 from contracts.jobs import ProcessJob
@@ -22,13 +22,31 @@ class InfraStatus(StrEnum):
     CANCELLED = "Cancelled"
 
 
+class TimerPurpose(StrEnum):
+    """What a durable timer is for: what the engine does when it fires."""
+
+    DEADLINE = "deadline"  # a waiting state's deadline passed: its `on_deadline` trigger fires
+    TIMEOUT = "timeout"  # a step's try gave no result in time: the try failed
+    RETRY = "retry"  # the pause after a failed try is over: the next try runs
+
+
 class PendingTimer(BaseModel):
     """A durable timer the workflow owes the broker: at `due_at` the broker delivers `command`."""
 
     model_config = ConfigDict(frozen=True)
 
+    purpose: TimerPurpose
     due_at: AwareDatetime
     command: FireTimer
+
+    @model_validator(mode="before")
+    @classmethod
+    def _purpose_of_a_timer_stored_without_one(cls, data: Any) -> Any:
+        # A state stored before timers had a typed purpose (the read model's snapshots): its id, "<purpose>-<visit>…",
+        # says it.
+        if isinstance(data, dict) and "purpose" not in data and isinstance(data.get("command"), dict):
+            return data | {"purpose": data["command"]["timer_id"].split("-", 1)[0]}
+        return data
 
 
 # A command delivered again is recognised among its workflow's last this-many commands. Redeliveries come within
@@ -74,6 +92,11 @@ class WorkflowState(BaseModel):
     @property
     def exists(self) -> bool:
         return self.type is not None
+
+    @property
+    def has_ended(self) -> bool:
+        """It succeeded, failed, or was stopped by a lifecycle command."""
+        return self.infra_status in (InfraStatus.COMPLETED, InfraStatus.ERRORED, InfraStatus.CANCELLED)
 
 
 # What the public view leaves out: the engine's own bookkeeping.

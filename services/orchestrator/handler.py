@@ -10,7 +10,7 @@ from contracts.ids import new_id
 from contracts.jobs import ProcessJob
 from contracts.state import PendingTimer, WorkflowState
 from runtime.randomness import Randomness
-from services.orchestrator.domain.engine import Context, Decision, decide, outbox
+from services.orchestrator.domain.engine import Context, Engine, outbox
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.store import ConcurrencyConflict, EventStore
 
@@ -34,8 +34,9 @@ class CommandHandler:
         randomness: Randomness,
         send_failure_rate: float,
         metrics: OrchestratorMetrics,
+        engine: Engine,
     ) -> None:
-        self.store, self.send_outbox = store, send_outbox
+        self.store, self.send_outbox, self.engine = store, send_outbox, engine
         self.randomness, self.send_failure_rate = randomness, send_failure_rate
         self.metrics = metrics
 
@@ -65,7 +66,7 @@ class CommandHandler:
                 await self.store.save(state)
                 self.metrics.commands.labels(kind=command.kind, outcome="duplicate").inc()
                 return state
-            decision = decide(state, command, self.context())
+            decision = self.engine.decide(state, command, self.context())
             events = decision.events
             try:
                 new_state = await self.store.append(decision)
@@ -104,7 +105,7 @@ class CommandHandler:
                 reason=reason,
             )
             try:
-                await self.store.save(await self.store.append(Decision.of(state, [rejected])))
+                await self.store.save(await self.store.append(self.engine.decision(state, [rejected])))
                 return
             except ConcurrencyConflict:
                 continue

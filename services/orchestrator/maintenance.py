@@ -34,7 +34,7 @@ from runtime.index_db import IndexSettings, connect
 from runtime.settings import ServiceSettings
 from runtime.streams import UNAVAILABLE, UNAVAILABLE_RETRY_S, patiently
 from services.orchestrator.domain.declaration import IllegalTransition
-from services.orchestrator.domain.engine import fold
+from services.orchestrator.domain.types import SHIPPED
 from services.orchestrator.store import JetStreamEventStore
 
 FETCH_BATCH = 1000
@@ -159,7 +159,7 @@ async def check(
         if broken := verify(workflow_id, (recorded.link for recorded in log), head).broken:
             report.broken_chains.append(f"{workflow_id}: at sequence {broken.at}, {broken.reason}")
         try:
-            replayed = fold(WorkflowState(id=workflow_id), log)
+            replayed = SHIPPED.fold(WorkflowState(id=workflow_id), log)
         except IllegalTransition as error:
             report.illegal.append(f"{workflow_id}: {error}")
             continue
@@ -247,7 +247,7 @@ async def rebuild(
     logs = await read_all_events(js, topology, progress)
     store = JetStreamEventStore(nc, js, bucket, topology)
     for workflow_id, log in logs.items():
-        await store.save(fold(WorkflowState(id=workflow_id), log))
+        await store.save(SHIPPED.fold(WorkflowState(id=workflow_id), log))
     return len(logs)
 
 

@@ -16,7 +16,6 @@ from nats.js.errors import NotFoundError
 from contracts.state import WorkflowState
 from contracts.topology import Topology, export_name
 from runtime.eventlog import current_entries, read_stored
-from services.orchestrator.domain.engine import has_ended
 
 log = logging.getLogger("orchestrator")
 
@@ -66,5 +65,5 @@ class Retention:
         return [
             state
             for state in states
-            if state.exists and state.updated_at and state.updated_at < cutoff and has_ended(state)
+            if state.exists and state.updated_at and state.updated_at < cutoff and state.has_ended
         ]

@@ -12,6 +12,7 @@ from runtime.randomness import Randomness
 from runtime.settings import pull_inbox_prefix
 from runtime.streams import ensure_topology, patiently
 from services.orchestrator.consumer import CommandConsumer
+from services.orchestrator.domain.engine import Engine
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 from services.orchestrator.handler import CommandHandler
 from services.orchestrator.intake import CommandIntake, DeadLetters
@@ -44,13 +45,15 @@ class OrchestratorService:
         writes += [topology.kv_subjects(topology.types_bucket)]
         await ensure_topology(js, topology, writes)
         state_bucket = await js.key_value(topology.state_bucket)
-        store = JetStreamEventStore(nc, js, state_bucket, topology, on_batch_commit=self.metrics.batch_commits.inc)
+        engine = Engine(WORKFLOW_TYPES)
+        commits = self.metrics.batch_commits.inc
+        store = JetStreamEventStore(nc, js, state_bucket, topology, on_batch_commit=commits, engine=engine)
         types = await js.key_value(topology.types_bucket)
         for declared in WORKFLOW_TYPES.values():  # what clients draw the machines and offer commands from
             await types.put(declared.name, declared.describe().model_dump_json().encode())
         randomness = Randomness(self.settings.seed)
         outbox = JetStreamOutbox(js, topology)
-        handler = CommandHandler(store, outbox, randomness, self.settings.send_failure_rate, self.metrics)
+        handler = CommandHandler(store, outbox, randomness, self.settings.send_failure_rate, self.metrics, engine)
         max_deliver = topology.orchestrator_consumer().max_deliver
         self.intake = CommandIntake(
             topology, handler, DeadLetters(js, topology, self.metrics.dead_letters), max_deliver

@@ -22,7 +22,8 @@ from contracts.events import Event, RecordedEvent
 from contracts.state import WorkflowState
 from contracts.topology import Topology
 from runtime.eventlog import last_sequence, read_events, recorded_event
-from services.orchestrator.domain.engine import Decision, fold
+from services.orchestrator.domain.engine import Decision, Engine
+from services.orchestrator.domain.types import SHIPPED
 
 WRONG_LAST_SEQUENCE = 10071
 # Another writer shows itself by a conflict: after one, loads read the log's end again for this long.
@@ -49,8 +50,9 @@ class JetStreamEventStore:
         kv: KeyValue,
         topology: Topology,
         on_batch_commit: Callable[[], None] = lambda: None,
+        engine: Engine = SHIPPED,
     ) -> None:
-        self.nc, self.js, self.kv, self.topology = nc, js, kv, topology
+        self.nc, self.js, self.kv, self.topology, self.engine = nc, js, kv, topology, engine
         self.batches = SharedBatches(nc, js, on_batch_commit)
         self.snapshots = RecentSnapshots()
         self.conflict_seen_at = float("-inf")  # (monotonic)
@@ -65,7 +67,7 @@ class JetStreamEventStore:
         if remembered and remembered.is_log_end and not self._other_writer_seen_lately():
             return remembered.state
         state = remembered.state if remembered else await self._stored_state(workflow_id)
-        return fold(state, await read_events(self.js, self.topology, workflow_id, after=state.last_sequence))
+        return self.engine.fold(state, await read_events(self.js, self.topology, workflow_id, after=state.last_sequence))
 
     async def append(self, decision: Decision) -> WorkflowState:
         """The decision's events, after the sequence it was based on, all or none; the state they make."""
@@ -285,7 +287,8 @@ def _conflict_or(error: BadRequestError) -> Exception:
 class InMemoryEventStore:
     """The same contract in memory, for tests of the orchestrator's logic without a broker."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine = SHIPPED) -> None:
+        self.engine = engine
         self.logs: dict[str, list[RecordedEvent]] = {}
         self.stored: dict[int, bytes] = {}  # each event's bytes, by sequence, as the log stores them
         self.snapshots: dict[str, WorkflowState] = {}
@@ -293,7 +296,7 @@ class InMemoryEventStore:
 
     async def load(self, workflow_id: str) -> WorkflowState:
         state = self.snapshots.get(workflow_id, WorkflowState(id=workflow_id))
-        return fold(state, [r for r in self.logs.get(workflow_id, []) if r.sequence > state.last_sequence])
+        return self.engine.fold(state, [r for r in self.logs.get(workflow_id, []) if r.sequence > state.last_sequence])
 
     async def append(self, decision: Decision) -> WorkflowState:
         state = decision.state

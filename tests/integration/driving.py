@@ -9,7 +9,7 @@ from nats.js.errors import KeyNotFoundError
 from contracts.state import WorkflowState
 from runtime.eventlog import read_events
 from runtime.randomness import Randomness
-from services.orchestrator.domain.engine import fold
+from services.orchestrator.domain.types import SHIPPED
 from tests.conftest import eventually
 
 SEED = 20261124
@@ -94,7 +94,9 @@ class Driver:
         model equals a replay of the log."""
 
         async def read_model_equals_replay():
-            replayed = fold(WorkflowState(id=workflow_id), await read_events(self.js, self.topology, workflow_id))
+            replayed = SHIPPED.fold(
+                WorkflowState(id=workflow_id), await read_events(self.js, self.topology, workflow_id)
+            )
             resting = replayed.infra_status not in ("Running", "Processing Step")
             return replayed if resting and await self.state(workflow_id) == replayed else None
 

@@ -21,7 +21,8 @@ from contracts.types import StateInfo, TransitionInfo, WorkflowTypeInfo
 from services.api import settings as api_settings
 from services.api.settings import ApiSettings
 from services.launcher.nats_server import free_port
-from services.orchestrator.domain.engine import Context, decide
+from services.orchestrator.domain.engine import Context
+from services.orchestrator.domain.types import SHIPPED
 from services.orchestrator.store import ConcurrencyConflict, JetStreamEventStore
 from tests.conftest import bearer
 from tests.integration.conftest import INDEX_DATABASES, api_client, eventually, indexed
@@ -628,7 +629,7 @@ async def test_the_outcome_is_the_committed_decision_not_one_the_stream_refused(
     store = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
     context = Context(now=datetime.now(UTC), send_fails=lambda *_: False)
     state = await store.load("raced")
-    state = await store.append(decide(state, CreateWorkflow(workflow_id="raced"), context))
+    state = await store.append(SHIPPED.decide(state, CreateWorkflow(workflow_id="raced"), context))
     await store.save(state)
 
     request = asyncio.create_task(api.post("/workflows/raced/process"))
@@ -644,9 +645,9 @@ async def test_the_outcome_is_the_committed_decision_not_one_the_stream_refused(
         update={"business_state": "Waiting For Approval", "last_sequence": state.last_sequence - 1}
     )
     with pytest.raises(ConcurrencyConflict):
-        await store.append(decide(stale, command, context))
+        await store.append(SHIPPED.decide(stale, command, context))
     # The winning decision, on the true state.
-    await store.save(await store.append(decide(state, command, context)))
+    await store.save(await store.append(SHIPPED.decide(state, command, context)))
 
     response = await request
     assert response.status_code == 200, response.text

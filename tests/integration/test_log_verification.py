@@ -11,7 +11,8 @@ import pytest
 
 from contracts.commands import CompleteJob, CreateWorkflow, ProcessWorkflow
 from runtime.eventlog import read_events
-from services.orchestrator.domain.engine import Context, decide
+from services.orchestrator.domain.engine import Context
+from services.orchestrator.domain.types import SHIPPED
 from services.orchestrator.store import JetStreamEventStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.index_databases("sqlite")]  # (the log's, not the index's)
@@ -26,7 +27,7 @@ async def waiting_workflow(nc, js, topology) -> str:
     store = JetStreamEventStore(nc, js, await js.key_value(topology.state_bucket), topology)
 
     async def apply(command):
-        state = await store.append(decide(await store.load(command.workflow_id), command, CONTEXT))
+        state = await store.append(SHIPPED.decide(await store.load(command.workflow_id), command, CONTEXT))
         await store.save(state)
         return state
 

@@ -17,7 +17,8 @@ from contracts.commands import (
 from contracts.events import CommandRejected, RecordedEvent, TransitionTaken, WorkflowArchived, WorkflowCreated
 from contracts.state import WorkflowState
 from runtime.eventlog import current_entries, read_events
-from services.orchestrator.domain.engine import Context, Decision, decide, fold
+from services.orchestrator.domain.engine import Context
+from services.orchestrator.domain.types import SHIPPED
 from services.orchestrator.maintenance import check, rebuild
 from services.orchestrator.store import JetStreamEventStore
 
@@ -33,7 +34,7 @@ async def store(nc, js, topology):
 
 async def apply(store, command) -> WorkflowState:
     state = await store.load(command.workflow_id)
-    state = await store.append(decide(state, command, CONTEXT))
+    state = await store.append(SHIPPED.decide(state, command, CONTEXT))
     await store.save(state)
     return state
 
@@ -80,7 +81,7 @@ async def test_a_command_applied_twice_is_found(js, topology, store):
         code="not_allowed",
         reason="decided a second time",
     )
-    await store.append(Decision.of(state, [again]))
+    await store.append(SHIPPED.decision(state, [again]))
     report = await check(js, topology)
     assert report.applied_twice == [f"dup: {process.message_id}"]
 
@@ -142,11 +143,11 @@ async def test_a_log_saved_before_events_were_chained_is_linked_on_from_its_last
     # An unchained log and its snapshot, as written before the chain existed.
     created = WorkflowCreated(workflow_id="legacy", workflow_type="approval")
     stored = await js.publish(topology.events_subject("legacy"), created.model_dump_json().encode())
-    legacy = fold(WorkflowState(id="legacy"), [RecordedEvent(sequence=stored.seq, event=created)])
+    legacy = SHIPPED.fold(WorkflowState(id="legacy"), [RecordedEvent(sequence=stored.seq, event=created)])
     await (await js.key_value(topology.state_bucket)).put("legacy", legacy.model_dump_json().encode())
     assert legacy.chain_head is None
 
-    appended = await store.append(Decision.of(legacy, [WorkflowArchived(workflow_id="legacy")]))
+    appended = await store.append(SHIPPED.decision(legacy, [WorkflowArchived(workflow_id="legacy")]))
 
     last = (await js.get_msg(topology.events_stream, seq=appended.last_sequence, direct=True)).data
     first = (await js.get_msg(topology.events_stream, seq=stored.seq, direct=True)).data

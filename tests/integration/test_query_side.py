@@ -16,7 +16,8 @@ from contracts.types import WorkflowTypeInfo
 from runtime.index_db import connect
 from services.indexer.app import create_app as create_indexer
 from services.indexer.settings import IndexerSettings
-from services.orchestrator.domain.engine import Context, decide
+from services.orchestrator.domain.engine import Context
+from services.orchestrator.domain.types import SHIPPED
 from services.orchestrator.maintenance import check
 from services.orchestrator.store import JetStreamEventStore
 from tests.conftest import bearer, eventually
@@ -248,7 +249,7 @@ async def test_check_proves_the_index_equals_the_replay_of_the_log_and_names_wha
             CreateWorkflow(workflow_id=workflow_id, workflow_type="expense", input={"amount": 300, "requester": "ann"}),
             ProcessWorkflow(workflow_id=workflow_id),
         ):
-            await store.save(await store.append(decide(await store.load(workflow_id), command, context)))
+            await store.save(await store.append(SHIPPED.decide(await store.load(workflow_id), command, context)))
     await indexed(indexer, js, topology)
     report = await check(js, topology, index_engine=indexer.engine)
     assert report.ok, report.problems
@@ -289,7 +290,7 @@ async def test_an_indexer_killed_mid_stream_and_started_again_loses_and_doubles_
         for number in range(first, first + count):
             workflow_id = f"k{number}"
             state = await store.append(
-                decide(
+                SHIPPED.decide(
                     WorkflowState(id=workflow_id),
                     CreateWorkflow(
                         workflow_id=workflow_id, workflow_type="expense", input={"amount": number, "requester": "ann"}

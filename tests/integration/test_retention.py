@@ -9,7 +9,8 @@ from contracts.chain import Link, verify
 from contracts.commands import CancelWorkflow, CreateWorkflow
 from contracts.topology import export_name
 from runtime.eventlog import current_entries, read_stored
-from services.orchestrator.domain.engine import Context, decide
+from services.orchestrator.domain.engine import Context
+from services.orchestrator.domain.types import SHIPPED
 from services.orchestrator.maintenance import check, rebuild
 from services.orchestrator.retention import Retention
 from services.orchestrator.store import JetStreamEventStore
@@ -28,7 +29,7 @@ async def workflows(nc, js, topology):
 
     async def apply(command, at: datetime):
         state = await store.append(
-            decide(await store.load(command.workflow_id), command, Context(at, lambda *_: False))
+            SHIPPED.decide(await store.load(command.workflow_id), command, Context(at, lambda *_: False))
         )
         await store.save(state)
         return state

@@ -25,7 +25,7 @@ from workflow_history import (
 
 from contracts.commands import FireTimer
 from contracts.jobs import ProcessJob
-from contracts.state import InfraStatus, PendingTimer
+from contracts.state import InfraStatus, PendingTimer, TimerPurpose
 from services.orchestrator.domain.engine import outbox
 
 UNPROCESSED, SENDING, WAITING, FINISHED, ERROR = (
@@ -139,6 +139,7 @@ def test_the_scheduled_job_is_owed_with_the_input_as_its_context_and_a_timeout_t
             context={"input": INPUT},
         ),
         PendingTimer(
+            purpose=TimerPurpose.TIMEOUT,
             due_at=seconds_later(30),
             command=FireTimer(
                 message_id=f"{WORKFLOW_ID}-timeout-2-1",

@@ -28,7 +28,9 @@ class Outbox:
 
 
 def handler_on(store: InMemoryEventStore) -> CommandHandler:
-    return CommandHandler(store, Outbox(), Randomness(seed=1), 0.0, OrchestratorMetrics(CollectorRegistry()))
+    return CommandHandler(
+        store, Outbox(), Randomness(seed=1), 0.0, OrchestratorMetrics(CollectorRegistry()), store.engine
+    )
 
 
 def event_types(store: InMemoryEventStore, workflow_id: str) -> list[str]:

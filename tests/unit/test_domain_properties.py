@@ -31,7 +31,7 @@ from contracts.commands import Command, FireTimer
 from contracts.events import CommandRejected
 from contracts.state import WorkflowState
 from services.orchestrator.domain.declaration import MAX_INPUT_SECONDS
-from services.orchestrator.domain.engine import fold
+from services.orchestrator.domain.types import SHIPPED
 
 PROPERTY_SETTINGS = settings(
     max_examples=200, derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -100,8 +100,8 @@ def test_any_commands_are_each_answered_and_write_a_legal_log_whose_fold_is_the_
     stepwise = history.states()
     assert (stepwise[-1] if stepwise else WorkflowState(id=WORKFLOW_ID)) == history.state
     for cut in range(len(history.recorded) + 1):
-        snapshot = fold(WorkflowState(id=WORKFLOW_ID), history.recorded[:cut])
-        assert fold(snapshot, history.recorded[cut:]) == history.state
+        snapshot = SHIPPED.fold(WorkflowState(id=WORKFLOW_ID), history.recorded[:cut])
+        assert SHIPPED.fold(snapshot, history.recorded[cut:]) == history.state
 
 
 @PROPERTY_SETTINGS

@@ -25,7 +25,7 @@ from workflow_history import (
 )
 
 from contracts.commands import FireTimer
-from contracts.state import InfraStatus, PendingTimer
+from contracts.state import InfraStatus, PendingTimer, TimerPurpose
 from services.orchestrator.domain.engine import outbox
 
 DAY = 24 * 3600
@@ -97,6 +97,7 @@ def test_the_manager_approval_owes_a_deadline_timer_a_day_later_by_default():
     )
     assert outbox(history.state) == [
         PendingTimer(
+            purpose=TimerPurpose.DEADLINE,
             due_at=seconds_later(DAY),
             command=FireTimer(
                 message_id=f"{WORKFLOW_ID}-deadline-3",

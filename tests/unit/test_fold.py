@@ -28,9 +28,9 @@ from contracts.events import (
     WorkflowRetried,
     WorkflowStarted,
 )
-from contracts.state import APPLIED_COMMANDS_KEPT, WorkflowState
+from contracts.state import APPLIED_COMMANDS_KEPT, TimerPurpose, WorkflowState
 from services.orchestrator.domain.declaration import IllegalTransition
-from services.orchestrator.domain.engine import fold
+from services.orchestrator.domain.types import SHIPPED
 
 CREATED = written(WorkflowCreated, workflow_type="approval")
 STARTED = written(WorkflowStarted)
@@ -41,7 +41,7 @@ def went(trigger: str, source: str, dest: str) -> TransitionTaken:
 
 
 def replay(*events):
-    return fold(WorkflowState(id=WORKFLOW_ID), numbered(*events))
+    return SHIPPED.fold(WorkflowState(id=WORKFLOW_ID), numbered(*events))
 
 
 @pytest.mark.parametrize(
@@ -175,3 +175,15 @@ def test_the_fold_refuses_anything_but_archiving_after_a_workflow_was_cancelled(
 def test_the_fold_refuses_a_step_event_in_a_state_that_runs_no_step():
     with pytest.raises(IllegalTransition, match="runs no step"):
         replay(CREATED, STARTED, written(StepScheduled, step="process", try_number=1, job_id="wf-1-1-1"))
+
+
+def test_a_snapshot_stored_before_timers_had_a_purpose_reads_it_off_the_timer_id():
+    history = given(create(), process(), send_fails=lambda *_: False)
+    stored = history.state.model_dump(mode="json")
+    for timer in stored["timers"].values():
+        del timer["purpose"]
+
+    read = WorkflowState.model_validate(stored)
+
+    assert read == history.state
+    assert [timer.purpose for timer in read.timers.values()] == [TimerPurpose.TIMEOUT]

@@ -10,7 +10,8 @@ import pytest
 
 from contracts.chain import Link, anchor, digest, verify
 from contracts.commands import ApproveWorkflow, CompleteJob, CreateWorkflow, ProcessWorkflow
-from services.orchestrator.domain.engine import Context, decide
+from services.orchestrator.domain.engine import Context
+from services.orchestrator.domain.types import SHIPPED
 from services.orchestrator.store import InMemoryEventStore
 from tests.unit.workflow_history import NOW
 
@@ -24,7 +25,7 @@ async def finished_log() -> tuple[list[tuple[int, bytes]], str]:
     context = Context(now=NOW, send_fails=lambda *_: False)
 
     async def apply(command):
-        state = await store.append(decide(await store.load(WORKFLOW), command, context))
+        state = await store.append(SHIPPED.decide(await store.load(WORKFLOW), command, context))
         await store.save(state)
         return state
 

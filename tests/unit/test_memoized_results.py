@@ -19,7 +19,7 @@ from workflow_history import (
 
 from contracts.state import WorkflowState
 from services.orchestrator.domain.declaration import End, Route, Step, WorkflowType
-from services.orchestrator.domain.engine import fold, outbox
+from services.orchestrator.domain.engine import Engine, outbox
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 
 
@@ -28,6 +28,7 @@ class CountingRoutes:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.engine = Engine(WORKFLOW_TYPES)  # the fixture gives it the type whose routes these are
 
     def to(self, step: str, trigger: str):
         def route(result: Mapping[str, Any], context: Mapping[str, Any]) -> Route:
@@ -38,8 +39,9 @@ class CountingRoutes:
 
 
 @pytest.fixture
-def routes(monkeypatch) -> CountingRoutes:
-    """A two-step type, registered for the test only: its first step runs as soon as it is created."""
+def routes() -> CountingRoutes:
+    """A two-step type, run by an engine of the test's own (`routes.engine`): its first step runs as soon as it is
+    created."""
     routes = CountingRoutes()
     chain = WorkflowType(
         name="chain",
@@ -58,18 +60,18 @@ def routes(monkeypatch) -> CountingRoutes:
             {"trigger": "fail", "source": "Reviewing", "dest": "Error"},
         ],
     )
-    monkeypatch.setitem(WORKFLOW_TYPES, "chain", chain)
+    routes.engine = Engine({**WORKFLOW_TYPES, "chain": chain})
     return routes
 
 
 def test_a_step_result_lands_in_the_context_under_the_step_name(routes):
-    history = given(create(workflow_type="chain"), complete(0.7, visit=1))
+    history = given(create(workflow_type="chain"), complete(0.7, visit=1), engine=routes.engine)
 
     assert history.state.context == {"input": INPUT, "score": {"output": 0.7}}
 
 
 def test_the_next_step_job_carries_the_results_recorded_before_it(routes):
-    history = given(create(workflow_type="chain"), complete(0.7, visit=1))
+    history = given(create(workflow_type="chain"), complete(0.7, visit=1), engine=routes.engine)
 
     [job, _timeout] = outbox(history.state)
     assert (job.step, job.job_id) == ("review", job_id(visit=2))
@@ -77,7 +79,7 @@ def test_the_next_step_job_carries_the_results_recorded_before_it(routes):
 
 
 def test_each_route_sees_the_results_recorded_so_far_including_its_own(routes):
-    given(create(workflow_type="chain"), complete(0.7, visit=1), complete(0.4, visit=2))
+    given(create(workflow_type="chain"), complete(0.7, visit=1), complete(0.4, visit=2), engine=routes.engine)
 
     assert routes.calls == [
         ("score", {"input": INPUT, "score": {"output": 0.7}}),
@@ -86,10 +88,10 @@ def test_each_route_sees_the_results_recorded_so_far_including_its_own(routes):
 
 
 def test_folding_the_log_again_gives_the_same_state_without_calling_any_route(routes):
-    history = given(create(workflow_type="chain"), complete(0.7, visit=1), complete(0.4, visit=2))
+    history = given(create(workflow_type="chain"), complete(0.7, visit=1), complete(0.4, visit=2), engine=routes.engine)
     state, calls = history.state, len(routes.calls)
 
-    replayed = [fold(WorkflowState(id=WORKFLOW_ID), history.recorded) for _ in range(3)]
+    replayed = [routes.engine.fold(WorkflowState(id=WORKFLOW_ID), history.recorded) for _ in range(3)]
 
     assert replayed == [state] * 3
     assert state.business_state == "Done"

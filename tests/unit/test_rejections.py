@@ -25,8 +25,7 @@ from workflow_history import (
 )
 
 from contracts.events import CommandRejected, RecordedEvent
-from services.orchestrator.domain.engine import evolve
-from services.orchestrator.domain.types import WORKFLOW_TYPES
+from services.orchestrator.domain.types import SHIPPED, WORKFLOW_TYPES
 
 STEP_RUNNING = "a step is running; wait for it"
 NOT_ERRORED = "only a workflow that errored can be retried"
@@ -116,7 +115,7 @@ def test_a_command_is_refused_where_it_is_not_allowed_and_changes_nothing(situat
     why = REFUSED[situation][kind]
     assert rejected.reason == f"cannot {kind} a workflow in state '{before.business_state}' ({why})"
     assert (rejected.command_id, rejected.command_kind) == (command.message_id, kind)
-    after = evolve(before, RecordedEvent(sequence=before.last_sequence + 1, event=rejected))
+    after = SHIPPED.evolve(before, RecordedEvent(sequence=before.last_sequence + 1, event=rejected))
     bookkeeping = {"last_sequence", "applied_commands"}
     assert after.model_dump(exclude=bookkeeping) == before.model_dump(exclude=bookkeeping)
     assert (after.last_sequence, after.applied_commands) == (
@@ -166,7 +165,7 @@ def test_a_wait_refuses_a_command_from_someone_it_does_not_accept(situation, com
     rejected = rejection(history.when(command), "not_allowed")
 
     assert rejected.reason == reason
-    after = evolve(before, RecordedEvent(sequence=before.last_sequence + 1, event=rejected))
+    after = SHIPPED.evolve(before, RecordedEvent(sequence=before.last_sequence + 1, event=rejected))
     assert (after.business_state, after.inputs) == (before.business_state, before.inputs)
 
 
@@ -252,7 +251,7 @@ def test_a_result_for_a_job_not_in_flight_is_stale(make_history, command, stale_
     rejected = rejection(history.when(command), "stale")
 
     assert rejected.reason == f"job {stale_job} is not in flight"
-    after = evolve(before, RecordedEvent(sequence=before.last_sequence + 1, event=rejected))
+    after = SHIPPED.evolve(before, RecordedEvent(sequence=before.last_sequence + 1, event=rejected))
     assert (after.business_state, after.pending_job, after.output) == (
         before.business_state,
         before.pending_job,

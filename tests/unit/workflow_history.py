@@ -29,7 +29,8 @@ from contracts.commands import (
 )
 from contracts.events import CommandRejected, Event, RecordedEvent
 from contracts.state import WorkflowState
-from services.orchestrator.domain.engine import Context, Decision, decide, evolve, fold
+from services.orchestrator.domain.engine import Context, Decision, Engine
+from services.orchestrator.domain.types import SHIPPED
 
 WORKFLOW_ID = "wf-1"
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -133,10 +134,11 @@ class History:
     send_fails: SendFails = sends_succeed
     now: datetime = NOW
     recorded: list[RecordedEvent] = field(default_factory=list)
+    engine: Engine = SHIPPED  # the shipped types; a test may run its own
 
     @property
     def state(self) -> WorkflowState:
-        return fold(WorkflowState(id=WORKFLOW_ID), self.recorded)
+        return self.engine.fold(WorkflowState(id=WORKFLOW_ID), self.recorded)
 
     @property
     def events(self) -> list[Event]:
@@ -144,11 +146,11 @@ class History:
 
     def states(self) -> list[WorkflowState]:
         """The state after each recorded event, in order."""
-        return list(accumulate(self.recorded, evolve, initial=WorkflowState(id=WORKFLOW_ID)))[1:]
+        return list(accumulate(self.recorded, self.engine.evolve, initial=WorkflowState(id=WORKFLOW_ID)))[1:]
 
     def decide(self, command: Command) -> Decision:
         """The decision on `command` now; nothing is recorded."""
-        return decide(self.state, command, Context(now=self.now, send_fails=self.send_fails))
+        return self.engine.decide(self.state, command, Context(now=self.now, send_fails=self.send_fails))
 
     def when(self, command: Command) -> list[Event]:
         """What `command` causes now; nothing is recorded."""
@@ -163,8 +165,10 @@ class History:
         return events
 
 
-def given(*commands: Command, send_fails: SendFails = sends_succeed, now: datetime = NOW) -> History:
-    history = History(send_fails=send_fails, now=now)
+def given(
+    *commands: Command, send_fails: SendFails = sends_succeed, now: datetime = NOW, engine: Engine = SHIPPED
+) -> History:
+    history = History(send_fails=send_fails, now=now, engine=engine)
     history.record(*commands)
     return history
 

@@ -273,6 +273,38 @@ class StateKind(StrEnum):
     FAILED = "failed"
 
 
+class Phase(StrEnum):
+    """Where a workflow is in its life, whatever its type: what the lifecycle commands go by."""
+
+    LIVE = "live"  # in a step or a wait
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # in an end state that is a failure (Errored)
+    STOPPED = "stopped"  # ended by cancel or terminate, whatever its state
+
+
+PHASE_OF_KIND = {StateKind.WAIT: Phase.LIVE, StateKind.STEP: Phase.LIVE}
+PHASE_OF_KIND |= {StateKind.SUCCEEDED: Phase.SUCCEEDED, StateKind.FAILED: Phase.FAILED}
+ENDED = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.STOPPED})
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """A command the engine takes for every type: the phases it applies in, and why it is refused elsewhere (None:
+    because the workflow has ended)."""
+
+    applies_in: frozenset[Phase]
+    refused: str | None = None
+
+
+# The lifecycle rules, one table: what `describe` offers in each state and what the engine decides and folds.
+LIFECYCLE: Mapping[str, Lifecycle] = {
+    "cancel": Lifecycle(frozenset({Phase.LIVE})),
+    "terminate": Lifecycle(frozenset({Phase.LIVE})),
+    "archive": Lifecycle(ENDED, refused="only an ended workflow can be archived"),
+    "retry": Lifecycle(frozenset({Phase.FAILED}), refused="only a workflow that errored can be retried"),
+}
+
+
 @dataclass(frozen=True)
 class WorkflowType:
     name: str
@@ -367,10 +399,7 @@ class WorkflowType:
         states = []
         for name in self.states:
             kind = self.kind(name)
-            # What the engine itself accepts, whatever the type: stopping a live workflow, retrying or archiving an
-            # ended one.
-            lifecycle = ["cancel", "terminate"] if kind in (StateKind.WAIT, StateKind.STEP) else ["archive"]
-            lifecycle += ["retry"] if kind is StateKind.FAILED else []
+            lifecycle = [command for command, rule in LIFECYCLE.items() if PHASE_OF_KIND[kind] in rule.applies_in]
             states.append(StateInfo(name=name, kind=kind.value, accepts=self.accepted_commands(name) + lifecycle))
         transitions = [
             TransitionInfo(trigger=t["trigger"], source=t["source"], dest=t["dest"]) for t in self.transitions

@@ -1,9 +1,9 @@
 """The engine: `decide(state, command) -> events`, `evolve(state, event) -> state`, and the outbox a state owes.
 
-Generic: it runs any declared workflow type (declaration.py) and knows none. Pure: no I/O, no clock, no randomness;
-time and the send step's luck come in through `Context`."""
+Generic: it runs the workflow types it is given (declaration.py) and knows none. Pure: no I/O, no clock, no
+randomness; time and the send step's luck come in through `Context`."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,11 +42,15 @@ from contracts.events import (
 )
 from contracts.ids import job_id
 from contracts.jobs import ProcessJob
-from contracts.state import APPLIED_COMMANDS_KEPT, InfraStatus, PendingTimer, WorkflowState
+from contracts.state import APPLIED_COMMANDS_KEPT, InfraStatus, PendingTimer, TimerPurpose, WorkflowState
 from services.orchestrator.domain.declaration import (
+    ENDED,
+    LIFECYCLE,
+    PHASE_OF_KIND,
     IllegalTransition,
     Input,
     Move,
+    Phase,
     Refuse,
     StateKind,
     Stay,
@@ -55,7 +59,6 @@ from services.orchestrator.domain.declaration import (
     WorkflowType,
     seconds,
 )
-from services.orchestrator.domain.types import WORKFLOW_TYPES
 
 
 @dataclass(frozen=True)
@@ -64,16 +67,11 @@ class Context:
     send_fails: Callable[[str, int, int], bool]  # (workflow_id, visit, try) -> did sending this try's job fail?
 
 
-def workflow_type(state: WorkflowState) -> WorkflowType:
-    return WORKFLOW_TYPES[state.type]
+def phase(state: WorkflowState, declared: WorkflowType) -> Phase:
+    return Phase.STOPPED if state.stopped else PHASE_OF_KIND[declared.kind(state.business_state)]
 
 
-def has_ended(state: WorkflowState) -> bool:
-    kind = workflow_type(state).kind(state.business_state)
-    return state.stopped is not None or kind in (StateKind.SUCCEEDED, StateKind.FAILED)
-
-
-def infra_status(state: WorkflowState) -> InfraStatus:
+def infra_status(state: WorkflowState, declared: WorkflowType) -> InfraStatus:
     """The generic status, read off what the engine is doing; no workflow type writes it."""
     if not state.started:
         return InfraStatus.QUEUED
@@ -81,7 +79,7 @@ def infra_status(state: WorkflowState) -> InfraStatus:
         return InfraStatus.CANCELLED
     if state.stopped == "terminated":
         return InfraStatus.ERRORED
-    match workflow_type(state).kind(state.business_state):
+    match declared.kind(state.business_state):
         case StateKind.WAIT:
             return InfraStatus.WAITING_FOR_EVENT
         case StateKind.STEP:
@@ -92,11 +90,43 @@ def infra_status(state: WorkflowState) -> InfraStatus:
             return InfraStatus.ERRORED
 
 
+class Engine:
+    """Decides and folds the workflows of the types it is given."""
+
+    def __init__(self, types: Mapping[str, WorkflowType]) -> None:
+        self.types = types
+
+    def type_of(self, state: WorkflowState) -> WorkflowType:
+        return self.types[state.type]
+
+    def evolve(self, state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
+        return evolve(state, recorded, self.types)
+
+    def fold(self, state: WorkflowState, history: Iterable[RecordedEvent]) -> WorkflowState:
+        for recorded in history:
+            state = evolve(state, recorded, self.types)
+        return state
+
+    def decide(self, state: WorkflowState, command: Command, context: Context) -> "Decision":
+        """What a command causes in this state: a single `CommandRejected` when it cannot apply, no event for a timer
+        the workflow no longer owes."""
+        decider = _Decider(self.types, state, command, context)
+        decider.run()
+        return Decision(decider.events, decider.state)
+
+    def decision(self, state: WorkflowState, events: list[Event]) -> "Decision":
+        """Events written by hand (not by `decide`), with the state they make of `state`."""
+        return Decision(
+            events, self.fold(state, [RecordedEvent(sequence=state.last_sequence, event=e) for e in events])
+        )
+
+
 # ---------------------------------------------------------------------------------------------------------- evolve
 
 
-def evolve(state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
+def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, WorkflowType]) -> WorkflowState:
     event = recorded.event
+    declared = types[state.type or event.workflow_type] if state.exists or isinstance(event, WorkflowCreated) else None
     changes: dict[str, Any] = {"last_sequence": recorded.sequence, "updated_at": event.occurred_at}
     if recorded.digest:  # read from the log; an event just decided is linked when it is appended
         changes["chain_head"] = recorded.digest
@@ -104,7 +134,7 @@ def evolve(state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
         changes["applied_commands"] = (*state.applied_commands, event.causation_id)[-APPLIED_COMMANDS_KEPT:]
     if not state.exists and not isinstance(event, WorkflowCreated | CommandRejected):
         raise IllegalTransition(f"{event.type} before WorkflowCreated in workflow {state.id}")
-    _check_engine_rules(state, event)
+    _check_engine_rules(state, event, declared)
 
     match event:
         case WorkflowCreated():
@@ -114,19 +144,18 @@ def evolve(state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
         case WorkflowStarted():
             if state.started:
                 raise IllegalTransition(f"workflow {state.id} started twice")
-            initial = WORKFLOW_TYPES[state.type].initial
-            changes |= {"started": True} | _entering(state, initial, event)
+            changes |= {"started": True} | _entering(state, declared.initial, event, declared)
         case TransitionTaken():
-            dest = workflow_type(state).next_state(state.business_state, event.trigger)
+            dest = declared.next_state(state.business_state, event.trigger)
             if (event.source, event.dest) != (state.business_state, dest):
                 raise IllegalTransition(f"{event.trigger}: {event.source} -> {event.dest} from {state.business_state}")
-            changes |= _entering(state, dest, event)
+            changes |= _entering(state, dest, event, declared)
         case WorkflowRetried():
-            if workflow_type(state).kind(state.business_state) is not StateKind.FAILED or state.stopped:
+            if phase(state, declared) not in LIFECYCLE["retry"].applies_in:
                 raise IllegalTransition(f"retry of workflow {state.id} that is not in error")
             if event.dest != state.last_step_state:
                 raise IllegalTransition(f"retry into {event.dest}, but the last step ran in {state.last_step_state}")
-            changes |= _entering(state, event.dest, event) | {"error": None}
+            changes |= _entering(state, event.dest, event, declared) | {"error": None}
         case InputRecorded():
             taken = {"command_kind": event.command_kind, "actor": event.actor, "note": event.note}
             changes["inputs"] = [*state.inputs, taken]
@@ -144,15 +173,17 @@ def evolve(state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
                 try_number=event.try_number,
                 context=state.context,
             )
-            timers = _timers_without(state, "retry")
+            timers = _timers_without(state, TimerPurpose.RETRY)
             if event.timeout_at:
-                timers |= _timer(state, f"timeout-{state.visit}-{event.try_number}", event.timeout_at, event)
+                timer_id = f"timeout-{state.visit}-{event.try_number}"
+                timers |= _timer(state, TimerPurpose.TIMEOUT, timer_id, event.timeout_at, event)
             # A new try: the failed try before it is no longer the workflow's error.
             changes |= {"step_try": event.try_number, "pending_job": job, "timers": timers, "error": None}
         case StepAttemptFailed():
-            timers = _timers_without(state, "timeout")
+            timers = _timers_without(state, TimerPurpose.TIMEOUT)
             if event.retry_at:
-                timers |= _timer(state, f"retry-{state.visit}-{event.try_number}", event.retry_at, event)
+                timer_id = f"retry-{state.visit}-{event.try_number}"
+                timers |= _timer(state, TimerPurpose.RETRY, timer_id, event.retry_at, event)
             changes |= {"step_try": event.try_number, "error": event.error, "pending_job": None, "timers": timers}
         case StepCompleted():
             changes |= {
@@ -160,7 +191,7 @@ def evolve(state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
                 "output": event.result.get("output"),
                 "error": None,
                 "pending_job": None,
-                "timers": _timers_without(state, "timeout"),
+                "timers": _timers_without(state, TimerPurpose.TIMEOUT),
                 "last_step_state": state.business_state,
             }
         case StepFailed():
@@ -177,33 +208,37 @@ def evolve(state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
                 changes["error"] = f"Terminated: {event.reason}" if event.reason else "Terminated"
         case WorkflowArchived():
             changes["archived"] = True
+    if declared is None:  # a rejection of a command for a workflow that does not exist
+        return state.model_copy(update=changes)
     if "context" in changes:
-        changes["search_values"] = WORKFLOW_TYPES[changes.get("type", state.type)].search_values(changes["context"])
+        changes["search_values"] = declared.search_values(changes["context"])
     new_state = state.model_copy(update=changes)
     if not new_state.started:
         return new_state
-    waiting_for = (
-        ()
-        if new_state.stopped
-        else workflow_type(new_state).waiting_for(new_state.business_state, tuple(new_state.inputs))
-    )
-    return new_state.model_copy(update={"infra_status": infra_status(new_state), "waiting_for": waiting_for})
+    waiting_for = () if new_state.stopped else declared.waiting_for(new_state.business_state, tuple(new_state.inputs))
+    return new_state.model_copy(update={"infra_status": infra_status(new_state, declared), "waiting_for": waiting_for})
 
 
-def _check_engine_rules(state: WorkflowState, event: Event) -> None:
+def _check_engine_rules(state: WorkflowState, event: Event, declared: WorkflowType | None) -> None:
     """What the engine never writes, the fold refuses: so folding a log checks it is a legal path."""
     if isinstance(event, WorkflowCreated | WorkflowStarted | CommandRejected | WorkflowArchived) or not state.started:
         return
+    assert declared is not None  # started, so created
     if state.stopped:
         raise IllegalTransition(f"{event.type} after workflow {state.id} was {state.stopped}")
-    kind = workflow_type(state).kind(state.business_state)
+    kind = declared.kind(state.business_state)
     if isinstance(event, StepScheduled | StepAttemptFailed | StepCompleted | StepFailed) and kind is not StateKind.STEP:
         raise IllegalTransition(f"{event.type} in '{state.business_state}', which runs no step")
     if isinstance(event, InputRecorded) and kind is not StateKind.WAIT:
         raise IllegalTransition(f"InputRecorded in '{state.business_state}', which waits for nothing")
 
 
-def _entering(state: WorkflowState, dest: str, event: WorkflowStarted | TransitionTaken | WorkflowRetried) -> dict:
+def _entering(
+    state: WorkflowState,
+    dest: str,
+    event: WorkflowStarted | TransitionTaken | WorkflowRetried,
+    declared: WorkflowType,
+) -> dict:
     """Entering a state starts a new visit: the old state's job and timers are left behind (a late result or a timer
     that still fires is then ignored), and the new state's deadline is set."""
     visit, rounds = state.visit + 1, {**state.rounds, dest: state.rounds.get(dest, 0) + 1}
@@ -219,8 +254,9 @@ def _entering(state: WorkflowState, dest: str, event: WorkflowStarted | Transiti
         "deadline_at": deadline_at,
     }
     if deadline_at:
-        changes["timers"] = _timer(state.model_copy(update={"visit": visit}), f"deadline-{visit}", deadline_at, event)
-    kind = WORKFLOW_TYPES[state.type].kind(dest)
+        entered = state.model_copy(update={"visit": visit})
+        changes["timers"] = _timer(entered, TimerPurpose.DEADLINE, f"deadline-{visit}", deadline_at, event)
+    kind = declared.kind(dest)
     if kind is StateKind.STEP:
         changes |= {"attempt": rounds[dest], "output": None, "error": None}
     if kind is StateKind.FAILED and getattr(event, "note", ""):
@@ -228,7 +264,9 @@ def _entering(state: WorkflowState, dest: str, event: WorkflowStarted | Transiti
     return changes
 
 
-def _timer(state: WorkflowState, timer_id: str, due_at: datetime, cause: Event) -> dict[str, PendingTimer]:
+def _timer(
+    state: WorkflowState, purpose: TimerPurpose, timer_id: str, due_at: datetime, cause: Event
+) -> dict[str, PendingTimer]:
     command = FireTimer(
         message_id=f"{state.id}-{timer_id}",
         workflow_id=state.id,
@@ -237,17 +275,11 @@ def _timer(state: WorkflowState, timer_id: str, due_at: datetime, cause: Event) 
         correlation_id=cause.correlation_id,
         timer_id=timer_id,
     )
-    return {timer_id: PendingTimer(due_at=due_at, command=command)}
+    return {timer_id: PendingTimer(purpose=purpose, due_at=due_at, command=command)}
 
 
-def _timers_without(state: WorkflowState, purpose: str) -> dict[str, PendingTimer]:
-    return {timer_id: t for timer_id, t in state.timers.items() if not timer_id.startswith(f"{purpose}-")}
-
-
-def fold(state: WorkflowState, history: Iterable[RecordedEvent]) -> WorkflowState:
-    for recorded in history:
-        state = evolve(state, recorded)
-    return state
+def _timers_without(state: WorkflowState, purpose: TimerPurpose) -> dict[str, PendingTimer]:
+    return {timer_id: timer for timer_id, timer in state.timers.items() if timer.purpose is not purpose}
 
 
 def outbox(state: WorkflowState) -> list[ProcessJob | PendingTimer]:
@@ -266,33 +298,25 @@ class Decision:
     events: list[Event]
     state: WorkflowState
 
-    @classmethod
-    def of(cls, state: WorkflowState, events: list[Event]) -> "Decision":
-        """Events written by hand (not by `decide`), with the state they make of `state`."""
-        folded = fold(state, [RecordedEvent(sequence=state.last_sequence, event=event) for event in events])
-        return cls(events, folded)
-
     def recorded(self, last_sequence: int, chain_head: str) -> WorkflowState:
         """The state once the events are in the log, the last at `last_sequence` and hashing to `chain_head`: what
         folding them from there gives."""
         return self.state.model_copy(update={"last_sequence": last_sequence, "chain_head": chain_head})
 
 
-def decide(state: WorkflowState, command: Command, context: Context) -> Decision:
-    """What a command causes in this state: a single `CommandRejected` when it cannot apply, no event for a timer the
-    workflow no longer owes."""
-    decision = _Decider(state, command, context)
-    decision.run()
-    return Decision(decision.events, decision.state)
-
-
 class _Decider:
     """Builds one decision's events. Each event is folded in as it is made, so the later parts of the decision (the
     entry into the next state, its step's job) see the state as it will be."""
 
-    def __init__(self, state: WorkflowState, command: Command, context: Context) -> None:
-        self.state, self.command, self.context = state, command, context
+    def __init__(
+        self, types: Mapping[str, WorkflowType], state: WorkflowState, command: Command, context: Context
+    ) -> None:
+        self.types, self.state, self.command, self.context = types, state, command, context
         self.events: list[Event] = []
+
+    @property
+    def declared(self) -> WorkflowType:
+        return self.types[self.state.type]
 
     def emit(self, event_type: type, **fields: Any) -> None:
         # Ids fixed by the command's id: deciding the same command twice yields the very same events.
@@ -305,7 +329,7 @@ class _Decider:
             **fields,
         )
         self.events.append(event)
-        self.state = evolve(self.state, RecordedEvent(sequence=self.state.last_sequence, event=event))
+        self.state = evolve(self.state, RecordedEvent(sequence=self.state.last_sequence, event=event), self.types)
 
     def reject(self, code: RejectionCode, reason: str) -> None:
         command = self.command
@@ -317,26 +341,25 @@ class _Decider:
             return self.create(command)
         if not state.exists:
             return self.reject("unknown_workflow", f"workflow {command.workflow_id} does not exist")
+        if isinstance(command, FireTimer):
+            return self.fire(command.timer_id)
+        now = phase(state, self.declared)
+        if (rule := LIFECYCLE.get(command.kind)) and now not in rule.applies_in:
+            return self.refuse_here(rule.refused or self.why_ended())
         match command:
-            case FireTimer():
-                return self.fire(command.timer_id)
             case ArchiveWorkflow():
-                if not has_ended(state) or state.archived:
-                    why = "it is already archived" if state.archived else "only an ended workflow can be archived"
-                    return self.reject(
-                        "not_allowed", f"cannot archive a workflow in state '{state.business_state}' ({why})"
-                    )
+                if state.archived:
+                    return self.refuse_here("it is already archived")
                 return self.emit(WorkflowArchived)
             case RetryWorkflow():
-                kind = workflow_type(state).kind(state.business_state)
-                if state.stopped or kind is not StateKind.FAILED or state.last_step_state is None:
-                    return self.refuse_here("only a workflow that errored can be retried")
+                if state.last_step_state is None:  # it ended in failure without running a step: nothing to retry
+                    return self.refuse_here(LIFECYCLE["retry"].refused or "")
                 if state.archived:
                     return self.refuse_here("it is archived")
                 self.emit(WorkflowRetried, source=state.business_state, dest=state.last_step_state)
                 return self.enter()
-        if has_ended(state):
-            return self.refuse_here(f"it was {state.stopped}" if state.stopped else "it is final")
+        if now in ENDED:
+            return self.refuse_here(self.why_ended())
         match command:
             case CancelWorkflow():
                 return self.emit(WorkflowCancelled, reason=command.reason)
@@ -352,6 +375,9 @@ class _Decider:
                 return self.client_input("reject", command.approver, command.reason)
         raise TypeError(f"no decision for {type(command).__name__}")
 
+    def why_ended(self) -> str:
+        return f"it was {self.state.stopped}" if self.state.stopped else "it is final"
+
     def refuse_here(self, why: str) -> None:
         self.reject(
             "not_allowed", f"cannot {self.command.kind} a workflow in state '{self.state.business_state}' ({why})"
@@ -362,10 +388,10 @@ class _Decider:
     def create(self, command: CreateWorkflow) -> None:
         if self.state.exists:
             return self.reject("already_exists", f"workflow {self.state.id} already exists")
-        if command.workflow_type not in WORKFLOW_TYPES:
-            known = ", ".join(sorted(WORKFLOW_TYPES))
+        if command.workflow_type not in self.types:
+            known = ", ".join(sorted(self.types))
             return self.reject("unknown_type", f"unknown workflow type '{command.workflow_type}' (known: {known})")
-        declared = WORKFLOW_TYPES[command.workflow_type]
+        declared = self.types[command.workflow_type]
         if problems := declared.input_problems(command.input):
             return self.reject("invalid", "; ".join(problems))
         if command.start and "process" not in declared.accepted_commands(declared.initial):
@@ -378,9 +404,9 @@ class _Decider:
 
     def client_input(self, kind: str, actor: str | None = None, note: str = "") -> None:
         state = self.state
-        spec = workflow_type(state).states[state.business_state]
+        spec = self.declared.states[state.business_state]
         if not isinstance(spec, Wait) or kind not in spec.accepts:
-            accepted = workflow_type(state).accepted_commands(state.business_state)
+            accepted = self.declared.accepted_commands(state.business_state)
             return self.refuse_here(
                 f"allowed now: {', '.join(accepted)}" if accepted else "a step is running; wait for it"
             )
@@ -397,7 +423,7 @@ class _Decider:
 
     def move(self, trigger: str, actor: str | None = None, note: str = "") -> None:
         source = self.state.business_state
-        dest = workflow_type(self.state).next_state(source, trigger)
+        dest = self.declared.next_state(source, trigger)
         self.emit(
             TransitionTaken,
             trigger=trigger,
@@ -410,7 +436,7 @@ class _Decider:
         self.enter()
 
     def deadline_of(self, state_name: str) -> datetime | None:
-        spec = workflow_type(self.state).states[state_name]
+        spec = self.declared.states[state_name]
         delay = seconds(spec.deadline_s, self.state.context) if isinstance(spec, Wait) else None
         return None if delay is None else self.context.now + timedelta(seconds=delay)
 
@@ -422,7 +448,7 @@ class _Decider:
     @property
     def step(self) -> Any:
         """The declaration of the current state (a Step, when a step is running)."""
-        return workflow_type(self.state).states[self.state.business_state]
+        return self.declared.states[self.state.business_state]
 
     # -- steps
 
@@ -478,10 +504,10 @@ class _Decider:
         nothing to do: no event, so it does not clutter the log."""
         if timer_id not in self.state.timers:
             return None
-        purpose = timer_id.split("-", 1)[0]
-        if purpose == "retry":
+        purpose = self.state.timers[timer_id].purpose
+        if purpose is TimerPurpose.RETRY:
             return self.try_step(self.state.step_try + 1)
-        if purpose == "timeout":
+        if purpose is TimerPurpose.TIMEOUT:
             job = self.state.pending_job
             error = f"no result within {seconds(self.step.timeout_s, self.state.context):g} s"
             return self.attempt_failed(job.try_number, job.job_id, error, "Timeout", True)

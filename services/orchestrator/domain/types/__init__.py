@@ -4,6 +4,7 @@ import importlib
 import pkgutil
 
 from services.orchestrator.domain.declaration import WorkflowType
+from services.orchestrator.domain.engine import Engine
 
 
 def _discover() -> dict[str, WorkflowType]:
@@ -15,3 +16,4 @@ def _discover() -> dict[str, WorkflowType]:
 
 
 WORKFLOW_TYPES: dict[str, WorkflowType] = _discover()
+SHIPPED = Engine(WORKFLOW_TYPES)  # the engine for the shipped types, as the orchestrator runs it
