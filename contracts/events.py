@@ -144,6 +144,10 @@ Event = Annotated[
 ]
 EVENT = TypeAdapter(Event)
 
+# What every event carries that does not say what happened: the envelope, its link in the chain and its type. Clients
+# show an event by its other fields (the CLI; the web page, from GET /config).
+ENVELOPE_FIELDS: frozenset[str] = frozenset(LoggedEvent.model_fields) | {"type"}
+
 
 class RecordedEvent(BaseModel):
     """An event as stored: with its sequence in the events stream."""

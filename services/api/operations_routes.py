@@ -6,6 +6,7 @@ from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from contracts.auth import TokenHolder
+from contracts.events import ENVELOPE_FIELDS
 from services.api.errors import error_answers
 from services.api.schemas import ClientConfig, Health, Identity
 from services.api.settings import ApiSettings
@@ -27,12 +28,14 @@ async def healthz(state: State) -> Response[Health]:
 
 @get("/config", operation_id="clientConfig", tags=["operations"], responses=error_answers(401))
 async def client_config(request: Request, state: State) -> ClientConfig:
-    """Where the web page finds the broadcaster's WebSocket."""
+    """Where the web page finds the broadcaster's WebSocket, and which fields of an event are its envelope."""
     settings: ApiSettings = state.settings
+    envelope = sorted(ENVELOPE_FIELDS)
     if settings.public_broadcaster_url:
-        return ClientConfig(broadcaster_url=settings.public_broadcaster_url)
+        return ClientConfig(broadcaster_url=settings.public_broadcaster_url, event_envelope=envelope)
     scheme = "wss" if request.url.scheme == "https" else "ws"
-    return ClientConfig(broadcaster_url=f"{scheme}://{request.url.hostname}:{settings.broadcaster_port}/ws")
+    broadcaster_url = f"{scheme}://{request.url.hostname}:{settings.broadcaster_port}/ws"
+    return ClientConfig(broadcaster_url=broadcaster_url, event_envelope=envelope)
 
 
 @get("/me", operation_id="whoAmI", tags=["operations"], responses=error_answers(401))

@@ -124,3 +124,4 @@ class Identity(BaseModel):
 
 class ClientConfig(BaseModel):
     broadcaster_url: str
+    event_envelope: list[str]  # what every event carries that does not say what happened (contracts.events)

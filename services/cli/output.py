@@ -4,16 +4,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-# What every message carries; an event line shows the fields that say what happened.
-ENVELOPE_FIELDS = {
-    "schema_version",
-    "message_id",
-    "workflow_id",
-    "occurred_at",
-    "causation_id",
-    "correlation_id",
-    "type",
-}
+from contracts.events import ENVELOPE_FIELDS
 
 
 def when(timestamp: str | None) -> str:

@@ -609,8 +609,10 @@ async def test_serves_the_web_page_and_its_config(nats_url, topology, js, settin
         public = await api.get("/config")
 
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert config.json() == {"broadcaster_url": "ws://api.test:8001/ws"}
-    assert public.json() == {"broadcaster_url": "wss://example.test/ws"}
+    envelope = ["causation_id", "correlation_id", "message_id", "occurred_at", "previous_hash", "schema_version"]
+    envelope += ["type", "workflow_id"]
+    assert config.json() == {"broadcaster_url": "ws://api.test:8001/ws", "event_envelope": envelope}
+    assert public.json() == {"broadcaster_url": "wss://example.test/ws", "event_envelope": envelope}
     assert schema.status_code == 200 and "/workflows/{workflow_id}/approve" in schema.json()["paths"]
 
 
