@@ -67,7 +67,9 @@ class JetStreamEventStore:
         if remembered and remembered.is_log_end and not self._other_writer_seen_lately():
             return remembered.state
         state = remembered.state if remembered else await self._stored_state(workflow_id)
-        return self.engine.fold(state, await read_events(self.js, self.topology, workflow_id, after=state.last_sequence))
+        return self.engine.fold(
+            state, await read_events(self.js, self.topology, workflow_id, after=state.last_sequence)
+        )
 
     async def append(self, decision: Decision) -> WorkflowState:
         """The decision's events, after the sequence it was based on, all or none; the state they make."""
