@@ -22,7 +22,7 @@ from sqlalchemy import (
     Table,
 )
 
-from contracts.state import STATE_VIEW_EXCLUDE, WorkflowState
+from contracts.state import WorkflowState
 
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 
@@ -85,7 +85,7 @@ def utc(moment: datetime | None) -> datetime | None:
 
 
 def workflow_row(state: WorkflowState) -> dict[str, Any]:
-    view = state.model_dump(mode="json", exclude=STATE_VIEW_EXCLUDE)
+    view = state.public_view()
     return {
         "id": state.id,
         "type": state.type,

@@ -55,6 +55,28 @@ class PendingTimer(BaseModel):
 APPLIED_COMMANDS_KEPT = 1000
 
 
+class Bookkeeping(BaseModel):
+    """The engine's bookkeeping of a workflow: what it needs to decide and fold, not part of the public view."""
+
+    model_config = ConfigDict(frozen=True)
+
+    started: bool = False  # the engine has taken it in hand (no longer Queued)
+    visit: int = 0  # states entered so far; names this visit's jobs and timers
+    step_try: int = 0  # tries of the current step in this visit
+    rounds: dict[str, int] = {}  # times each state was entered
+    inputs: list[dict[str, Any]] = []  # commands the current waiting state took without moving (toward a quorum)
+    last_step_state: str | None = None  # where a retry from Error goes back to
+    applied_commands: tuple[str, ...] = ()  # the last APPLIED_COMMANDS_KEPT commands' ids, for idempotency
+    chain_head: str | None = None  # the hash of the last event folded in: what the next one links to (contracts/chain)
+    # The outbox: messages this state still owes. Sending them is idempotent (fixed message ids), so after a crash
+    # they are simply sent again.
+    pending_job: ProcessJob | None = None
+    timers: dict[str, PendingTimer] = {}  # by timer id
+
+
+BOOKKEEPING_FIELDS = frozenset(Bookkeeping.model_fields)
+
+
 class WorkflowState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -75,19 +97,17 @@ class WorkflowState(BaseModel):
     waiting_for: tuple[str, ...] = ()  # who may answer it now: actors' names, or "role:<role>" (its type says)
     search_values: dict[str, float | str] = {}  # its type's search fields, read off its context
 
-    # The engine's bookkeeping, left out of the public view.
-    started: bool = False  # the engine has taken it in hand (no longer Queued)
-    visit: int = 0  # states entered so far; names this visit's jobs and timers
-    step_try: int = 0  # tries of the current step in this visit
-    rounds: dict[str, int] = {}  # times each state was entered
-    inputs: list[dict[str, Any]] = []  # commands the current waiting state took without moving (toward a quorum)
-    last_step_state: str | None = None  # where a retry from Error goes back to
-    applied_commands: tuple[str, ...] = ()  # the last APPLIED_COMMANDS_KEPT commands' ids, for idempotency
-    chain_head: str | None = None  # the hash of the last event folded in: what the next one links to (contracts/chain)
-    # The outbox: messages this state still owes. Sending them is idempotent (fixed message ids), so after a crash
-    # they are simply sent again.
-    pending_job: ProcessJob | None = None
-    timers: dict[str, PendingTimer] = {}
+    bookkeeping: Bookkeeping = Bookkeeping()  # the engine's own, left out of the public view
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_bookkeeping_stored_flat(cls, data: Any) -> Any:
+        # A state stored before the bookkeeping was nested kept it beside the public fields: the read model's
+        # snapshots stay readable without a rebuild.
+        if isinstance(data, dict) and (flat := BOOKKEEPING_FIELDS & data.keys()):
+            public = {name: value for name, value in data.items() if name not in flat}
+            return public | {"bookkeeping": {name: data[name] for name in flat}}
+        return data
 
     @property
     def exists(self) -> bool:
@@ -98,17 +118,6 @@ class WorkflowState(BaseModel):
         """It succeeded, failed, or was stopped by a lifecycle command."""
         return self.infra_status in (InfraStatus.COMPLETED, InfraStatus.ERRORED, InfraStatus.CANCELLED)
 
-
-# What the public view leaves out: the engine's own bookkeeping.
-STATE_VIEW_EXCLUDE = {
-    "started",
-    "visit",
-    "step_try",
-    "rounds",
-    "inputs",
-    "last_step_state",
-    "applied_commands",
-    "chain_head",
-    "pending_job",
-    "timers",
-}
+    def public_view(self) -> dict[str, Any]:
+        """The workflow as clients see it: everything but the engine's bookkeeping."""
+        return self.model_dump(mode="json", exclude={"bookkeeping"})

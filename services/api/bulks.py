@@ -277,7 +277,8 @@ class BulkRunner:
         if state is None:
             reason = f"workflow {workflow_id} not found"
             return BulkRefusal(workflow_id=workflow_id, code="unknown_workflow", reason=reason)
-        if command.message_id in state.applied_commands:  # sent before (by a runner that stopped): its outcome stands
+        # Sent before (by a runner that stopped): its outcome stands.
+        if command.message_id in state.bookkeeping.applied_commands:
             return _refusal(workflow_id, await self._workflows.recorded_outcome(workflow_id, command.message_id))
         try:
             outcome = await self._workflows.send(command, self._wait_s)

@@ -13,7 +13,7 @@ from contracts.state import InfraStatus
 
 class WorkflowView(BaseModel):
     """One workflow as the read model shows it: contracts.state.WorkflowState without the engine's bookkeeping
-    (STATE_VIEW_EXCLUDE; a unit test holds the two together). Every field is always present."""
+    (WorkflowState.public_view; a unit test holds the two together). Every field is always present."""
 
     id: str
     type: str | None  # None until the workflow is created

@@ -130,7 +130,7 @@ class Workflows:
         stored = await read_stored(self._link.js, self._topology, workflow_id)
         if not stored and state is None:
             raise await self._missing(workflow_id)
-        head = (state.last_sequence, state.chain_head) if state and state.chain_head else None
+        head = (state.last_sequence, state.bookkeeping.chain_head) if state and state.bookkeeping.chain_head else None
         return verify(workflow_id, (Link.of(*event) for event in stored), head)
 
     async def export(self, workflow_id: str) -> bytes:
@@ -257,7 +257,7 @@ class Workflows:
                 if entry is None or entry.operation in (KV_DEL, KV_PURGE):
                     continue
                 state = WorkflowState.model_validate_json(entry.value)
-                if command_id in state.applied_commands:
+                if command_id in state.bookkeeping.applied_commands:
                     return state
         finally:
             await watcher.stop()

@@ -59,7 +59,7 @@ class CommandHandler:
         for _ in range(MAX_CONFLICT_RETRIES):
             state = WorkflowState(id=command.workflow_id) if assume_new else await self.store.load(command.workflow_id)
             assume_new = False
-            if command.message_id in state.applied_commands:
+            if command.message_id in state.bookkeeping.applied_commands:
                 # Delivered again: the log has it. A crash may have come between append and send, so send what the
                 # state owes once more (idempotent) and make sure the read model caught up.
                 await self.send_outbox(outbox(state))
@@ -92,7 +92,7 @@ class CommandHandler:
         command_id = command_id or new_id()
         for _ in range(MAX_CONFLICT_RETRIES):
             state = await self.store.load(workflow_id)
-            if command_id in state.applied_commands:
+            if command_id in state.bookkeeping.applied_commands:
                 return
             rejected = CommandRejected(
                 message_id=f"{command_id}-1",
@@ -115,4 +115,8 @@ def _settled_timers(before: WorkflowState, after: WorkflowState, command: Comman
     """Timers the decision no longer owes (a step done before its timeout, a wait answered before its deadline), but
     not the one that has just fired: the broker has already let go of that one."""
     fired = command.timer_id if isinstance(command, FireTimer) else None
-    return [timer for timer_id, timer in before.timers.items() if timer_id not in after.timers and timer_id != fired]
+    return [
+        timer
+        for timer_id, timer in before.bookkeeping.timers.items()
+        if timer_id not in after.bookkeeping.timers and timer_id != fired
+    ]

@@ -155,7 +155,11 @@ async def check(
     replays: dict[str, WorkflowState] = {}
     for workflow_id, log in logs.items():
         read_model = await _read_model(state_bucket, workflow_id)
-        head = (read_model.last_sequence, read_model.chain_head) if read_model and read_model.chain_head else None
+        head = (
+            (read_model.last_sequence, read_model.bookkeeping.chain_head)
+            if read_model and read_model.bookkeeping.chain_head
+            else None
+        )
         if broken := verify(workflow_id, (recorded.link for recorded in log), head).broken:
             report.broken_chains.append(f"{workflow_id}: at sequence {broken.at}, {broken.reason}")
         try:

@@ -82,7 +82,7 @@ class JetStreamEventStore:
                 raise ConcurrencyConflict(f"wrong last sequence: {last}")
             return state
         subject = self.topology.events_subject(state.id)
-        payloads = linked(events, state.chain_head or await self._head_of_unchained_log(state))
+        payloads = linked(events, state.bookkeeping.chain_head or await self._head_of_unchained_log(state))
         try:
             if len(payloads) == 1:
                 # One event is atomic by itself, and a plain publish costs no disk sync.

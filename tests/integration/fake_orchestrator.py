@@ -26,7 +26,7 @@ from contracts.events import (
     WorkflowCancelled,
     WorkflowCreated,
 )
-from contracts.state import InfraStatus, WorkflowState
+from contracts.state import Bookkeeping, InfraStatus, WorkflowState
 from contracts.topology import Topology
 
 Decision = tuple[list[Event], WorkflowState | None]
@@ -57,7 +57,7 @@ def approval_rules(command: Command, state: WorkflowState | None, now: datetime)
             type="approval",
             business_state="Unprocessed",
             infra_status=InfraStatus.WAITING_FOR_EVENT,
-            started=True,
+            bookkeeping=Bookkeeping(started=True),
             created_at=now,
             updated_at=now,
         )
@@ -130,12 +130,9 @@ class FakeOrchestrator:
             subject = self.topology.events_subject(command.workflow_id)
             sequence = (await self.js.publish(subject, caused.model_dump_json().encode())).seq
         if new_state is not None:
-            folded = new_state.model_copy(
-                update={
-                    "last_sequence": sequence,
-                    "applied_commands": (*new_state.applied_commands, command.message_id),
-                }
-            )
+            applied = (*new_state.bookkeeping.applied_commands, command.message_id)
+            books = new_state.bookkeeping.model_copy(update={"applied_commands": applied})
+            folded = new_state.model_copy(update={"last_sequence": sequence, "bookkeeping": books})
             await self.kv.put(command.workflow_id, folded.model_dump_json().encode())
 
 

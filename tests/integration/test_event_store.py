@@ -39,7 +39,7 @@ async def test_appended_events_are_loaded_back_in_order_with_their_sequences(sto
     state = await store.append(SHIPPED.decide(state, ProcessWorkflow(workflow_id="w1"), SEND_OK))
     loaded = await store.load("w1")
     assert loaded == state
-    assert loaded.business_state == "Sending To Queue" and loaded.pending_job is not None
+    assert loaded.business_state == "Sending To Queue" and loaded.bookkeeping.pending_job is not None
     assert loaded.last_sequence == state.last_sequence > 0
 
 

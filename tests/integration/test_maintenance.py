@@ -45,7 +45,9 @@ async def finished(store, workflow_id: str) -> list:
     for command in commands:
         state = await apply(store, command)
     for next_command in (RejectWorkflow(workflow_id=workflow_id), ApproveWorkflow(workflow_id=workflow_id)):
-        state = await apply(store, CompleteJob(workflow_id=workflow_id, job_id=state.pending_job.job_id, output=0.9))
+        state = await apply(
+            store, CompleteJob(workflow_id=workflow_id, job_id=state.bookkeeping.pending_job.job_id, output=0.9)
+        )
         state = await apply(store, next_command)
         commands.append(next_command)
     assert state.business_state == "Finished"
@@ -145,11 +147,11 @@ async def test_a_log_saved_before_events_were_chained_is_linked_on_from_its_last
     stored = await js.publish(topology.events_subject("legacy"), created.model_dump_json().encode())
     legacy = SHIPPED.fold(WorkflowState(id="legacy"), [RecordedEvent(sequence=stored.seq, event=created)])
     await (await js.key_value(topology.state_bucket)).put("legacy", legacy.model_dump_json().encode())
-    assert legacy.chain_head is None
+    assert legacy.bookkeeping.chain_head is None
 
     appended = await store.append(SHIPPED.decision(legacy, [WorkflowArchived(workflow_id="legacy")]))
 
     last = (await js.get_msg(topology.events_stream, seq=appended.last_sequence, direct=True)).data
     first = (await js.get_msg(topology.events_stream, seq=stored.seq, direct=True)).data
     assert json.loads(last)["previous_hash"] == digest(first)
-    assert appended.chain_head == digest(last)
+    assert appended.bookkeeping.chain_head == digest(last)

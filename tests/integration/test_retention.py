@@ -55,7 +55,7 @@ async def test_an_old_ended_workflow_is_exported_whole_then_removed_and_the_rest
     exported = (await exports.get(export_name("old-done"))).data
     assert exported == b"".join(data + b"\n" for _, data in stored_before)
     lines = [Link.of(number, line) for number, line in enumerate(exported.splitlines(), 1)]
-    head = workflows["old-done"].chain_head
+    head = workflows["old-done"].bookkeeping.chain_head
     assert verify("old-done", lines, (len(lines), head)).ok  # verifies offline, up to the head it had
     assert await read_stored(js, topology, "old-done") == []
     assert set(await current_entries(js, topology, topology.state_bucket)) == {"old-open", "new-done"}

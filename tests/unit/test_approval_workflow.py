@@ -97,7 +97,7 @@ def test_create_records_the_workflow_and_starts_it_in_its_initial_state():
 def test_a_created_workflow_is_queued_with_its_input_as_context_until_it_is_started():
     created, started = given(create()).states()
 
-    assert (created.type, created.business_state, created.infra_status, created.started) == (
+    assert (created.type, created.business_state, created.infra_status, created.bookkeeping.started) == (
         "approval",
         None,
         InfraStatus.QUEUED,
@@ -105,7 +105,7 @@ def test_a_created_workflow_is_queued_with_its_input_as_context_until_it_is_star
     )
     assert created.context == {"input": INPUT}
     assert (created.created_at, created.updated_at) == (NOW, NOW)
-    assert (started.business_state, started.infra_status, started.started) == (
+    assert (started.business_state, started.infra_status, started.bookkeeping.started) == (
         UNPROCESSED,
         InfraStatus.WAITING_FOR_EVENT,
         True,
@@ -192,7 +192,7 @@ def test_a_completed_job_is_recorded_and_nothing_is_owed_while_waiting_for_appro
     history = given(create(), process(), complete(0.8))
     completed, waiting = history.states()[-2:]
 
-    assert (completed.output, completed.pending_job, completed.timers) == (0.8, None, {})
+    assert (completed.output, completed.bookkeeping.pending_job, completed.bookkeeping.timers) == (0.8, None, {})
     assert completed.context == {"input": INPUT, "process": {"output": 0.8}}
     assert (waiting.business_state, waiting.infra_status, waiting.output) == (
         WAITING,
@@ -236,7 +236,11 @@ def test_reject_sends_the_workflow_back_to_the_step_as_a_new_attempt_with_a_new_
     rejected = history.state
     assert (rejected.business_state, rejected.infra_status) == (SENDING, InfraStatus.PROCESSING_STEP)
     assert (rejected.attempt, rejected.output, rejected.error) == (2, None, None)
-    assert (rejected.pending_job.job_id, rejected.pending_job.attempt, rejected.pending_job.try_number) == (
+    assert (
+        rejected.bookkeeping.pending_job.job_id,
+        rejected.bookkeeping.pending_job.attempt,
+        rejected.bookkeeping.pending_job.try_number,
+    ) == (
         job_id(visit=4),
         2,
         1,

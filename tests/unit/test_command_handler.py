@@ -41,7 +41,7 @@ async def test_a_create_of_a_new_workflow_reads_nothing_first():
     store = CountingStore()
     state = await handler_on(store).handle(CreateWorkflow(workflow_id="w1", start=True))
     assert store.loads == 0
-    assert state.exists and state.started and event_types(store, "w1")[0] == "WorkflowCreated"
+    assert state.exists and state.bookkeeping.started and event_types(store, "w1")[0] == "WorkflowCreated"
 
 
 async def test_a_create_delivered_again_is_applied_once():
@@ -59,4 +59,4 @@ async def test_a_second_create_of_an_existing_workflow_is_rejected_on_what_the_l
     await handler.handle(CreateWorkflow(workflow_id="w1", start=True))
     state = await handler.handle(CreateWorkflow(workflow_id="w1"))
     assert event_types(store, "w1").count("WorkflowCreated") == 1
-    assert event_types(store, "w1")[-1] == "CommandRejected" and state.started
+    assert event_types(store, "w1")[-1] == "CommandRejected" and state.bookkeeping.started

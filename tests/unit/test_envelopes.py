@@ -91,8 +91,8 @@ def test_the_events_of_a_root_command_correlate_to_the_command_itself():
 def test_the_job_and_timers_a_decision_owes_carry_its_correlation():
     history = given(create(), process(correlation_id="corr-7"))
 
-    assert {history.state.pending_job.correlation_id} | {
-        timer.command.correlation_id for timer in history.state.timers.values()
+    assert {history.state.bookkeeping.pending_job.correlation_id} | {
+        timer.command.correlation_id for timer in history.state.bookkeeping.timers.values()
     } == {"corr-7"}
 
 
@@ -114,4 +114,4 @@ def test_a_command_with_the_longest_valid_id_can_be_decided_and_recorded(make_hi
     events = history.record(command)
 
     assert [event.message_id for event in events] == [f"{command_id}-{n}" for n in range(1, len(events) + 1)]
-    assert history.state.applied_commands[-1] == command_id
+    assert history.state.bookkeeping.applied_commands[-1] == command_id

@@ -53,7 +53,7 @@ def test_an_expense_is_drafted_then_submitted_to_the_policy_check():
         scheduled("validate", timeout_at=seconds_later(10)),
     ]
     assert (history.state.business_state, history.state.infra_status) == ("Validating", InfraStatus.PROCESSING_STEP)
-    assert history.state.pending_job.step == "validate"
+    assert history.state.bookkeeping.pending_job.step == "validate"
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,7 @@ def test_the_input_sets_the_manager_deadline():
     history = in_manager_approval(manager_deadline_s=60)
 
     assert history.state.deadline_at == seconds_later(60)
-    assert history.state.timers["deadline-3"].due_at == seconds_later(60)
+    assert history.state.bookkeeping.timers["deadline-3"].due_at == seconds_later(60)
 
 
 def test_the_deadline_passing_escalates_to_the_director():
@@ -162,7 +162,7 @@ def test_one_finance_approval_is_recorded_without_moving():
 
     assert facts(events) == [("InputRecorded", {"command_kind": "approve", "actor": "fin-ann", "note": "1 of 2"})]
     assert history.state.business_state == "Finance Approval"
-    assert history.state.inputs == [{"command_kind": "approve", "actor": "fin-ann", "note": "1 of 2"}]
+    assert history.state.bookkeeping.inputs == [{"command_kind": "approve", "actor": "fin-ann", "note": "1 of 2"}]
 
 
 def test_the_same_finance_approver_twice_counts_once():
@@ -187,7 +187,7 @@ def test_two_distinct_finance_approvers_send_the_expense_to_payment_then_it_is_p
         scheduled("pay", visit=5),
     ]
     assert (history.state.business_state, history.state.infra_status) == ("Paying", InfraStatus.PROCESSING_STEP)
-    assert history.state.inputs == []
+    assert history.state.bookkeeping.inputs == []
 
     events = history.record(complete(0.3, visit=5))
 

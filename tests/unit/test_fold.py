@@ -151,7 +151,13 @@ def test_applied_commands_lists_each_recorded_command_once_in_order():
         approve(message_id="c-approve-again"),
     )
 
-    assert history.state.applied_commands == ("c-create", "c-process", "c-complete", "c-approve", "c-approve-again")
+    assert history.state.bookkeeping.applied_commands == (
+        "c-create",
+        "c-process",
+        "c-complete",
+        "c-approve",
+        "c-approve-again",
+    )
 
 
 def test_applied_commands_keeps_only_the_latest_so_a_long_lived_snapshot_stays_small():
@@ -159,7 +165,7 @@ def test_applied_commands_keeps_only_the_latest_so_a_long_lived_snapshot_stays_s
     history = given(create(message_id="c-create"), *too_early)
 
     assert sum(recorded.event.type == "CommandRejected" for recorded in history.recorded) == len(too_early)
-    assert history.state.applied_commands == tuple(f"c-{n}" for n in range(5, APPLIED_COMMANDS_KEPT + 5))
+    assert history.state.bookkeeping.applied_commands == tuple(f"c-{n}" for n in range(5, APPLIED_COMMANDS_KEPT + 5))
 
 
 def test_the_fold_refuses_anything_but_archiving_after_a_workflow_was_cancelled():
@@ -180,10 +186,18 @@ def test_the_fold_refuses_a_step_event_in_a_state_that_runs_no_step():
 def test_a_snapshot_stored_before_timers_had_a_purpose_reads_it_off_the_timer_id():
     history = given(create(), process(), send_fails=lambda *_: False)
     stored = history.state.model_dump(mode="json")
-    for timer in stored["timers"].values():
+    for timer in stored["bookkeeping"]["timers"].values():
         del timer["purpose"]
 
     read = WorkflowState.model_validate(stored)
 
     assert read == history.state
-    assert [timer.purpose for timer in read.timers.values()] == [TimerPurpose.TIMEOUT]
+    assert [timer.purpose for timer in read.bookkeeping.timers.values()] == [TimerPurpose.TIMEOUT]
+
+
+def test_a_snapshot_stored_before_the_bookkeeping_was_nested_reads_as_one_nested():
+    history = given(create(), process(), send_fails=lambda *_: False)
+    stored = history.state.model_dump(mode="json")
+    flat = {name: value for name, value in stored.items() if name != "bookkeeping"} | stored["bookkeeping"]
+
+    assert WorkflowState.model_validate(flat) == history.state

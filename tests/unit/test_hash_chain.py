@@ -31,11 +31,11 @@ async def finished_log() -> tuple[list[tuple[int, bytes]], str]:
 
     await apply(CreateWorkflow(workflow_id=WORKFLOW))
     state = await apply(ProcessWorkflow(workflow_id=WORKFLOW))
-    await apply(CompleteJob(workflow_id=WORKFLOW, job_id=state.pending_job.job_id, output=0.9))
+    await apply(CompleteJob(workflow_id=WORKFLOW, job_id=state.bookkeeping.pending_job.job_id, output=0.9))
     state = await apply(ApproveWorkflow(workflow_id=WORKFLOW, approver="ann"))
     assert state.business_state == "Finished"
     stored = [(recorded.sequence, store.stored[recorded.sequence]) for recorded in store.logs[WORKFLOW]]
-    return stored, state.chain_head
+    return stored, state.bookkeeping.chain_head
 
 
 def walked(stored: list[tuple[int, bytes]], head: tuple[int, str] | None = None):

@@ -55,7 +55,7 @@ def test_cancel_stops_a_workflow_in_any_state_that_has_not_ended_and_owes_nothin
     cancelled = history.state
     assert (cancelled.infra_status, cancelled.stopped) == (InfraStatus.CANCELLED, "cancelled")
     assert (cancelled.business_state, cancelled.context) == (before.business_state, before.context)
-    assert (cancelled.pending_job, cancelled.timers, cancelled.deadline_at) == (None, {}, None)
+    assert (cancelled.bookkeeping.pending_job, cancelled.bookkeeping.timers, cancelled.deadline_at) == (None, {}, None)
     assert outbox(cancelled) == []
 
 
@@ -137,8 +137,8 @@ def test_retry_from_error_runs_the_failed_step_again_with_the_recorded_context_a
         None,
         None,
     )
-    assert (retried.attempt, retried.pending_job.job_id) == (2, job_id(visit=4))
-    assert retried.pending_job.context == {"input": INPUT, "process": {"output": 0.12}}
+    assert (retried.attempt, retried.bookkeeping.pending_job.job_id) == (2, job_id(visit=4))
+    assert retried.bookkeeping.pending_job.context == {"input": INPUT, "process": {"output": 0.12}}
 
 
 def test_a_retried_workflow_can_go_on_to_finish():
@@ -165,7 +165,7 @@ def test_retry_goes_back_to_the_step_that_failed_not_to_the_steps_before_it():
     events = history.record(retry())
 
     assert facts(events) == [("WorkflowRetried", {"source": "Error", "dest": "Paying"}), scheduled("pay", visit=7)]
-    assert history.state.pending_job.context == {"input": INPUT, "validate": {"output": 0.5}}
+    assert history.state.bookkeeping.pending_job.context == {"input": INPUT, "validate": {"output": 0.5}}
 
 
 @pytest.mark.parametrize("situation", [name for name in SITUATIONS if not name.endswith(": Error")])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from contracts.state import STATE_VIEW_EXCLUDE, WorkflowState
+from contracts.state import WorkflowState
 from services.api.app import create_app
 from services.api.schemas import WorkflowView
 from services.api.settings import ApiSettings
@@ -20,7 +20,7 @@ def operations(document: dict):
 
 
 def test_the_workflow_view_is_the_read_model_without_the_engines_bookkeeping():
-    assert set(WorkflowView.model_fields) == set(WorkflowState.model_fields) - STATE_VIEW_EXCLUDE
+    assert set(WorkflowView.model_fields) == set(WorkflowState.model_fields) - {"bookkeeping"}
 
 
 def test_a_workflow_is_typed_field_by_field(document):

@@ -51,7 +51,7 @@ def attempt_failed(try_number: int, error: str, error_type: str, retry_at, job: 
 
 
 def timer_ids(history) -> list[str]:
-    return list(history.state.timers)
+    return list(history.state.bookkeeping.timers)
 
 
 # ------------------------------------------------------------------------------------------------ sends that fail
@@ -63,7 +63,7 @@ def test_a_failed_send_leaves_the_step_running_with_a_retry_owed_at_now_plus_the
     assert facts(history.events[-1:]) == [attempt_failed(1, SEND_ERROR, "SendError", seconds_later(0.2))]
     failed = history.state
     assert (failed.business_state, failed.infra_status) == (SENDING, InfraStatus.RUNNING)
-    assert (failed.step_try, failed.error, failed.pending_job) == (1, SEND_ERROR, None)
+    assert (failed.bookkeeping.step_try, failed.error, failed.bookkeeping.pending_job) == (1, SEND_ERROR, None)
     [owed] = outbox(failed)
     assert (owed.due_at, owed.command.timer_id, owed.command.message_id) == (
         seconds_later(0.2),
@@ -81,10 +81,17 @@ def test_the_due_retry_runs_the_next_try_and_clears_the_failed_one():
 
     assert facts(events) == [scheduled("process", try_number=2, timeout_at=seconds_later(30.2))]
     dispatched = history.state
-    assert (dispatched.infra_status, dispatched.step_try, dispatched.error) == (InfraStatus.PROCESSING_STEP, 2, None)
+    assert (dispatched.infra_status, dispatched.bookkeeping.step_try, dispatched.error) == (
+        InfraStatus.PROCESSING_STEP,
+        2,
+        None,
+    )
     assert [type(message) for message in outbox(dispatched)] == [ProcessJob, PendingTimer]
     assert timer_ids(history) == ["timeout-2-2"]
-    assert (dispatched.pending_job.job_id, dispatched.pending_job.try_number) == (job_id(try_number=2), 2)
+    assert (dispatched.bookkeeping.pending_job.job_id, dispatched.bookkeeping.pending_job.try_number) == (
+        job_id(try_number=2),
+        2,
+    )
 
 
 def test_each_failed_send_waits_longer_per_the_exponential_policy_counted_from_when_it_failed():
@@ -201,7 +208,7 @@ def test_a_job_with_no_result_in_time_is_abandoned_and_retried():
     events = history.record(fire("timeout-2-1"))
 
     assert facts(events) == [attempt_failed(1, "no result within 30 s", "Timeout", seconds_later(30.2), job=job_id())]
-    assert (history.state.pending_job, history.state.infra_status) == (None, InfraStatus.RUNNING)
+    assert (history.state.bookkeeping.pending_job, history.state.infra_status) == (None, InfraStatus.RUNNING)
     assert timer_ids(history) == ["retry-2-1"]
 
 
@@ -209,7 +216,7 @@ def test_the_input_sets_the_step_timeout():
     history = given(create(input={"step_timeout_s": 5}), process())
 
     assert history.events[-1].timeout_at == seconds_later(5)
-    assert history.state.timers["timeout-2-1"].due_at == seconds_later(5)
+    assert history.state.bookkeeping.timers["timeout-2-1"].due_at == seconds_later(5)
     assert history.when(fire("timeout-2-1"))[0].error == "no result within 5 s"
 
 
@@ -225,7 +232,10 @@ def test_the_late_result_of_an_abandoned_job_is_stale(after_timeout):
 
     assert rejected.reason == f"job {job_id()} is not in flight"
     history.recorded += numbered(rejected, first=before.last_sequence + 1)
-    assert (history.state.business_state, history.state.pending_job) == (SENDING, before.pending_job)
+    assert (history.state.business_state, history.state.bookkeeping.pending_job) == (
+        SENDING,
+        before.bookkeeping.pending_job,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ timers not owed

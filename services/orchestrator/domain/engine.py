@@ -42,7 +42,14 @@ from contracts.events import (
 )
 from contracts.ids import job_id
 from contracts.jobs import ProcessJob
-from contracts.state import APPLIED_COMMANDS_KEPT, InfraStatus, PendingTimer, TimerPurpose, WorkflowState
+from contracts.state import (
+    APPLIED_COMMANDS_KEPT,
+    BOOKKEEPING_FIELDS,
+    InfraStatus,
+    PendingTimer,
+    TimerPurpose,
+    WorkflowState,
+)
 from services.orchestrator.domain.declaration import (
     ENDED,
     LIFECYCLE,
@@ -73,7 +80,7 @@ def phase(state: WorkflowState, declared: WorkflowType) -> Phase:
 
 def infra_status(state: WorkflowState, declared: WorkflowType) -> InfraStatus:
     """The generic status, read off what the engine is doing; no workflow type writes it."""
-    if not state.started:
+    if not state.bookkeeping.started:
         return InfraStatus.QUEUED
     if state.stopped == "cancelled":
         return InfraStatus.CANCELLED
@@ -83,7 +90,7 @@ def infra_status(state: WorkflowState, declared: WorkflowType) -> InfraStatus:
         case StateKind.WAIT:
             return InfraStatus.WAITING_FOR_EVENT
         case StateKind.STEP:
-            return InfraStatus.PROCESSING_STEP if state.pending_job else InfraStatus.RUNNING
+            return InfraStatus.PROCESSING_STEP if state.bookkeeping.pending_job else InfraStatus.RUNNING
         case StateKind.SUCCEEDED:
             return InfraStatus.COMPLETED
         case StateKind.FAILED:
@@ -130,8 +137,8 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
     changes: dict[str, Any] = {"last_sequence": recorded.sequence, "updated_at": event.occurred_at}
     if recorded.digest:  # read from the log; an event just decided is linked when it is appended
         changes["chain_head"] = recorded.digest
-    if event.causation_id and event.causation_id not in state.applied_commands:
-        changes["applied_commands"] = (*state.applied_commands, event.causation_id)[-APPLIED_COMMANDS_KEPT:]
+    if event.causation_id and event.causation_id not in state.bookkeeping.applied_commands:
+        changes["applied_commands"] = (*state.bookkeeping.applied_commands, event.causation_id)[-APPLIED_COMMANDS_KEPT:]
     if not state.exists and not isinstance(event, WorkflowCreated | CommandRejected):
         raise IllegalTransition(f"{event.type} before WorkflowCreated in workflow {state.id}")
     _check_engine_rules(state, event, declared)
@@ -142,7 +149,7 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
                 raise IllegalTransition(f"workflow {state.id} created twice")
             changes |= {"type": event.workflow_type, "created_at": event.occurred_at, "context": {"input": event.input}}
         case WorkflowStarted():
-            if state.started:
+            if state.bookkeeping.started:
                 raise IllegalTransition(f"workflow {state.id} started twice")
             changes |= {"started": True} | _entering(state, declared.initial, event, declared)
         case TransitionTaken():
@@ -153,12 +160,14 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
         case WorkflowRetried():
             if phase(state, declared) not in LIFECYCLE["retry"].applies_in:
                 raise IllegalTransition(f"retry of workflow {state.id} that is not in error")
-            if event.dest != state.last_step_state:
-                raise IllegalTransition(f"retry into {event.dest}, but the last step ran in {state.last_step_state}")
+            if event.dest != state.bookkeeping.last_step_state:
+                raise IllegalTransition(
+                    f"retry into {event.dest}, but the last step ran in {state.bookkeeping.last_step_state}"
+                )
             changes |= _entering(state, event.dest, event, declared) | {"error": None}
         case InputRecorded():
             taken = {"command_kind": event.command_kind, "actor": event.actor, "note": event.note}
-            changes["inputs"] = [*state.inputs, taken]
+            changes["inputs"] = [*state.bookkeeping.inputs, taken]
         case StepScheduled():
             job = ProcessJob(
                 message_id=event.job_id,
@@ -175,14 +184,14 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
             )
             timers = _timers_without(state, TimerPurpose.RETRY)
             if event.timeout_at:
-                timer_id = f"timeout-{state.visit}-{event.try_number}"
+                timer_id = f"timeout-{state.bookkeeping.visit}-{event.try_number}"
                 timers |= _timer(state, TimerPurpose.TIMEOUT, timer_id, event.timeout_at, event)
             # A new try: the failed try before it is no longer the workflow's error.
             changes |= {"step_try": event.try_number, "pending_job": job, "timers": timers, "error": None}
         case StepAttemptFailed():
             timers = _timers_without(state, TimerPurpose.TIMEOUT)
             if event.retry_at:
-                timer_id = f"retry-{state.visit}-{event.try_number}"
+                timer_id = f"retry-{state.bookkeeping.visit}-{event.try_number}"
                 timers |= _timer(state, TimerPurpose.RETRY, timer_id, event.retry_at, event)
             changes |= {"step_try": event.try_number, "error": event.error, "pending_job": None, "timers": timers}
         case StepCompleted():
@@ -209,19 +218,32 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
         case WorkflowArchived():
             changes["archived"] = True
     if declared is None:  # a rejection of a command for a workflow that does not exist
-        return state.model_copy(update=changes)
+        return _updated(state, changes)
     if "context" in changes:
         changes["search_values"] = declared.search_values(changes["context"])
-    new_state = state.model_copy(update=changes)
-    if not new_state.started:
+    new_state = _updated(state, changes)
+    if not new_state.bookkeeping.started:
         return new_state
-    waiting_for = () if new_state.stopped else declared.waiting_for(new_state.business_state, tuple(new_state.inputs))
+    waiting_for = (
+        () if new_state.stopped else declared.waiting_for(new_state.business_state, tuple(new_state.bookkeeping.inputs))
+    )
     return new_state.model_copy(update={"infra_status": infra_status(new_state, declared), "waiting_for": waiting_for})
+
+
+def _updated(state: WorkflowState, changes: dict[str, Any]) -> WorkflowState:
+    """`state` with `changes`, each made to the public view or to the bookkeeping, as its name says."""
+    books = {name: changes.pop(name) for name in BOOKKEEPING_FIELDS & changes.keys()}
+    if books:
+        changes["bookkeeping"] = state.bookkeeping.model_copy(update=books)
+    return state.model_copy(update=changes)
 
 
 def _check_engine_rules(state: WorkflowState, event: Event, declared: WorkflowType | None) -> None:
     """What the engine never writes, the fold refuses: so folding a log checks it is a legal path."""
-    if isinstance(event, WorkflowCreated | WorkflowStarted | CommandRejected | WorkflowArchived) or not state.started:
+    if (
+        isinstance(event, WorkflowCreated | WorkflowStarted | CommandRejected | WorkflowArchived)
+        or not state.bookkeeping.started
+    ):
         return
     assert declared is not None  # started, so created
     if state.stopped:
@@ -241,7 +263,10 @@ def _entering(
 ) -> dict:
     """Entering a state starts a new visit: the old state's job and timers are left behind (a late result or a timer
     that still fires is then ignored), and the new state's deadline is set."""
-    visit, rounds = state.visit + 1, {**state.rounds, dest: state.rounds.get(dest, 0) + 1}
+    visit, rounds = (
+        state.bookkeeping.visit + 1,
+        {**state.bookkeeping.rounds, dest: state.bookkeeping.rounds.get(dest, 0) + 1},
+    )
     deadline_at = getattr(event, "deadline_at", None)
     changes: dict[str, Any] = {
         "business_state": dest,
@@ -254,8 +279,7 @@ def _entering(
         "deadline_at": deadline_at,
     }
     if deadline_at:
-        entered = state.model_copy(update={"visit": visit})
-        changes["timers"] = _timer(entered, TimerPurpose.DEADLINE, f"deadline-{visit}", deadline_at, event)
+        changes["timers"] = _timer(state, TimerPurpose.DEADLINE, f"deadline-{visit}", deadline_at, event)
     kind = declared.kind(dest)
     if kind is StateKind.STEP:
         changes |= {"attempt": rounds[dest], "output": None, "error": None}
@@ -279,12 +303,14 @@ def _timer(
 
 
 def _timers_without(state: WorkflowState, purpose: TimerPurpose) -> dict[str, PendingTimer]:
-    return {timer_id: timer for timer_id, timer in state.timers.items() if timer.purpose is not purpose}
+    return {timer_id: timer for timer_id, timer in state.bookkeeping.timers.items() if timer.purpose is not purpose}
 
 
 def outbox(state: WorkflowState) -> list[ProcessJob | PendingTimer]:
     """The messages this state still owes: the job of its running step, and its durable timers."""
-    return ([state.pending_job] if state.pending_job else []) + list(state.timers.values())
+    return ([state.bookkeeping.pending_job] if state.bookkeeping.pending_job else []) + list(
+        state.bookkeeping.timers.values()
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- decide
@@ -301,7 +327,7 @@ class Decision:
     def recorded(self, last_sequence: int, chain_head: str) -> WorkflowState:
         """The state once the events are in the log, the last at `last_sequence` and hashing to `chain_head`: what
         folding them from there gives."""
-        return self.state.model_copy(update={"last_sequence": last_sequence, "chain_head": chain_head})
+        return _updated(self.state, {"last_sequence": last_sequence, "chain_head": chain_head})
 
 
 class _Decider:
@@ -352,11 +378,13 @@ class _Decider:
                     return self.refuse_here("it is already archived")
                 return self.emit(WorkflowArchived)
             case RetryWorkflow():
-                if state.last_step_state is None:  # it ended in failure without running a step: nothing to retry
+                if (
+                    state.bookkeeping.last_step_state is None
+                ):  # it ended in failure without running a step: nothing to retry
                     return self.refuse_here(LIFECYCLE["retry"].refused or "")
                 if state.archived:
                     return self.refuse_here("it is archived")
-                self.emit(WorkflowRetried, source=state.business_state, dest=state.last_step_state)
+                self.emit(WorkflowRetried, source=state.business_state, dest=state.bookkeeping.last_step_state)
                 return self.enter()
         if now in ENDED:
             return self.refuse_here(self.why_ended())
@@ -410,7 +438,7 @@ class _Decider:
             return self.refuse_here(
                 f"allowed now: {', '.join(accepted)}" if accepted else "a step is running; wait for it"
             )
-        taken = tuple(state.inputs)
+        taken = tuple(state.bookkeeping.inputs)
         match spec.accepts[kind](Input(kind=kind, actor=actor, note=note, taken=taken, context=state.context)):
             case Move(trigger=trigger):
                 self.move(trigger, actor=actor, note=note)
@@ -453,7 +481,7 @@ class _Decider:
     # -- steps
 
     def try_step(self, try_number: int) -> None:
-        step, visit, workflow_id = self.step, self.state.visit, self.state.id
+        step, visit, workflow_id = self.step, self.state.bookkeeping.visit, self.state.id
         if self.context.send_fails(workflow_id, visit, try_number):
             return self.attempt_failed(try_number, None, "could not send the job to the queue", "SendError", True)
         timeout = seconds(step.timeout_s, self.state.context)
@@ -487,7 +515,7 @@ class _Decider:
             self.move(step.on_failure, note=failure)
 
     def job_result(self, command: CompleteJob | FailJob) -> None:
-        job = self.state.pending_job
+        job = self.state.bookkeeping.pending_job
         if job is None or job.job_id != command.job_id:
             return self.reject("stale", f"job {command.job_id} is not in flight")
         if isinstance(command, FailJob):
@@ -502,13 +530,13 @@ class _Decider:
     def fire(self, timer_id: str) -> None:
         """A durable timer is due. One the workflow no longer owes (its job answered in time, its state was left) is
         nothing to do: no event, so it does not clutter the log."""
-        if timer_id not in self.state.timers:
+        if timer_id not in self.state.bookkeeping.timers:
             return None
-        purpose = self.state.timers[timer_id].purpose
+        purpose = self.state.bookkeeping.timers[timer_id].purpose
         if purpose is TimerPurpose.RETRY:
-            return self.try_step(self.state.step_try + 1)
+            return self.try_step(self.state.bookkeeping.step_try + 1)
         if purpose is TimerPurpose.TIMEOUT:
-            job = self.state.pending_job
+            job = self.state.bookkeeping.pending_job
             error = f"no result within {seconds(self.step.timeout_s, self.state.context):g} s"
             return self.attempt_failed(job.try_number, job.job_id, error, "Timeout", True)
         return self.move(self.step.on_deadline, note="the deadline passed")
