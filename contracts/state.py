@@ -4,7 +4,7 @@ API reads it and the orchestrator keeps it as its snapshot."""
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from contracts.commands import FireTimer
 from contracts.jobs import ProcessJob
@@ -97,7 +97,7 @@ class WorkflowState(BaseModel):
     waiting_for: tuple[str, ...] = ()  # who may answer it now: actors' names, or "role:<role>" (its type says)
     search_values: dict[str, float | str] = {}  # its type's search fields, read off its context
 
-    bookkeeping: Bookkeeping = Bookkeeping()  # the engine's own, left out of the public view
+    bookkeeping: Bookkeeping = Field(default_factory=Bookkeeping)  # the engine's own, left out of the public view
 
     @model_validator(mode="before")
     @classmethod
