@@ -1,6 +1,6 @@
 # The two commands a fresh machine needs: `make run` runs the whole system, `make test` runs the tests.
 # Each installs what it needs first (scripts/bootstrap.sh; fast when nothing changed).
-.PHONY: run test lint
+.PHONY: run test lint web-types
 
 # Extra arguments: to pytest for `make test` (ARGS="-k launcher"), to the launcher for `make run`
 # (ARGS="--cluster --replicas 2": a 3-node JetStream cluster, two orchestrators and two processors).
@@ -18,3 +18,10 @@ test:
 lint:
 	bash scripts/bootstrap.sh
 	bash scripts/lint.sh
+
+# The web UI's TypeScript types, generated from the API's OpenAPI document (after a change to what the API speaks;
+# tests/unit/test_web_types.py fails while they are behind).
+web-types:
+	bash scripts/bootstrap.sh
+	.venv/bin/python -m services.api.export_schema > web/openapi.json
+	cd web && npm run types

@@ -1,4 +1,4 @@
-// The HTTP API, same origin, with this page's token. Errors carry the server's own words: `detail` of its JSON error
+// The HTTP API, same origin, with this page's token. Errors carry the server's own words: `detail` of its problem
 // body. A 401 means the token is not (or no longer) good: the page signs out and asks for another.
 
 import { type Identity, signOut, token } from "./auth";
@@ -6,6 +6,7 @@ import type {
   BulkAction,
   BulkReport,
   ChainCheck,
+  ClientConfig,
   CommandKind,
   CommandResult,
   RecordedEvent,
@@ -70,8 +71,8 @@ export const api = {
     return (await request<Identity>("GET", "/me")).data;
   },
 
-  async config(): Promise<{ broadcaster_url: string }> {
-    return (await request<{ broadcaster_url: string }>("GET", "/config")).data;
+  async config(): Promise<ClientConfig> {
+    return (await request<ClientConfig>("GET", "/config")).data;
   },
 
   async types(): Promise<WorkflowTypeInfo[]> {

@@ -54,21 +54,17 @@ export const TONE_OF_KIND: Record<StateKind, Tone> = {
   cancelled: "off",
 };
 
-const ENVELOPE = new Set([
-  "type",
-  "schema_version",
-  "message_id",
-  "workflow_id",
-  "occurred_at",
-  "causation_id",
-  "correlation_id",
-  "approver",
-  "actor",
-]);
+// What an event's details leave out: who acted (the timeline's own column) and its envelope, which the API names
+// (GET /config: contracts.events.ENVELOPE_FIELDS) and `learnEnvelope` adds.
+const NOT_DETAILS = new Set(["actor"]);
+
+export function learnEnvelope(fields: readonly string[]): void {
+  for (const name of fields) NOT_DETAILS.add(name);
+}
 
 /** An event's own fields, e.g. "attempt 2 · output 0.734"; works for event types the UI has never heard of. */
 export function eventDetails(event: WorkflowEvent): string {
-  return fields(event, " · ", (name) => !ENVELOPE.has(name));
+  return fields(event, " · ", (name) => !NOT_DETAILS.has(name));
 }
 
 function fields(values: object, separator: string, shown: (name: string) => boolean = () => true): string {
@@ -102,7 +98,7 @@ function commandName(event: WorkflowEvent): string {
     case "StepCompleted":
     case "StepFailed":
     case "StepAttemptFailed":
-      return event.job_id ? "job result" : "timer";
+      return "job_id" in event && event.job_id ? "job result" : "timer";
     case "StepScheduled":
       return "timer";
     case "WorkflowCancelled":
@@ -127,7 +123,7 @@ export function commandNames(entries: RecordedEvent[]): Map<string, string> {
   return names;
 }
 
-/** Who acted, where the event says: the approver of a decision, the actor of a transition. */
+/** Who acted, where the event says: the actor of a transition or of a recorded input. */
 export function actorOf(event: WorkflowEvent): string {
-  return String(event.actor ?? event.approver ?? "");
+  return "actor" in event ? (event.actor ?? "") : "";
 }

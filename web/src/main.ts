@@ -2,6 +2,7 @@ import { createApp } from "vue";
 import App from "./App.vue";
 import { ApiError, api } from "./api";
 import { identity, takeTokenFromAddress } from "./auth";
+import { learnEnvelope } from "./format";
 import { live } from "./live";
 import { loadWorkflows, refreshWorkflow } from "./store";
 import "./style.css";
@@ -30,6 +31,10 @@ async function whoAmI(): Promise<void> {
 async function start(): Promise<void> {
   await whoAmI();
   if (!identity.value) return;
+  await api
+    .config()
+    .then((config) => learnEnvelope(config.event_envelope))
+    .catch(() => undefined); // the details then show the envelope too, until the next load
   // Each event names a workflow whose view is behind: fetch it until it has folded that event in.
   live.onEvent(({ sequence, event }) => refreshWorkflow(event.workflow_id, sequence));
   // On every (re)connection: the types may have changed, and a fresh list costs one request.

@@ -87,8 +87,10 @@ export async function sendCommand(id: string, kind: CommandKind, text = ""): Pro
 /** A command the state took without moving (one approval of a quorum): say so, with the log's note ("1 of 2"). */
 async function noteRecorded(id: string, after: number, result: CommandResult, who: string): Promise<void> {
   const events = await api.events(id, after).catch(() => []);
-  const recorded = events.find(({ event }) => event.causation_id === result.command_id && event.type === "InputRecorded");
-  if (recorded) commandNotices.set(id, `${who}'s ${recorded.event.command_kind} is recorded: ${recorded.event.note}`);
+  const taken = events
+    .map(({ event }) => event)
+    .find((event) => event.causation_id === result.command_id && event.type === "InputRecorded");
+  if (taken?.type === "InputRecorded") commandNotices.set(id, `${who}'s ${taken.command_kind} is recorded: ${taken.note}`);
 }
 
 export interface DialogRequest {
