@@ -2,64 +2,76 @@
 workflow can be followed across services), serving an ASGI app with a clean SIGTERM, and consumer lag as a metric."""
 
 import asyncio
-import contextvars
-import json
 import logging
 import re
 import sys
+from typing import TextIO
 
+import structlog
 import uvicorn
 from nats.js.client import JetStreamContext
 from prometheus_client import Gauge
+from structlog.typing import EventDict, Processor
 
 from runtime.stopping import exit_cleanly_on_sigterm
 
-# Set by a handler for the command or job it works on; every log line written meanwhile carries it.
-correlation_id = contextvars.ContextVar("correlation_id", default=None)
-
 # A WebSocket's token comes in its URL (`?token=`), which uvicorn logs: never write it out.
 TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s\"']+")
-URL_LOGGERS = ("uvicorn.error", "uvicorn.access")  # uvicorn logs WebSocket handshakes to the first
 
 # What the HTTP servers allow: an idle keep-alive connection is closed after 5 s, a WebSocket that does not answer a
 # ping within 20 s is dropped, and no WebSocket message may be larger than a command.
 SERVER_LIMITS = {"timeout_keep_alive": 5, "ws_ping_interval": 20.0, "ws_ping_timeout": 20.0, "ws_max_size": 64 * 1024}
 
 
-class JsonLines(logging.Formatter):
-    def __init__(self, service: str) -> None:
-        super().__init__()
-        self.service = service
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "service": self.service,
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            "correlation_id": correlation_id.get(),
-        }
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line)
+def hide_tokens_in_urls(_logger: object, _method: str, line: EventDict) -> EventDict:
+    """A token in a URL's `?token=` (uvicorn logs WebSocket handshakes with theirs) is never written out."""
+    message = line.get("event")
+    if isinstance(message, str) and "token=" in message:
+        line["event"] = TOKEN_IN_URL.sub(r"\1…", message)
+    return line
 
 
-def hide_tokens_in_urls(record: logging.LogRecord) -> bool:
-    """A logging filter: the line, with any `token=` in a URL blanked."""
-    message = record.getMessage()
-    if "token=" in message:
-        record.msg, record.args = TOKEN_IN_URL.sub(r"\1…", message), ()
-    return True
-
-
-def configure_logging(service: str, level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonLines(service))
+def configure_logging(service: str, level: int = logging.INFO, stream: TextIO = sys.stdout) -> None:
+    """One JSON line per record on `stream` (stdout), for this service: its own loggers (structlog's or the standard library's)
+    and its libraries' (uvicorn, FastStream, nats, Litestar, httpx) alike, with the ids bound for the work in hand
+    (`work_on`)."""
+    stamped: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+        lambda _logger, _method, line: line | {"service": service},
+    ]
+    structlog.configure(
+        processors=[*stamped, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=stamped,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            hide_tokens_in_urls,
+            structlog.processors.format_exc_info,  # a traceback, as one string under "exception"
+            structlog.processors.EventRenamer("message"),
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # On the loggers themselves, not a handler: whatever handlers the web framework installs later, this holds.
-    for name in URL_LOGGERS:
-        logging.getLogger(name).addFilter(hide_tokens_in_urls)
+    # FastStream's own logger writes plain text to stderr, beside the root: its lines go through the root's instead.
+    faststream = logging.getLogger("faststream")
+    faststream.handlers.clear()
+    faststream.propagate = True
+
+
+def work_on(*, correlation_id: str | None, **ids: str | None):
+    """Bind the ids of the message in hand (its workflow, command or job, and the correlation id that follows one
+    workflow across services) to every line logged until the block ends: `with work_on(...):`. Each asyncio task
+    has its own, so messages handled at once do not mix."""
+    return structlog.contextvars.bound_contextvars(correlation_id=correlation_id, **ids)
 
 
 def serve(app, host: str, port: int, https: dict[str, str] | None = None) -> None:

@@ -56,6 +56,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         request_max_body_size=MAX_COMMAND_BYTES,  # larger bodies answer 413 before they are read further
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[PROBLEM_DETAILS],
+        logging_config=None,  # not Litestar's own: its lines go through runtime.observability's, as JSON
         openapi_config=OPENAPI_CONFIG,
     )
     finish(app.openapi_schema)

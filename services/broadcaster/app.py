@@ -311,4 +311,5 @@ def create_app(settings: BroadcasterSettings | None = None) -> Litestar:
         state=State({"settings": settings, "link": link, "hub": hub, "replay": replay, "tokens": tokens}),
         # The tokens file is checked every second even when nobody connects: open connections learn of a removal.
         lifespan=[link.lifespan] + ([tokens.watching] if tokens else []),
+        logging_config=None,  # not Litestar's own: its lines go through runtime.observability's, as JSON
     )

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 
 from runtime.draining import GRACEFUL_TIMEOUT_S
 from runtime.nats_protocol import read_every_subject_as_the_server_sends_it
+from services.orchestrator.intake import log
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.service import OrchestratorService
 from services.orchestrator.settings import OrchestratorSettings
@@ -23,6 +24,7 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
     broker = NatsBroker(
         **settings.broker_connection("orchestrator"),
         max_reconnect_attempts=-1,
+        logger=log,  # FastStream's lines in our JSON log, its per-message ones at DEBUG (not written)
         log_level=logging.DEBUG,
         graceful_timeout=GRACEFUL_TIMEOUT_S,
     )
@@ -30,6 +32,7 @@ def create_app(settings: OrchestratorSettings) -> AsgiFastStream:
     return AsgiFastStream(
         broker,
         asgi_routes=[("/metrics", make_asgi_app(registry)), ("/healthz", make_ping_asgi(broker, timeout=2.0))],
+        logger=log,
         on_startup=[service.connect],
         after_startup=[service.start],
         on_shutdown=[service.stop],

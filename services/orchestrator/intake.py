@@ -16,7 +16,7 @@ from contracts.commands import COMMAND, Command
 from contracts.errors import describe, printable
 from contracts.ids import CommandId, WorkflowId
 from contracts.topology import Topology
-from runtime.observability import correlation_id
+from runtime.observability import work_on
 
 log = logging.getLogger("orchestrator")
 WORKFLOW_ID, COMMAND_ID = TypeAdapter(WorkflowId), TypeAdapter(CommandId)
@@ -63,37 +63,35 @@ class CommandIntake:
     async def apply(self, message: Msg) -> bool:
         """Apply one command and ack it; False when it failed for now (it is to be redelivered)."""
         try:
-            command = self._read(message)
+            command = COMMAND.validate_json(message.data)
         except ValidationError as error:
             return await self._dead_letter(message, describe(error))
-        except ValueError as error:
-            return await self._dead_letter(message, str(error))
-        try:
-            await self.handler.handle(command)
-        except Exception as error:
-            if not self._last_delivery(message):
-                # Transient (broker unreachable, too many conflicts): redeliver after a pause.
-                log.exception("command %s failed; it will be redelivered", command.message_id)
-                return False
-            # Poison: the consumer delivers it no more, so keep it where an operator sees it.
-            log.exception("command %s failed on its last delivery", command.message_id)
-            return await self._dead_letter(
-                message, f"not applied after {self.max_deliver} deliveries: {explain(error)}"
-            )
-        await message.ack()
-        return True
+        ids = {"workflow_id": command.workflow_id, "command_id": command.message_id}
+        with work_on(correlation_id=command.correlation_id, **ids):
+            if problem := self._misplaced(message.subject, command):
+                return await self._dead_letter(message, problem)
+            try:
+                await self.handler.handle(command)
+            except Exception as error:
+                if not self._last_delivery(message):
+                    # Transient (broker unreachable, too many conflicts): redeliver after a pause.
+                    log.exception("command %s failed; it will be redelivered", command.message_id)
+                    return False
+                # Poison: the consumer delivers it no more, so keep it where an operator sees it.
+                log.exception("command %s failed on its last delivery", command.message_id)
+                reason = f"not applied after {self.max_deliver} deliveries: {explain(error)}"
+                return await self._dead_letter(message, reason)
+            await message.ack()
+            return True
 
-    def _read(self, message: Msg) -> Command:
-        """The command, checked against the subject it came on."""
-        subject = message.subject
-        command = COMMAND.validate_json(message.data)
-        correlation_id.set(command.correlation_id)
+    def _misplaced(self, subject: str, command: Command) -> str | None:
+        """Why the command may not be taken on the subject it came on (None: it may)."""
         if command.workflow_id != self.topology.workflow_id_of(subject):
-            raise ValueError(f"workflow_id {command.workflow_id} does not match the subject {subject}")
+            return f"workflow_id {command.workflow_id} does not match the subject {subject}"
         if subject != (own := self.topology.subject_for(command.kind, command.workflow_id)):
             # Only the processors may publish results, and only the broker (a timer) fires timers.
-            raise ValueError(f"a {command.kind} command is taken only on {own}, not on {subject}")
-        return command
+            return f"a {command.kind} command is taken only on {own}, not on {subject}"
+        return None
 
     def _last_delivery(self, message: Msg) -> bool:
         return message.metadata.num_delivered >= self.max_deliver

@@ -47,6 +47,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
     app = AsgiFastStream(
         broker,
         asgi_routes=[("/metrics", make_asgi_app(registry)), ("/healthz", make_ping_asgi(broker, timeout=2.0))],
+        logger=log,
         on_startup=[service.connect],
         after_startup=[service.start],
         on_shutdown=[service.stop],

@@ -17,7 +17,7 @@ from contracts.commands import CompleteJob, FailJob
 from contracts.errors import describe
 from contracts.jobs import ProcessJob
 from contracts.topology import JOB_HEARTBEAT_S, Topology
-from runtime.observability import correlation_id
+from runtime.observability import work_on
 from runtime.randomness import Randomness
 from services.processor.settings import ProcessorSettings
 
@@ -96,19 +96,19 @@ class JobIntake:
             self.metrics.dead_letters.inc()
             return
 
-        correlation_id.set(job.correlation_id)
-        heartbeat = asyncio.create_task(_keep_in_progress(message))
-        try:
-            await self._run(js, job)
-        except asyncio.CancelledError:
-            await message.nak()  # stopped before it finished: another processor runs it now
-            raise
-        except Exception as error:
-            self.metrics.errors.labels(step=job.step, error=type(error).__name__).inc()
-            raise  # FastStream logs it; the job is delivered again once its ack wait is over
-        finally:
-            heartbeat.cancel()
-        await message.ack()
+        with work_on(correlation_id=job.correlation_id, workflow_id=job.workflow_id, job_id=job.job_id):
+            heartbeat = asyncio.create_task(_keep_in_progress(message))
+            try:
+                await self._run(js, job)
+            except asyncio.CancelledError:
+                await message.nak()  # stopped before it finished: another processor runs it now
+                raise
+            except Exception as error:
+                self.metrics.errors.labels(step=job.step, error=type(error).__name__).inc()
+                raise  # FastStream logs it; the job is delivered again once its ack wait is over
+            finally:
+                heartbeat.cancel()
+            await message.ack()
 
     async def _run(self, js: JetStreamContext, job: ProcessJob) -> None:
         started = time.monotonic()

@@ -4,7 +4,6 @@ checked to leave nothing on the commands stream, so nothing refused can reach th
 
 import asyncio
 import json
-import logging
 import time
 
 import pytest
@@ -14,7 +13,6 @@ from websockets.exceptions import ConnectionClosed
 
 from contracts.auth import Role
 from contracts.topology import Topology
-from runtime.observability import hide_tokens_in_urls
 from services.api.app import create_app as create_api
 from services.broadcaster.app import create_app as create_broadcaster
 from services.broadcaster.settings import BroadcasterSettings
@@ -288,12 +286,3 @@ async def test_a_websocket_message_over_64_kib_closes_the_connection_with_1009(b
             await asyncio.wait_for(client.recv(), 5)
 
     assert closed.value.rcvd.code == 1009
-
-
-def test_a_token_in_a_logged_url_is_not_written_out():
-    message = '%s - "WebSocket %s" [accepted]'
-    url = "/ws?since=3&token=s3cret-TOKEN_x&workflow_id=w1"
-    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, message, ("127.0.0.1:5", url), None)
-
-    assert hide_tokens_in_urls(record)
-    assert record.getMessage() == '127.0.0.1:5 - "WebSocket /ws?since=3&token=…&workflow_id=w1" [accepted]'

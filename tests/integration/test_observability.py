@@ -1,18 +1,20 @@
 """Metrics and logs a person watching the system relies on."""
 
+import asyncio
 import json
 import signal
 from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 from nats.js.errors import NotFoundError
 
 from contracts.commands import ApproveWorkflow, CreateWorkflow, ProcessWorkflow
 from contracts.ids import job_id
 from contracts.jobs import ProcessJob
 from services.launcher.nats_server import free_port
-from tests.conftest import eventually
+from tests.conftest import TEST_TOKENS, bearer, eventually
 from tests.integration.driving import SEED, Driver, Luck, first_id
 
 pytestmark = pytest.mark.integration
@@ -63,8 +65,8 @@ async def test_services_count_their_work_and_log_it_with_the_workflows_correlati
     # orchestrator (the command, the job's result) and the processor (the job it caused).
     assert orchestrator.stop() == 0 and processor.stop() == 0  # SIGTERM: clean stops
     for service, expected in ((orchestrator, {"process", "complete_job"}), (processor, {"job"})):
-        lines = [json.loads(line) for line in service.log_path.read_text().splitlines() if line.startswith("{")]
-        traced = {line["message"].split(" ")[0] for line in lines if line["correlation_id"] == process.message_id}
+        lines = [json.loads(line) for line in service.log_path.read_text().splitlines() if line.strip()]  # all JSON
+        traced = {line["message"].split(" ")[0] for line in lines if line.get("correlation_id") == process.message_id}
         assert traced == expected, (service.name, traced)
 
 
@@ -139,3 +141,35 @@ async def test_a_service_stopped_while_it_is_still_starting_exits_cleanly(name, 
     service = start_service(name, nats_url, topology, WF_API_PORT="0", WF_BROADCASTER_PORT="0")
     await eventually(lambda: catches_sigterm(service.process.pid), timeout_s=10, interval_s=0.001)
     assert service.stop() == 0
+
+
+async def test_the_api_and_the_broadcaster_write_nothing_but_json_lines(nats_url, topology, start_service):
+    ports = {"WF_API_PORT": str(free_port()), "WF_BROADCASTER_PORT": str(free_port())}
+    start_service("orchestrator", nats_url, topology)  # makes the streams the other two wait for
+    services = [start_service(name, nats_url, topology, **ports) for name in ("api", "broadcaster")]
+    api, broadcaster = (f"http://127.0.0.1:{ports[name]}" for name in ("WF_API_PORT", "WF_BROADCASTER_PORT"))
+
+    async def healthy() -> bool:
+        async with httpx.AsyncClient() as client:
+            try:
+                answers = [await client.get(f"{url}/healthz") for url in (api, broadcaster)]
+            except httpx.TransportError:
+                return False
+        return all(answer.status_code == 200 for answer in answers)
+
+    await eventually(healthy, timeout_s=60)
+    async with httpx.AsyncClient(base_url=api, headers=bearer()) as client:
+        assert (await client.get("/workflows/nobody")).status_code == 404  # a request the access log records
+        assert (await client.post("/workflows", content=b"{not json")).status_code == 400
+    token = TEST_TOKENS["admin"]
+    async with websockets.connect(f"{broadcaster.replace('http', 'ws')}/ws?since=0&token={token}") as socket:
+        await asyncio.wait_for(socket.recv(), 5)
+
+    for service in services:
+        assert service.stop() == 0
+        written = [line for line in service.log_path.read_text().splitlines() if line.strip()]
+        lines = [json.loads(line) for line in written]  # fails on the first line that is not JSON
+        assert {line["service"] for line in lines} == {service.name}, service.name
+        assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines), service.name
+        assert token not in "\n".join(written)
+    assert any(line["logger"].startswith("uvicorn") for line in lines)  # its libraries' lines too
