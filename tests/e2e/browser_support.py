@@ -90,24 +90,28 @@ class System:
         return await eventually(reached)
 
 
-def system_environment(tmp_path: Path, seed: int, tokens_file: Path) -> tuple[dict[str, str], int, int]:
+def system_environment(tmp_path: Path, seed: int, tokens_file: Path, **extra: str) -> tuple[dict[str, str], int, int]:
     api_port = free_port()
     broadcaster_port = free_port()
     while broadcaster_port == api_port:
         broadcaster_port = free_port()
     require((WEB_DIST / "index.html").exists(), "the web UI is not built (bash scripts/bootstrap.sh builds web/dist)")
-    env = {name: value for name, value in os.environ.items() if name != "NATS_URL"} | {
-        "WF_DATA_DIR": str(tmp_path / "data"),
-        "WF_API_PORT": str(api_port),
-        "WF_ORCHESTRATOR_PORT": "0",
-        "WF_PROCESSOR_PORT": "0",
-        "WF_BROADCASTER_PORT": str(broadcaster_port),
-        "WF_BIND_HOST": "127.0.0.1",
-        "WF_SEED": str(seed),
-        "WF_SEND_FAILURE_RATE": "0",
-        "WF_WEB_DIR": str(WEB_DIST),
-        "WF_API_TOKENS_FILE": str(tokens_file),  # the test tokens (tests/conftest.py)
-    }
+    env = (
+        {name: value for name, value in os.environ.items() if name != "NATS_URL"}
+        | {
+            "WF_DATA_DIR": str(tmp_path / "data"),
+            "WF_API_PORT": str(api_port),
+            "WF_ORCHESTRATOR_PORT": "0",
+            "WF_PROCESSOR_PORT": "0",
+            "WF_BROADCASTER_PORT": str(broadcaster_port),
+            "WF_BIND_HOST": "127.0.0.1",
+            "WF_SEED": str(seed),
+            "WF_SEND_FAILURE_RATE": "0",
+            "WF_WEB_DIR": str(WEB_DIST),
+            "WF_API_TOKENS_FILE": str(tokens_file),  # the test tokens (tests/conftest.py)
+        }
+        | extra
+    )
     return env, api_port, broadcaster_port
 
 
@@ -122,9 +126,10 @@ async def wait_until_healthy(system: System, alive, logs: list[Path]) -> None:
 
 
 @asynccontextmanager
-async def launched_system(tmp_path: Path, seed: int, tokens_file: Path) -> AsyncIterator[System]:
-    """The system as `make run` starts it: the launcher, its own nats-server and the four services."""
-    env, api_port, broadcaster_port = system_environment(tmp_path, seed, tokens_file)
+async def launched_system(tmp_path: Path, seed: int, tokens_file: Path, **extra: str) -> AsyncIterator[System]:
+    """The system as `make run` starts it: the launcher, its own nats-server and the services (`extra`: more of
+    their settings)."""
+    env, api_port, broadcaster_port = system_environment(tmp_path, seed, tokens_file, **extra)
     system = System(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{broadcaster_port}")
     log = tmp_path / "launcher.log"
     with log.open("wb") as output:

@@ -14,7 +14,7 @@ from itertools import count
 import httpx
 import pytest
 
-from tests.conftest import TEST_TOKENS, bearer
+from tests.conftest import TEST_TOKENS, bearer, eventually
 from tests.e2e.browser_support import (
     CHROMIUM_ARGS,
     CHROMIUM_PATH,
@@ -568,3 +568,65 @@ async def test_buttons_follow_each_state_and_clear_all_archives_or_cancels_every
         await page.goto(f"{launched.api}/#/workflows/{waiting}")
         await expect(page.get_by_test_id("detail-stopped")).to_have_text("cancelled in this state · archived")
         await expect(buttons(page)).to_have_count(0)
+
+
+MANY = 5000
+
+
+@pytest.mark.timeout(600)  # ten thousand commands through the system first
+async def test_the_list_and_the_timeline_page_through_five_thousand_rows(tmp_path, tokens_file, browser):
+    # No rate limit on the commands: this test sends ten thousand of them.
+    async with (
+        launched_system(tmp_path, SEED, tokens_file, WF_API_COMMANDS_PER_S="1000000") as system,
+        pages_of(browser, system) as pages,
+        httpx.AsyncClient(base_url=system.api, headers=bearer(), timeout=60) as http,
+    ):
+        sending = asyncio.Semaphore(32)
+
+        async def send(path: str, body: dict) -> None:
+            async with sending:
+                answer = await http.post(path, params={"wait": 0}, json=body)
+            assert answer.status_code == 202, answer.text
+
+        # Five thousand workflows, created and left unprocessed; the first gets five thousand approvals, each of
+        # which it refuses: each refusal is an event of its log.
+        await asyncio.gather(*(send("/workflows", {"workflow_id": f"many-{n:04d}"}) for n in range(MANY)))
+        await asyncio.gather(*(send("/workflows/many-0000/approve", {}) for _ in range(MANY)))
+
+        async def counted(path: str, cursor: str) -> int:
+            total, query = 0, {"limit": 1000}
+            while True:
+                answer = await http.get(path, params=query)
+                total += len(answer.json())
+                if not (following := answer.headers.get("X-Next-Cursor")):
+                    return total
+                query = {"limit": 1000, cursor: following}
+
+        async def all_there() -> bool:
+            listed = await counted("/workflows", "cursor")
+            return listed == MANY and await counted("/workflows/many-0000/events", "after") == MANY + 2
+
+        await eventually(all_there, timeout_s=240)
+
+        page = await pages.open("ann")
+        rows = page.get_by_test_id("workflow-row")
+        await expect(rows).to_have_count(200)  # one page at first
+        more = page.get_by_test_id("load-more")
+        while await more.count():
+            shown = await rows.count()
+            await more.click()
+            await expect(rows).not_to_have_count(shown, timeout=20_000)
+        ids = await rows.evaluate_all("rows => rows.map((row) => row.dataset.id)")
+        assert len(ids) == len(set(ids)) == MANY
+
+        await page.goto(f"{system.api}/#/workflows/many-0000")
+        entries = page.get_by_test_id("timeline-entry")
+        await expect(entries).to_have_count(200)
+        more = page.get_by_test_id("timeline-more")
+        while await more.count():
+            shown = await entries.count()
+            await more.click()
+            await expect(entries).not_to_have_count(shown, timeout=20_000)
+        sequences = [int(n) for n in await entries.evaluate_all("rows => rows.map((row) => row.dataset.sequence)")]
+        assert len(sequences) == len(set(sequences)) == MANY + 2 and sequences == sorted(sequences)
+        await expect(page.get_by_test_id("timeline-chain")).to_have_attribute("data-verified", "true", timeout=20_000)

@@ -50,6 +50,15 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
 
 const workflowPath = (id: string) => `/workflows/${encodeURIComponent(id)}`;
 
+/** How many rows a list or a timeline shows at first, and adds each time more are asked for. */
+export const PAGE_SIZE = 200;
+
+/** A page of a listing, and where the next one starts ("" on the last). */
+export interface Page<T> {
+  items: T[];
+  next: string;
+}
+
 export interface ListFilters {
   business_state?: string;
   infra_status?: string;
@@ -81,8 +90,8 @@ export const api = {
 
   /** A page of the workflows matching the filters, newest first (archived ones are not listed), and the cursor of
    * the next page, if any. */
-  async list(filters: ListFilters = {}, cursor = ""): Promise<{ items: WorkflowView[]; next: string }> {
-    const query = listQuery(filters, cursor ? { limit: "1000", cursor } : { limit: "1000" });
+  async list(filters: ListFilters = {}, cursor = "", limit = PAGE_SIZE): Promise<Page<WorkflowView>> {
+    const query = listQuery(filters, cursor ? { limit: String(limit), cursor } : { limit: String(limit) });
     const { data, headers } = await request<WorkflowView[]>("GET", `/workflows?${query}`);
     return { items: data, next: headers.get("X-Next-Cursor") ?? "" };
   },
@@ -97,7 +106,7 @@ export const api = {
     const all: WorkflowView[] = [];
     let cursor = "";
     do {
-      const page = await api.list(filters, cursor);
+      const page = await api.list(filters, cursor, 1000);
       all.push(...page.items);
       cursor = page.next;
     } while (cursor);
@@ -109,8 +118,12 @@ export const api = {
   },
 
   /** The workflow's log after sequence `after` (its first page: up to 1000 events). */
-  async events(id: string, after = 0): Promise<RecordedEvent[]> {
-    return (await request<RecordedEvent[]>("GET", `${workflowPath(id)}/events?after=${after}`)).data;
+  /** A page of the workflow's log from after sequence `after`, oldest first, and where the next page starts ("":
+   * this was the last). */
+  async events(id: string, after = 0, limit = PAGE_SIZE): Promise<Page<RecordedEvent>> {
+    const path = `${workflowPath(id)}/events?after=${after}&limit=${limit}`;
+    const { data, headers } = await request<RecordedEvent[]>("GET", path);
+    return { items: data, next: headers.get("X-Next-Cursor") ?? "" };
   },
 
   /** Walk the hash chain of the workflow's log: does every event link to the one before it? */

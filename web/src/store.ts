@@ -2,7 +2,7 @@
 // event only says which workflow to fetch again, and from which sequence on its view is current.
 
 import { reactive, ref } from "vue";
-import { ApiError, api, type ListFilters } from "./api";
+import { ApiError, api, type ListFilters, type Page } from "./api";
 import { identity } from "./auth";
 import type { CommandKind, CommandResult, WorkflowView } from "./model";
 
@@ -21,11 +21,11 @@ export function remember(view: WorkflowView): void {
   workflows.set(view.id, view);
 }
 
-/** Load the first page of a list into the store; its items, as the server found them. */
-export async function loadWorkflows(filters: ListFilters = {}): Promise<WorkflowView[]> {
-  const { items } = await api.list(filters);
-  items.forEach(remember);
-  return items;
+/** Load a page of a list into the store (the first, or the one `cursor` starts); the page, as the server found it. */
+export async function loadWorkflows(filters: ListFilters = {}, cursor = ""): Promise<Page<WorkflowView>> {
+  const page = await api.list(filters, cursor);
+  page.items.forEach(remember);
+  return page;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -86,7 +86,10 @@ export async function sendCommand(id: string, kind: CommandKind, text = ""): Pro
 
 /** A command the state took without moving (one approval of a quorum): say so, with the log's note ("1 of 2"). */
 async function noteRecorded(id: string, after: number, result: CommandResult, who: string): Promise<void> {
-  const events = await api.events(id, after).catch(() => []);
+  const events = await api
+    .events(id, after)
+    .then((page) => page.items)
+    .catch(() => []);
   const taken = events
     .map(({ event }) => event)
     .find((event) => event.causation_id === result.command_id && event.type === "InputRecorded");
