@@ -60,6 +60,8 @@ export interface Page<T> {
 }
 
 export interface ListFilters {
+  /** "true": the archived workflows, which are listed only then. */
+  archived?: string;
   business_state?: string;
   infra_status?: string;
   type?: string;

@@ -10,6 +10,16 @@ export function dateTime(iso: string | null | undefined): string {
   return iso ? new Date(iso).toLocaleString([], { hour12: false }) : "";
 }
 
+/** How long ago, as a person says it ("just now", "5 min ago", "3 h ago"); the date and time once over a day. */
+export function relativeTime(iso: string | null | undefined, now: number): string {
+  if (!iso) return "";
+  const seconds = Math.max(0, (now - new Date(iso).getTime()) / 1000);
+  if (seconds < 45) return "just now";
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return dateTime(iso);
+}
+
 function sameDay(iso: string): boolean {
   return new Date(iso).toDateString() === new Date().toDateString();
 }

@@ -4,6 +4,7 @@ import { ApiError, api } from "./api";
 import { identity, takeTokenFromAddress } from "./auth";
 import { learnEnvelope } from "./format";
 import { live } from "./live";
+import { createAppRouter } from "./router";
 import { loadWorkflows, refreshWorkflow } from "./store";
 import "./style.css";
 import { loadTypes } from "./workflowTypes";
@@ -46,5 +47,5 @@ async function start(): Promise<void> {
   live.start();
 }
 
-createApp(App).mount("#app");
+createApp(App).use(createAppRouter()).mount("#app");
 void start();

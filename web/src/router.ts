@@ -1,21 +1,19 @@
-// A hash router with three places: the list, the pending approvals and one workflow's detail.
+// Three places: the list (its filters and the archived view in the query), the pending approvals, one workflow.
 
-import { ref } from "vue";
+import { createRouter, createWebHashHistory } from "vue-router";
+import PendingApprovals from "./components/PendingApprovals.vue";
+import WorkflowDetail from "./components/WorkflowDetail.vue";
+import WorkflowList from "./components/WorkflowList.vue";
 
-export type Route = { name: "list" } | { name: "approvals" } | { name: "detail"; id: string };
-
-function parse(hash: string): Route {
-  const [, place, id] = hash.replace(/^#/, "").split("/");
-  if (place === "approvals") return { name: "approvals" };
-  if (place === "workflows" && id) return { name: "detail", id: decodeURIComponent(id) };
-  return { name: "list" };
-}
-
-export const route = ref<Route>(parse(location.hash));
-window.addEventListener("hashchange", () => (route.value = parse(location.hash)));
-
-export const href = {
-  list: "#/",
-  approvals: "#/approvals",
-  detail: (id: string) => `#/workflows/${encodeURIComponent(id)}`,
-};
+/** Made once the page has taken a sign-in token out of its address (`#token=…`, auth.ts): the router's history
+ * rewrites the address as it starts. */
+export const createAppRouter = () =>
+  createRouter({
+    history: createWebHashHistory(),
+    routes: [
+      { path: "/", name: "list", component: WorkflowList },
+      { path: "/approvals", name: "approvals", component: PendingApprovals },
+      { path: "/workflows/:id", name: "detail", component: WorkflowDetail, props: true },
+      { path: "/:unknown(.*)*", redirect: "/" },
+    ],
+  });

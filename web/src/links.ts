@@ -1,0 +1,7 @@
+// The addresses of the UI's places (hash routes: the API serves the page as a static file).
+
+export const href = {
+  list: "#/",
+  approvals: "#/approvals",
+  detail: (id: string) => `#/workflows/${encodeURIComponent(id)}`,
+};
