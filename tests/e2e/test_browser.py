@@ -639,6 +639,12 @@ async def test_the_ui_keeps_its_filters_in_the_address_and_every_view_passes_axe
         await expect(page.get_by_test_id("dialog")).to_have_count(0)
         await expect(opener).to_be_focused()
 
+        # Untouched, the theme is the system's, and follows it.
+        await expect(page.get_by_test_id("theme")).to_have_text("Theme: auto")
+        for scheme in ("dark", "light"):
+            await page.emulate_media(color_scheme=scheme)
+            await page.wait_for_function(f"() => document.documentElement.dataset.theme === '{scheme}'", timeout=5000)
+
         for theme in ("light", "dark"):
             while await page.get_by_test_id("theme").inner_text() != f"Theme: {theme}":
                 await page.get_by_test_id("theme").click()

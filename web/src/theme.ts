@@ -13,11 +13,15 @@ function stored(): Theme {
 
 export const theme = ref<Theme>(stored());
 
+const systemPrefersDark = window.matchMedia("(prefers-color-scheme: dark)");
+
+/** The page's colours (style.css reads `data-theme` on <html>): the chosen theme, or the system's. */
 function apply(chosen: Theme): void {
-  if (chosen === "auto") delete document.documentElement.dataset.theme;
-  else document.documentElement.dataset.theme = chosen;
+  const dark = chosen === "dark" || (chosen === "auto" && systemPrefersDark.matches);
+  document.documentElement.dataset.theme = dark ? "dark" : "light";
 }
 apply(theme.value);
+systemPrefersDark.addEventListener("change", () => apply(theme.value));
 
 /** The next theme in turn: auto → dark → light → auto. */
 export function nextTheme(): void {
