@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -118,7 +119,7 @@ class TlsFiles:
             authority = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
             certificate.verify_directly_issued_by(authority)
             names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        except (ValueError, TypeError, x509.ExtensionNotFound, x509.InvalidSignature):
+        except (ValueError, TypeError, x509.ExtensionNotFound, InvalidSignature):
             return False
         has_every_name = set(SERVER_NAMES) <= set(names.get_values_for_type(x509.DNSName)) and {
             ipaddress.ip_address(address) for address in SERVER_ADDRESSES

@@ -166,6 +166,17 @@ def test_a_server_certificate_near_its_end_is_made_again_by_the_same_ca(tls):
     assert TlsFiles.load_or_create(tls.directory, now=datetime.now(UTC)).cert.read_bytes() == renewed.cert.read_bytes()
 
 
+def test_a_server_certificate_of_another_ca_is_made_again_by_this_one(tls, tmp_path):
+    other = TlsFiles.load_or_create(tmp_path / "elsewhere")
+    for name in ("cert", "key"):
+        getattr(tls, name).write_bytes(getattr(other, name).read_bytes())
+
+    remade = TlsFiles.load_or_create(tls.directory)
+
+    certificate = x509.load_pem_x509_certificate(remade.cert.read_bytes())
+    certificate.verify_directly_issued_by(x509.load_pem_x509_certificate(tls.ca_cert.read_bytes()))
+
+
 def test_the_command_line_refuses_a_ca_file_it_cannot_use(capsys):
     assert cli(["--ca", "/nowhere.pem", "types"]) == 1
     assert capsys.readouterr().err == "wf: --ca: cannot read /nowhere.pem: No such file or directory\n"
