@@ -35,6 +35,7 @@ import nats
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from bench.fleet import Fleet  # noqa: E402
 from contracts.commands import (  # noqa: E402
     ApproveWorkflow,
     ArchiveWorkflow,
@@ -48,7 +49,6 @@ from contracts.topology import Topology  # noqa: E402
 from runtime.streams import ensure_topology  # noqa: E402
 from services.launcher.nats_server import NatsCluster, NatsServer, free_port  # noqa: E402
 from services.orchestrator.maintenance import read_all_events  # noqa: E402
-from tests.integration.driving import Fleet  # noqa: E402
 
 START_WORKFLOWS = 300
 SAME_WORKFLOWS, SAME_COMMANDS = 40, 10
