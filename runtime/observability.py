@@ -61,10 +61,12 @@ def configure_logging(service: str, level: int = logging.INFO, stream: TextIO = 
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # FastStream's own logger writes plain text to stderr, beside the root: its lines go through the root's instead.
-    faststream = logging.getLogger("faststream")
-    faststream.handlers.clear()
-    faststream.propagate = True
+    # Loggers made before this with handlers of their own (FastStream's writes plain text to stderr; uvicorn's, when
+    # it configured them) send their lines through the root's instead.
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()
+            logger.propagate = True
 
 
 def work_on(*, correlation_id: str | None, **ids: str | None):

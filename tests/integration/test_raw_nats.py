@@ -117,7 +117,7 @@ async def test_a_raw_client_creates_and_processes_a_workflow_and_reads_each_outc
 
     async def read_model_caught_up() -> dict[str, Any] | None:
         state = await client.state(workflow_id)
-        return state if too_early["message_id"] in state["applied_commands"] else None
+        return state if too_early["message_id"] in state["bookkeeping"]["applied_commands"] else None
 
     state = await eventually(read_model_caught_up, WAIT_S)
     assert (state["business_state"], state["infra_status"]) == ("Sending To Queue", "Processing Step")

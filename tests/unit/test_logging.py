@@ -4,9 +4,11 @@ import asyncio
 import io
 import json
 import logging
+import logging.config
 
 import pytest
 import structlog
+from uvicorn.config import LOGGING_CONFIG
 
 from runtime.observability import configure_logging, work_on
 
@@ -69,3 +71,16 @@ def test_a_token_in_a_logged_url_is_not_written_out(lines):
     [line] = lines()
     assert line["message"] == '127.0.0.1:5 - "WebSocket /ws?since=3&token=…&workflow_id=w1" [accepted]'
     assert "s3cret" not in json.dumps(line)
+
+
+def test_loggers_a_library_configured_before_write_through_the_same_lines():
+    logging.config.dictConfig(LOGGING_CONFIG)  # uvicorn's own: handlers of its own, not propagated to the root
+    written = io.StringIO()
+    configure_logging("api", stream=written)
+    try:
+        logging.getLogger("uvicorn.access").info("GET /workflows 200")
+        [line] = [json.loads(line) for line in written.getvalue().splitlines()]
+        assert (line["logger"], line["service"], line["message"]) == ("uvicorn.access", "api", "GET /workflows 200")
+    finally:
+        logging.basicConfig(handlers=[logging.NullHandler()], force=True)
+        structlog.reset_defaults()
