@@ -61,12 +61,13 @@ def configure_logging(service: str, level: int = logging.INFO, stream: TextIO = 
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # Loggers made before this with handlers of their own (FastStream's writes plain text to stderr; uvicorn's, when
-    # it configured them) send their lines through the root's instead.
+    # Loggers made before this with handlers or a level of their own (FastStream's writes plain text to stderr;
+    # uvicorn sets its own when it configures logging) write through the root's handler, at the root's level.
     for logger in logging.root.manager.loggerDict.values():
         if isinstance(logger, logging.Logger):
             logger.handlers.clear()
-            logger.propagate = True
+            logger.propagate, logger.disabled = True, False
+            logger.setLevel(logging.NOTSET)
 
 
 def work_on(*, correlation_id: str | None, **ids: str | None):

@@ -75,12 +75,17 @@ def test_a_token_in_a_logged_url_is_not_written_out(lines):
 
 def test_loggers_a_library_configured_before_write_through_the_same_lines():
     logging.config.dictConfig(LOGGING_CONFIG)  # uvicorn's own: handlers of its own, not propagated to the root
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # as uvicorn.Config(log_level="warning") does
     written = io.StringIO()
     configure_logging("api", stream=written)
     try:
         logging.getLogger("uvicorn.access").info("GET /workflows 200")
-        [line] = [json.loads(line) for line in written.getvalue().splitlines()]
-        assert (line["logger"], line["service"], line["message"]) == ("uvicorn.access", "api", "GET /workflows 200")
+        logging.getLogger("uvicorn.error").info("Started server process")
+        lines = [json.loads(line) for line in written.getvalue().splitlines()]
+        assert [(line["logger"], line["service"], line["message"]) for line in lines] == [
+            ("uvicorn.access", "api", "GET /workflows 200"),
+            ("uvicorn.error", "api", "Started server process"),
+        ]
     finally:
         logging.basicConfig(handlers=[logging.NullHandler()], force=True)
         structlog.reset_defaults()
