@@ -45,7 +45,7 @@ class JobMessage(Protocol):
 
     async def ack(self) -> None: ...
 
-    async def nak(self) -> None: ...
+    async def nack(self) -> None: ...
 
     async def in_progress(self) -> None: ...
 
@@ -101,7 +101,7 @@ class JobIntake:
             try:
                 await self._run(js, job)
             except asyncio.CancelledError:
-                await message.nak()  # stopped before it finished: another processor runs it now
+                await message.nack()  # stopped before it finished: another processor runs it now
                 raise
             except Exception as error:
                 self.metrics.errors.labels(step=job.step, error=type(error).__name__).inc()

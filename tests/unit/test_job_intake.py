@@ -27,8 +27,8 @@ class Message:
     async def ack(self) -> None:
         self.settled.append("ack")
 
-    async def nak(self) -> None:
-        self.settled.append("nak")
+    async def nack(self) -> None:
+        self.settled.append("nack")
 
     async def in_progress(self) -> None:
         self.settled.append("in progress")
@@ -95,3 +95,19 @@ def test_a_result_that_cannot_be_sent_leaves_the_job_unsettled_for_redelivery():
     with pytest.raises(ConnectionError):
         asyncio.run(intake.take(js, JOB.model_dump_json().encode(), message))  # type: ignore[arg-type]
     assert message.settled == [] and metrics.errors.labels(step="process", error="ConnectionError")._value.get() == 1
+
+
+def test_a_job_stopped_before_it_finished_is_given_back():
+    js, message = JetStream(), Message()
+    settings = ProcessorSettings(WF_PROCESSOR_SLOW_RATE=1.0, WF_PROCESSOR_SLOW_S=60)  # a run that outlasts the stop
+    intake = JobIntake(TOPOLOGY, Simulator(settings), ProcessorMetrics(CollectorRegistry()))
+
+    async def stopped() -> None:
+        taking = asyncio.create_task(intake.take(js, JOB.model_dump_json().encode(), message))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        taking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await taking
+
+    asyncio.run(stopped())
+    assert message.settled == ["nack"] and js.published == []
