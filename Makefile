@@ -14,7 +14,7 @@ test:
 	bash scripts/bootstrap.sh --test
 	.venv/bin/python -m pytest $(ARGS)
 
-# What CI checks besides the tests: uv.lock matches pyproject.toml, ruff's lint and format (scripts/lint.sh).
+# What CI checks besides the tests: uv.lock matches pyproject.toml, ruff's lint and format, pyright (scripts/lint.sh).
 lint:
 	bash scripts/bootstrap.sh
 	bash scripts/lint.sh

@@ -189,6 +189,7 @@ class Chaos:
         return time.monotonic() - self.started_at
 
     async def events_stored(self) -> int | None:
+        assert self.js is not None, "connected in run()"
         try:
             return (await self.js.stream_info(self.topology.events_stream)).state.last_seq
         except UNAVAILABLE:
@@ -292,6 +293,7 @@ class Chaos:
         plan = self.plan
         ids = [f"wf-{i}" for i in range(plan.workflows)]
         to_reject = self.random.sample(ids, round(plan.reject_share * plan.workflows))
+        assert self.js is not None, "connected in run()"
         bucket = await self.js.key_value(self.topology.state_bucket)
         fleet = Fleet(self.js, bucket, self.topology, ids, plan.sweep_interval_s, to_reject, WORKFLOW_INPUT)
         say(f"starting {plan.workflows} workflows, {plan.start_per_s:g}/s ({len(to_reject)} to be rejected once)")
@@ -333,7 +335,7 @@ async def settled_check(js: JetStreamContext, topology, sent_commands) -> Report
 
 
 async def seconds_until(
-    probe: Callable[[], bool | Awaitable[bool]], since: float, unless: asyncio.Event | None = None
+    probe: Callable[[], object | Awaitable[object]], since: float, unless: asyncio.Event | None = None
 ) -> float | None:
     """Seconds from `since` (a time.monotonic()) until `probe`, sync or async, holds; None if it did not within
     RECOVERY_TIMEOUT_S, or `unless` was set first."""
@@ -399,7 +401,7 @@ def report_lines(result: ChaosResult) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--workflows", type=int, default=ChaosPlan.workflows)
     parser.add_argument("--seed", type=int, default=SEED, help="of the failures, the kills and the rejections")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where chaos.json and the logs go")

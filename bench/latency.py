@@ -10,6 +10,7 @@ orchestrator sends it, before the commit)."""
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -76,7 +77,8 @@ class Probe:
         self.via_socket: dict[str, float] = {}
         self.via_stream: dict[str, float] = {}
         self.via_nats: dict[str, float] = {}
-        self.on_answer = None  # awaited whenever a command's event reaches the WebSocket
+        # Awaited whenever a command's event reaches the WebSocket.
+        self.on_answer: Callable[[], Awaitable[None]] | None = None
         self.socket_open = asyncio.Event()
         self._count = 0
         self._run = new_topology("l").prefix

@@ -131,11 +131,11 @@ class Client:
         self.task: asyncio.Task | None = None
 
     async def open(self, url: str) -> None:
-        self.socket = await connect(url, max_queue=None, open_timeout=30)
-        self.task = asyncio.create_task(self._read())
+        self.socket = socket = await connect(url, max_queue=None, open_timeout=30)
+        self.task = asyncio.create_task(self._read(socket))
 
-    async def _read(self) -> None:
-        async for text in self.socket:
+    async def _read(self, socket: ClientConnection) -> None:
+        async for text in socket:
             if "event" in json.loads(text):
                 self.received += 1
 

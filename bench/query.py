@@ -17,7 +17,7 @@ import httpx
 
 from bench.cycles import percentile
 from bench.system import System, connected, drop_topology, new_topology, say, wait_http_ok
-from contracts.state import InfraStatus, WorkflowState
+from contracts.state import Bookkeeping, InfraStatus, WorkflowState
 from runtime.index_db import connect
 from runtime.streams import ensure_topology
 from services.indexer.projection import Change, IndexProjection, migrate
@@ -67,7 +67,7 @@ def seeded_state(number: int, rng: random.Random) -> WorkflowState:
         created_at=moment,
         updated_at=moment,
         infra_status=InfraStatus.COMPLETED if ended else InfraStatus.WAITING_FOR_EVENT,
-        started=True,
+        bookkeeping=Bookkeeping(started=True),
         last_sequence=number + 1,
         waiting_for=waiting,
         search_values=values,

@@ -3,6 +3,7 @@
 import html
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def rows(results: Results) -> list[Row]:
     def times_round_trip(ms: float) -> str:
         return f"{ms / round_trip_ms:,.0f} × round trip" if round_trip_ms else "—"
 
-    if broker:
+    if broker and limit is not None:
         table += [
             Row(
                 "broker",
@@ -130,7 +131,7 @@ def rows(results: Results) -> list[Row]:
                 _percent(2 * broker.atomic_concurrent_per_s / limit),
             ),
         ]
-    if broker and (unsynced := results.broker_unsynced):
+    if broker and limit is not None and (unsynced := results.broker_unsynced):
         table += [
             Row(
                 "broker",
@@ -394,12 +395,12 @@ def _scale(values: list[float], log: bool):
 def bar_chart(
     title: str,
     groups: list[str],
-    series: list[tuple[str, list[float]]],
+    series: Sequence[tuple[str, Sequence[float | None]]],  # None: no figure for that group
     unit: str,
     log: bool = False,
     reference: tuple[str, float] | None = None,
 ) -> str:
-    values = [v for _, vs in series for v in vs] + ([reference[1]] if reference else [])
+    values = [v for _, vs in series for v in vs if v is not None] + ([reference[1]] if reference else [])
     position, ticks = _scale(values, log)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     out = [
@@ -454,7 +455,7 @@ def bar_chart(
     return "".join(out)
 
 
-def line_chart(title: str, points: list[tuple[float, float]], x_label: str, y_label: str) -> str:
+def line_chart(title: str, points: Sequence[tuple[float, float]], x_label: str, y_label: str) -> str:
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     x_max = max((x for x, _ in points), default=1) or 1
     y_position, ticks = _scale([y for _, y in points], log=False)

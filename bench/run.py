@@ -108,6 +108,7 @@ async def measure(
     """Every measurement in turn (`store_on_tmpfs`: the run's broker store is already in memory). Ctrl-C or SIGTERM cancels the run: each measurement stops its processes on the way
     out, and the figures so far are kept."""
     stopping, run = asyncio.Event(), asyncio.current_task()
+    assert run is not None  # a coroutine runs in a task
 
     def stop() -> None:
         stopping.set()
@@ -131,12 +132,12 @@ async def measure(
 
     async def broker_limit() -> None:
         async with connected(system.url) as client:
-            results.broker = await broker.measure(client, plan.broker_s, system.server.process.pid)
+            results.broker = await broker.measure(client, plan.broker_s, system.server.pid)
         say(f"broker: once more on a server that syncs every {NATS_DEFAULT_SYNC_INTERVAL} (nats-server's default)")
         unsynced = System(system.log_dir / "unsynced", system.store_parent, NATS_DEFAULT_SYNC_INTERVAL).start()
         try:
             async with connected(unsynced.url) as client:
-                results.broker_unsynced = await broker.measure(client, plan.broker_s, unsynced.server.process.pid)
+                results.broker_unsynced = await broker.measure(client, plan.broker_s, unsynced.server.pid)
         finally:
             unsynced.close()
 
@@ -188,7 +189,7 @@ async def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="about a minute: fewer, shorter scenarios")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where results and logs go")
     parser.add_argument(

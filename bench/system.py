@@ -108,7 +108,7 @@ class System:
     def start(self) -> "System":
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.server.start()
-        say(f"nats-server pid {self.server.process.pid} at {self.url}, store in {self._store.name}")
+        say(f"nats-server pid {self.server.pid} at {self.url}, store in {self._store.name}")
         return self
 
     def start_service(self, name: str, topology: Topology, number: int = 1, **env: str) -> Service:
@@ -161,7 +161,7 @@ class System:
     def pids(self, **groups: list[Service]) -> dict[str, list[int]]:
         """Process ids by group, with the server's and the bench's own, for a CpuMeter."""
         named = {name: [service.pid for service in services] for name, services in groups.items()}
-        return named | {"nats-server": [self.server.process.pid], "bench": [os.getpid()]}
+        return named | {"nats-server": [self.server.pid], "bench": [os.getpid()]}
 
     def close(self) -> None:
         try:
@@ -188,7 +188,8 @@ async def connected(url: str, **options) -> AsyncIterator[Client]:
 
 async def drop_topology(js: JetStreamContext, topology: Topology) -> None:
     """Delete a finished scenario's streams and buckets: its pending timers then never fire into a later scenario."""
-    names = [config.name for config in topology.stream_configs()]
+    # (Each config has a name; nats-py types it optional.)
+    names = [config.name for config in topology.stream_configs() if config.name]
     names += [f"KV_{topology.state_bucket}", f"KV_{topology.types_bucket}"]
     for name in names:
         try:

@@ -156,7 +156,7 @@ class RecordedEvent(BaseModel):
 
     sequence: int
     event: Event
-    digest: str | None = Field(None, exclude=True)  # the hash of its stored bytes, when read from the log
+    digest: str | None = Field(default=None, exclude=True)  # the hash of its stored bytes, when read from the log
 
     @property
     def link(self) -> Link:

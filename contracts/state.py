@@ -114,6 +114,18 @@ class WorkflowState(BaseModel):
         return self.type is not None
 
     @property
+    def type_name(self) -> str:
+        """Its type, once created (the engine asks only then)."""
+        assert self.type is not None, f"workflow {self.id} does not exist"
+        return self.type
+
+    @property
+    def current_state(self) -> str:
+        """Its business state, once started (the engine asks only then)."""
+        assert self.business_state is not None, f"workflow {self.id} has not started"
+        return self.business_state
+
+    @property
     def has_ended(self) -> bool:
         """It succeeded, failed, or was stopped by a lifecycle command."""
         return self.infra_status in (InfraStatus.COMPLETED, InfraStatus.ERRORED, InfraStatus.CANCELLED)

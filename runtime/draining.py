@@ -17,6 +17,7 @@ import logging
 import time
 
 from faststream.asgi import AsgiFastStream
+from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -121,6 +122,7 @@ def drain_on_shutdown(app: AsgiFastStream, subscriber, ack_wait_s: float, name: 
 
     @app.on_shutdown
     async def drain() -> None:
+        assert isinstance(app.broker, NatsBroker), "drains a NATS subscriber"
         try:
             await fetched.stop_fetching(app.broker.connection, subscriber.pull_sub.timeout + 1)
         except Exception:  # the broker unreachable: what it sent late is held until the ack wait

@@ -19,6 +19,7 @@ async def last_sequence(js: JetStreamContext, topology: Topology, workflow_id: s
         message = await js.get_last_msg(topology.events_stream, topology.events_subject(workflow_id), direct=True)
     except NotFoundError:
         return 0
+    assert message.seq is not None  # a stored message has one; nats-py types it optional
     return message.seq
 
 
@@ -39,6 +40,7 @@ async def read_stored(
     cursor = after + 1
     while cursor <= last and (limit is None or len(stored) < limit):
         message = await js.get_msg(stream, seq=cursor, subject=subject, next=True, direct=True)
+        assert message.seq is not None and message.data is not None  # (as above)
         stored.append((message.seq, message.data))
         cursor = message.seq + 1
     return stored

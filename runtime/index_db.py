@@ -13,7 +13,7 @@ class IndexSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True, hide_input_in_errors=True)
 
-    index_url: str = Field(DEFAULT_URL, validation_alias="WF_INDEX_URL")
+    index_url: str = Field(default=DEFAULT_URL, alias="WF_INDEX_URL")
 
 
 SQLITE_BUSY_TIMEOUT_MS = 5000

@@ -70,7 +70,8 @@ class NatsLink:
             **self._settings.nats_connection(self._name),
             name=self._name,
             max_reconnect_attempts=-1,  # also retries the first connect until a server answers
-            reconnect_time_wait=RETRY_DELAY_S,
+            # nats-py annotates it int, but sleeps it as seconds: a float is what it means.
+            reconnect_time_wait=RETRY_DELAY_S,  # pyright: ignore[reportArgumentType]
             connect_timeout=2,
             error_cb=self._on_error,
         )
@@ -84,8 +85,8 @@ class NatsLink:
                 log.exception("could not set up the streams, buckets and subscriptions; retrying")
                 await asyncio.sleep(RETRY_DELAY_S)
         self._ensured = True
-        server = self._client.connected_url  # its netloc would show the password
-        log.info("%s connected to NATS at %s:%s", self._name, server.hostname, server.port)
+        if server := self._client.connected_url:  # (None if it dropped meanwhile); its netloc would show the password
+            log.info("%s connected to NATS at %s:%s", self._name, server.hostname, server.port)
 
     async def _on_error(self, error: Exception) -> None:
         log.warning("NATS: %s", error)

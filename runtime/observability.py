@@ -5,7 +5,7 @@ import asyncio
 import logging
 import re
 import sys
-from typing import TextIO
+from typing import TextIO, TypedDict
 
 import structlog
 import uvicorn
@@ -13,14 +13,23 @@ from nats.js.client import JetStreamContext
 from prometheus_client import Gauge
 from structlog.typing import EventDict, Processor
 
+from runtime.settings import HttpsFiles
 from runtime.stopping import exit_cleanly_on_sigterm
 
 # A WebSocket's token comes in its URL (`?token=`), which uvicorn logs: never write it out.
 TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s\"']+")
 
+
 # What the HTTP servers allow: an idle keep-alive connection is closed after 5 s, a WebSocket that does not answer a
 # ping within 20 s is dropped, and no WebSocket message may be larger than a command.
-SERVER_LIMITS = {"timeout_keep_alive": 5, "ws_ping_interval": 20.0, "ws_ping_timeout": 20.0, "ws_max_size": 64 * 1024}
+class ServerLimits(TypedDict):
+    timeout_keep_alive: int
+    ws_ping_interval: float
+    ws_ping_timeout: float
+    ws_max_size: int
+
+
+SERVER_LIMITS = ServerLimits(timeout_keep_alive=5, ws_ping_interval=20.0, ws_ping_timeout=20.0, ws_max_size=64 * 1024)
 
 
 def hide_tokens_in_urls(_logger: object, _method: str, line: EventDict) -> EventDict:
@@ -35,12 +44,17 @@ def configure_logging(service: str, level: int = logging.INFO, stream: TextIO = 
     """One JSON line per record on `stream` (stdout), for this service: its own loggers (structlog's or the standard library's)
     and its libraries' (uvicorn, FastStream, nats, Litestar, httpx) alike, with the ids bound for the work in hand
     (`work_on`)."""
+
+    def add_service(_logger: object, _method: str, line: EventDict) -> EventDict:
+        line["service"] = service
+        return line
+
     stamped: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
-        lambda _logger, _method, line: line | {"service": service},
+        add_service,
     ]
     structlog.configure(
         processors=[*stamped, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -77,7 +91,7 @@ def work_on(*, correlation_id: str | None, **ids: str | None):
     return structlog.contextvars.bound_contextvars(correlation_id=correlation_id, **ids)
 
 
-def serve(app, host: str, port: int, https: dict[str, str] | None = None) -> None:
+def serve(app, host: str, port: int, https: HttpsFiles | None = None) -> None:
     """Run an ASGI app with uvicorn, within SERVER_LIMITS, until SIGTERM or Ctrl-C, then exit 0 once in-flight work
     is done. `https`: uvicorn's certificate and key options (ServiceSettings.https), to serve HTTPS."""
 
@@ -94,7 +108,7 @@ async def report_consumer_lag(js: JetStreamContext, stream: str, durable: str, g
     while True:
         try:
             info = await js.consumer_info(stream, durable)
-            gauge.labels(consumer=durable).set(info.num_pending + info.num_ack_pending)
+            gauge.labels(consumer=durable).set((info.num_pending or 0) + (info.num_ack_pending or 0))
         except Exception as error:  # a metric must never stop the service; the next round tries again
             logging.getLogger(__name__).warning("could not read the lag of %s: %s", durable, error)
         await asyncio.sleep(every_s)

@@ -4,7 +4,7 @@ README."""
 import re
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,22 +17,24 @@ URL_SAFE = re.compile(r"[A-Za-z0-9._~-]*")
 class ServiceSettings(BaseSettings):
     # Errors name the variable and the rule, not the value: a value may be a password.
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True, hide_input_in_errors=True)
+    # Every service's fields say `default=` and `alias=` (the variable): the forms type checkers read, so that
+    # `ServiceSettings(NATS_URL=...)` checks (a positional default or a validation_alias they do not see).
 
-    nats_url: str = Field("nats://127.0.0.1:4222", validation_alias="NATS_URL")
+    nats_url: str = Field(default="nats://127.0.0.1:4222", alias="NATS_URL")
     # The service's NATS user (deploy/nats/auth.conf); unset: NATS_URL says, or the server asks for none. The password
     # goes into the URLs, where nats-py reads it unescaped: hence only URL-safe characters (the generated ones are).
-    nats_user: str = Field("", validation_alias="NATS_USER", pattern=r"^[A-Za-z0-9_.-]*$")
-    nats_password: SecretStr = Field(SecretStr(""), validation_alias="NATS_PASSWORD")
-    prefix: str = Field("wf", validation_alias="WF_PREFIX", pattern=r"^[a-z][a-z0-9_-]{0,15}$")
-    bind_host: str = Field("0.0.0.0", validation_alias="WF_BIND_HOST")  # where a service's HTTP port listens
+    nats_user: str = Field(default="", alias="NATS_USER", pattern=r"^[A-Za-z0-9_.-]*$")
+    nats_password: SecretStr = Field(default=SecretStr(""), alias="NATS_PASSWORD")
+    prefix: str = Field(default="wf", alias="WF_PREFIX", pattern=r"^[a-z][a-z0-9_-]{0,15}$")
+    bind_host: str = Field(default="0.0.0.0", alias="WF_BIND_HOST")  # where a service's HTTP port listens
     # Servers that store each stream and bucket: 1 on a single server, 3 on a 3-node cluster (at most the cluster size).
-    replicas: int = Field(1, ge=1, le=5, validation_alias="WF_REPLICAS")
+    replicas: int = Field(default=1, ge=1, le=5, alias="WF_REPLICAS")
     # The authority that signed the NATS servers' certificates (compose's local CA). Unset: the system's authorities,
     # for a server that asks for TLS or a tls:// URL.
-    nats_ca_file: Path | None = Field(None, validation_alias="NATS_CA_FILE")
+    nats_ca_file: Path | None = Field(default=None, alias="NATS_CA_FILE")
     # The HTTP port serves HTTPS with this certificate and its key (the api and the broadcaster: compose sets them).
-    tls_cert_file: Path | None = Field(None, validation_alias="WF_TLS_CERT_FILE")
-    tls_key_file: Path | None = Field(None, validation_alias="WF_TLS_KEY_FILE")
+    tls_cert_file: Path | None = Field(default=None, alias="WF_TLS_CERT_FILE")
+    tls_key_file: Path | None = Field(default=None, alias="WF_TLS_KEY_FILE")
 
     @field_validator("nats_ca_file", "tls_cert_file", "tls_key_file", mode="before")
     @classmethod
@@ -100,14 +102,21 @@ class ServiceSettings(BaseSettings):
         return connection | ({"security": NatsSecurity(ssl_context=tls)} if tls else {})
 
     @property
-    def https(self) -> dict[str, str]:
+    def https(self) -> "HttpsFiles":
         """uvicorn's options for HTTPS, when WF_TLS_CERT_FILE and WF_TLS_KEY_FILE are set (else plain HTTP)."""
         if self.tls_cert_file is None or self.tls_key_file is None:
             return {}
         return {"ssl_certfile": str(self.tls_cert_file), "ssl_keyfile": str(self.tls_key_file)}
 
 
-def trusting(ca_file: Path, variable: str) -> ssl.SSLContext:
+class HttpsFiles(TypedDict, total=False):
+    """uvicorn's options for HTTPS: none, or both."""
+
+    ssl_certfile: str
+    ssl_keyfile: str
+
+
+def trusting(ca_file: Path | str, variable: str) -> ssl.SSLContext:
     """A client's TLS that trusts the authority of `ca_file` (PEM) alone, and checks each server's name against its
     certificate. ValueError naming `variable` when the file is not usable."""
     try:

@@ -45,7 +45,8 @@ async def ensure_topology(js: JetStreamContext, topology: Topology, writes: Iter
     exports = ObjectStoreConfig(bucket=topology.exports_bucket, storage=StorageType.FILE, replicas=topology.replicas)
     await patiently(partial(_create_object_store, js, exports))
     if writes is None:
-        writes = [config.subjects[0] for config in topology.stream_configs()]
+        # (Each config has subjects; nats-py types them optional.)
+        writes = [config.subjects[0] for config in topology.stream_configs() if config.subjects]
         writes += [topology.kv_subjects(config.bucket) for config in topology.bucket_configs()]
     await _until_each_answers(js, writes)
 
@@ -59,6 +60,7 @@ async def wait_until_created(js: JetStreamContext, streams: Iterable[str], write
 
 
 async def _create_object_store(js: JetStreamContext, config: ObjectStoreConfig) -> None:
+    assert config.bucket is not None  # ensure_topology names it; nats-py types it optional
     try:
         await js.create_object_store(config.bucket, config)
     except BadRequestError as error:

@@ -232,9 +232,9 @@ class TokensFile:
 class AuthSettings(ServiceSettings):
     """What the services that take tokens (the API and the broadcaster) read."""
 
-    tokens_file: Path | None = Field(None, validation_alias="WF_API_TOKENS_FILE")
+    tokens_file: Path | None = Field(default=None, alias="WF_API_TOKENS_FILE")
     # "off" runs open, with every caller as ANYONE: only ever on purpose, never by forgetting a file.
-    auth: Literal["on", "off"] = Field("on", validation_alias="WF_AUTH")
+    auth: Literal["on", "off"] = Field(default="on", alias="WF_AUTH")
 
     @field_validator("tokens_file", mode="before")
     @classmethod

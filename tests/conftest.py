@@ -25,12 +25,12 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 # Well-known API tokens for the tests, by holder name: `bearer(name)` is the header a test sends as that holder.
 # One per role alone, `admin`, `ann` and `bob` with every role, and approvers, among them those the expense type names.
-TEST_TOKEN_ROLES: dict[str, set[Role]] = {
-    "requester": {Role.REQUESTER},
-    "approver": {Role.APPROVER},
-    "operator": {Role.OPERATOR},
-    **{name: set(Role) for name in ("admin", "ann", "bob")},
-    **{name: {Role.APPROVER} for name in ("ada", "carol", "director", "fin-ann", "fin-bob", "fin-cy")},
+TEST_TOKEN_ROLES: dict[str, frozenset[Role]] = {
+    "requester": frozenset({Role.REQUESTER}),
+    "approver": frozenset({Role.APPROVER}),
+    "operator": frozenset({Role.OPERATOR}),
+    **{name: frozenset(Role) for name in ("admin", "ann", "bob")},
+    **{name: frozenset({Role.APPROVER}) for name in ("ada", "carol", "director", "fin-ann", "fin-bob", "fin-cy")},
 }
 TEST_TOKENS: dict[str, str] = {name: f"test-token-{name}" for name in TEST_TOKEN_ROLES}  # holder name -> token
 
@@ -141,6 +141,10 @@ class ServiceProcess:
                 [sys.executable, "-m", f"services.{self.name}"], env=self.env, cwd=PROJECT, stdout=log, stderr=log
             )
         return self
+
+    @property
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stop(self, kill: bool = False) -> int | None:
         if self.process is None:

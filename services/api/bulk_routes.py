@@ -1,7 +1,7 @@
 """The HTTP side of bulk actions (services/api/bulks.py): start one on the workflows a filter matches, and see how far
 it got."""
 
-from typing import Annotated
+from typing import Annotated, get_args
 from urllib.parse import unquote_plus
 
 from litestar import Request, Response, get, post
@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from contracts.auth import TokenHolder
 from contracts.bulk import BULK_ACTIONS, BulkAction, BulkId, BulkRecord, BulkRefusal
 from services.api.auth import may
-from services.api.bulks import BulkRunner, matching_ids
+from services.api.bulks import BulkBody, BulkRunner, matching_ids
 from services.api.errors import error_answers
 from services.api.schemas import BulkRequest, BulkView
 from services.api.search import BadFilter, parse
@@ -32,7 +32,7 @@ TAKES: dict[str, tuple[str, ...]] = {
 }
 PAGING = ("limit", "cursor")  # a bulk acts on every workflow the filter matches, not on a page of them
 DEFAULT_LIMIT = 100  # what parse() checks when no limit is given
-BulkIdPath = Annotated[str, PathParameter(pattern=BulkId.__metadata__[0].pattern, description="a bulk's id")]
+BulkIdPath = Annotated[str, PathParameter(pattern=get_args(BulkId)[1].pattern, description="a bulk's id")]
 
 
 def may_bulk(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
@@ -47,12 +47,12 @@ def view(record: BulkRecord, refusals: list[BulkRefusal]) -> BulkView:
     return BulkView.model_validate(record.progress() | {"refused": refusals})
 
 
-def _body(action: str, data: BulkRequest) -> dict[str, str]:
+def _body(action: str, data: BulkRequest) -> BulkBody:
     given = {name: value for name, value in data.model_dump().items() if value is not None}
     if unfit := sorted(set(given) - set(TAKES[action])):
         takes = " or ".join(TAKES[action]) or "nothing"
         raise ValidationException(f"body {unfit[0]}: {action} takes {takes}")
-    return given
+    return BulkBody(**given)
 
 
 @post(

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -58,8 +59,26 @@ RETRY_FIRST_S, RETRY_LAST_S = 0.2, 5.0  # a command with no outcome yet is sent 
 RELEASE_TIMEOUT_S = 2.0
 TRANSIENT = (NatsError, NotConnected, TimeoutError)
 
+
+class CommandIds(TypedDict):
+    workflow_id: str
+    message_id: str
+
+
+class BulkBody(TypedDict, total=False):
+    """What a bulk's commands take from its request: a reason (cancel, reject) or a comment (approve)."""
+
+    reason: str
+    comment: str
+
+
+class Lease(TypedDict):
+    lease_holder: str
+    lease_until: datetime
+
+
 # The command each action sends to one workflow; approve and reject decide as the one who started the bulk.
-COMMANDS: dict[str, Callable[[BulkRecord, dict[str, str]], CommandMessage]] = {
+COMMANDS: dict[str, Callable[[BulkRecord, CommandIds], CommandMessage]] = {
     "cancel": lambda bulk, ids: CancelWorkflow(**ids, reason=bulk.reason),
     "approve": lambda bulk, ids: ApproveWorkflow(**ids, approver=bulk.by, comment=bulk.comment),
     "reject": lambda bulk, ids: RejectWorkflow(**ids, approver=bulk.by, reason=bulk.reason),
@@ -120,6 +139,7 @@ class BulkStore:
             entry = await (await self._kv()).get(meta_key(bulk_id))
         except KeyNotFoundError:
             return None
+        assert entry.value is not None and entry.revision is not None  # a get's entry has both; nats-py: optional
         return BulkRecord.model_validate_json(entry.value), entry.revision
 
     async def get(self, bulk_id: str) -> BulkRecord:
@@ -141,9 +161,11 @@ class BulkStore:
         kv, ids = await self._kv(), []
         for chunk in range(record.chunks):
             try:
-                ids += json.loads((await kv.get(ids_key(record.id, chunk))).value)
+                entry = await kv.get(ids_key(record.id, chunk))
             except KeyNotFoundError:
                 break
+            assert entry.value is not None  # (as in load)
+            ids += json.loads(entry.value)
         return ids
 
     async def refuse(self, bulk_id: str, refusal: BulkRefusal) -> None:
@@ -178,14 +200,14 @@ class BulkRunner:
         """This process runs the bulk now."""
         return bulk_id in self._runs
 
-    def lease(self, now: datetime) -> dict[str, object]:
+    def lease(self, now: datetime) -> Lease:
         return {"lease_holder": self.holder, "lease_until": now + timedelta(seconds=self.lease_s)}
 
     async def start(
         self,
         action: BulkAction,
         query: str,
-        body: dict[str, str],
+        body: BulkBody,
         caller: TokenHolder,
         digest: str | None,
         ids: list[str],
@@ -308,7 +330,7 @@ class BulkRunner:
         finally:
             runs = list(self._runs.values())
             await cancel_all({looking, *(task for _, task in runs)})
-            for run, _ in runs:
+            for run, _task in runs:  # (not `_`: the parameter *_ above)
                 await run.release()
 
 

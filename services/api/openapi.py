@@ -32,7 +32,7 @@ def finish(document: OpenAPI) -> None:
 
 def _discriminate_events(schemas: dict[str, Schema]) -> None:
     """An event's `type` names its schema; it is always present in what the API answers."""
-    discriminator = Event.__metadata__[0].discriminator
+    discriminator = get_args(Event)[1].discriminator
     mapping = {}
     for event_class in get_args(get_args(Event)[0]):
         name = event_class.__name__

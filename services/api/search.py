@@ -9,7 +9,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Literal, cast
 from urllib.parse import unquote_plus
 
 from contracts.state import InfraStatus
@@ -85,7 +85,7 @@ class Cursor:
 class _Parsed:
     single: dict[str, str] = field(default_factory=dict)
     waiting_for: list[str] = field(default_factory=list)
-    fields: list[tuple[str, str, str]] = field(default_factory=list)
+    fields: list[tuple[str, Operator, str]] = field(default_factory=list)
 
 
 def parse(query: str, types: list[WorkflowTypeInfo], max_limit: int, default_sort: str = "-created_at") -> Search:
@@ -112,7 +112,7 @@ def parse(query: str, types: list[WorkflowTypeInfo], max_limit: int, default_sor
             else:
                 parsed.single[name] = value
         else:
-            parsed.fields.append((name, operator, value))
+            parsed.fields.append((name, cast(Operator, operator), value))  # (EXPRESSION matches only those)
     single = parsed.single
     workflow_type = single.get("type")
     known = [info for info in types if workflow_type in (None, info.name)]  # (a type nobody declared lists nothing)
@@ -141,7 +141,7 @@ def parse(query: str, types: list[WorkflowTypeInfo], max_limit: int, default_sor
 
 
 def _field_filter(
-    types: list[WorkflowTypeInfo], type_name: str | None, name: str, operator: str, value: str
+    types: list[WorkflowTypeInfo], type_name: str | None, name: str, operator: Operator, value: str
 ) -> FieldFilter:
     kinds = {info.search_fields[name] for info in types if name in info.search_fields}
     if not kinds:

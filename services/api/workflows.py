@@ -10,7 +10,7 @@ from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NotFoundError
-from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue, StopIterSentinel
 from pydantic import ValidationError
 
 from contracts.chain import Link, Verification, verify
@@ -253,9 +253,12 @@ class Workflows:
         watcher = await bucket.watch(workflow_id, inactive_threshold=LISTEN_IDLE_LIMIT_S)
         try:
             while True:
-                entry = await watcher.updates(timeout=None)
+                # No limit: nats-py leaves `timeout` unannotated (float, from its default); asyncio.wait_for takes None.
+                entry = await watcher.updates(timeout=None)  # pyright: ignore[reportArgumentType]
+                assert not isinstance(entry, StopIterSentinel)  # sent once the watcher is stopped, after this loop
                 if entry is None or entry.operation in (KV_DEL, KV_PURGE):
                     continue
+                assert entry.value is not None  # a put's entry has its value; nats-py types it optional
                 state = WorkflowState.model_validate_json(entry.value)
                 if command_id in state.bookkeeping.applied_commands:
                     return state

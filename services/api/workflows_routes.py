@@ -1,7 +1,7 @@
 """The workflows: create one, send it commands, read it, its log and its check; list them, and a person's inbox."""
 
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader, State
@@ -44,12 +44,12 @@ from services.api.workflows import Outcome, Workflows
 # Litestar leaves a bound of 0 out of the OpenAPI document (it tests the bound for truth): say it again there.
 NOT_NEGATIVE = {"minimum": 0}
 # Path ids and idempotency keys become NATS subject tokens and message ids: they must have the contracts' shapes.
-WorkflowIdPath = Annotated[str, PathParameter(pattern=WorkflowId.__metadata__[0].pattern, description="a workflow id")]
+WorkflowIdPath = Annotated[str, PathParameter(pattern=get_args(WorkflowId)[1].pattern, description="a workflow id")]
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(
         name="Idempotency-Key",
-        pattern=CommandId.__metadata__[0].pattern,
+        pattern=get_args(CommandId)[1].pattern,
         description="becomes the command's id: a repeat for the same workflow within the dedup window is applied once",
         required=False,
     ),
@@ -84,8 +84,9 @@ WITH_BODY_ANSWERS = COMMAND_ANSWERS | error_answers(400)  # a body that is not J
 CREATED_HEADERS = [ResponseHeader(name="Location", documentation_only=True, description="the created workflow's URL")]
 
 
-def listed(request: Request, page: Page[dict[str, Any]], reflects: int) -> Response[list[WorkflowView]]:
-    """A page of a list, with where the next starts and the log sequence the index reflects."""
+def listed(request: Request, page: Page[dict[str, Any]], reflects: int) -> Response[Any]:
+    """A page of a list, with where the next starts and the log sequence the index reflects. Its items are the
+    index's views, WorkflowView's JSON as the routes declare it."""
     headers = next_page_headers(request, page, "cursor") | {"X-Index-Sequence": str(reflects)}
     return Response(page.items, headers=headers)  # the index's views, as the indexer wrote them
 
@@ -139,7 +140,8 @@ class WorkflowController(Controller):
         URL in `Location`. With
         `"start": true` it is also processed: the answer shows it once processing has begun (`command_id` is still
         the Create's)."""
-        data = data or CreateRequest()
+        # model_validate: `type`'s default is in its Annotated, which type checkers do not read.
+        data = data or CreateRequest.model_validate({})
         workflow_id = data.workflow_id or new_id()
         # With `start`, one command: the orchestrator creates and processes it in one decision.
         command = CreateWorkflow(workflow_id=workflow_id, workflow_type=data.type, input=data.input, start=data.start)

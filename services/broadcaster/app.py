@@ -145,7 +145,7 @@ class Session:
             tasks.add(refused)
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         await cancel_all(pending)
-        if refused in done:
+        if refused is not None and refused in done:
             log.info("closed a client whose token no longer holds: %s", refused.result())
             await self._close(WS_UNAUTHORIZED, refused.result())
             return
@@ -245,9 +245,10 @@ async def events_socket(
             WORKFLOW_ID.validate_python(workflow_id)
         except ValidationError as error:
             return await refuse(socket, WS_POLICY_VIOLATION, f"workflow_id: {error.errors()[0]['msg']}")
+    after: int | None = None  # `since`, read
     if since is not None:
         try:
-            since = SEQUENCE.validate_strings(since)
+            after = SEQUENCE.validate_strings(since)
         except ValidationError as error:
             return await refuse(socket, WS_POLICY_VIOLATION, f"since: {error.errors()[0]['msg']}")
     if bulk is not None:
@@ -268,12 +269,12 @@ async def events_socket(
             end = await state.replay.log_end(state.link.js)
         except (NatsError, NotConnected) as error:
             return await refuse(socket, WS_TRY_AGAIN_LATER, f"could not read the log: {error!r}")
-        if since is None:  # a new client starts at the end of the log
+        if after is None:  # a new client starts at the end of the log
             session = Session(socket, follower, state, start=end, replay_until=None, token=token)
-        elif since <= end:
-            session = Session(socket, follower, state, start=since, replay_until=end, token=token)
+        elif after <= end:
+            session = Session(socket, follower, state, start=after, replay_until=end, token=token)
         else:
-            reason = f"since {since} is past the end of the log ({end}): start again without since"
+            reason = f"since {after} is past the end of the log ({end}): start again without since"
             return await refuse(socket, WS_POLICY_VIOLATION, reason)
         await socket.accept()
         await session.serve()

@@ -12,7 +12,7 @@ The last message is the record with `finished_at` set."""
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -38,7 +38,7 @@ class BulkProgress:
             return False
         return True
 
-    async def messages(self) -> AsyncIterator[str]:
+    async def messages(self) -> AsyncGenerator[str, None]:
         """The bulk's progress as it stands, then as it changes, until it has finished."""
         received: asyncio.Queue[Msg] = asyncio.Queue()
         subjects = [self._meta_subject, f"$KV.{self._bucket}.{refused_key(self._bulk_id, '*')}"]

@@ -8,7 +8,7 @@ stream's leader serves (a direct get may be answered by a replica that lags, whi
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -39,7 +39,7 @@ class LogReplay:
 
     async def pages(
         self, js: JetStreamContext, after: int, until: int, workflow_id: str | None
-    ) -> AsyncIterator[list[Relayed]]:
+    ) -> AsyncGenerator[list[Relayed], None]:
         """The events with a sequence above `after` (only the workflow's, when given), oldest first, in pages,
         through at least sequence `until`; the last page may go beyond it. Close it with `contextlib.aclosing`."""
         if after >= until:

@@ -7,4 +7,4 @@ from runtime.settings import ServiceSettings
 
 
 class IndexerSettings(ServiceSettings, IndexSettings):
-    port: int = Field(8004, ge=0, le=65535, validation_alias="WF_INDEXER_PORT")  # /metrics and /healthz
+    port: int = Field(default=8004, ge=0, le=65535, alias="WF_INDEXER_PORT")  # /metrics and /healthz

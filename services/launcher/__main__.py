@@ -105,7 +105,7 @@ def start_nats(nats: NatsServer | NatsCluster) -> str:
         raise LaunchFailed(f"nats-server did not start ({error}); see {logs}") from error
     for server in servers:
         name = f"nats-server {server.name}" if server.cluster else "nats-server"
-        say("launcher", f"started {name} (pid {server.process.pid}) at {server.url}, data in {server.store_dir}")
+        say("launcher", f"started {name} (pid {server.pid}) at {server.url}, data in {server.store_dir}")
     return nats.url
 
 
@@ -139,7 +139,7 @@ def own_nats(settings: LauncherSettings, cluster: bool) -> NatsServer | NatsClus
 
 def nats_credentials(nats: NatsServer | NatsCluster | None, service: str) -> dict[str, str]:
     """On the launcher's own NATS, each service connects as the user of its name (deploy/nats/auth.conf)."""
-    return nats.users.service_environment(service) if nats else {}
+    return nats.users.service_environment(service) if nats and nats.users else {}
 
 
 def stream_replicas(settings: LauncherSettings, nats: NatsServer | NatsCluster | None) -> dict[str, str]:
@@ -224,7 +224,7 @@ def stop_services(children: list[Child]) -> bool:
 
 def nats_for_clients(settings: LauncherSettings, nats: NatsServer | NatsCluster | None, nats_url: str) -> str:
     """Where outside clients connect: to the launcher's own NATS as the user `client`, who may publish commands."""
-    if nats is None:
+    if nats is None or nats.users is None:
         return nats_url
     every_user = secrets_file(settings.data_dir)
     return f"{nats.users.url('client', nats_url)}   (commands only; every user's password: {every_user})"

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def ephemeral_ports_start() -> int:
         return 32_768
 
 
-def free_ports(count: int, preferred: int | None = None, taken: set[int] = frozenset()) -> list[int]:
+def free_ports(count: int, preferred: int | None = None, taken: Collection[int] = frozenset()) -> list[int]:
     """`count` distinct free ports, none of `taken`: `preferred`, `preferred + 1`, ... where nothing listens."""
     ports: list[int] = []
     candidate = preferred
@@ -141,6 +142,11 @@ class NatsServer:
         return f"{'tls' if self.tls else 'nats'}://127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.name} was never started"
+        return self.process.pid
+
+    @property
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -153,16 +159,16 @@ class NatsServer:
         """Start the process without waiting: the nodes of a cluster become ready only together."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         command = [nats_server_binary(), "-c", str(self.config_file)]
-        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        output = open(self.log_file, "ab") if self.log_file else None
         # Its own session: a Ctrl-C in the terminal reaches the launcher only, which stops the server last.
         self.process = subprocess.Popen(
             command,
             env={**os.environ, **self.config_environment()},
-            stdout=output,
+            stdout=output or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        if self.log_file:
+        if output:
             output.close()  # the child holds its own copy
 
     @property

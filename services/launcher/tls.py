@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from services.launcher.settings import LauncherSettings
@@ -89,6 +90,8 @@ class TlsFiles:
     def _make_server_certificate(self, now: datetime) -> None:
         authority = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
         authority_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
+        if not isinstance(authority_key, CertificateIssuerPrivateKeyTypes):
+            raise ValueError(f"{self.ca_key}: not a key that can sign certificates")
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_NAMES[0])])
         alternative_names = [x509.DNSName(dns) for dns in SERVER_NAMES]

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 
 import nats
+from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError
@@ -241,7 +242,7 @@ async def _read_model(bucket, workflow_id: str) -> WorkflowState | None:
 
 
 async def rebuild(
-    nc: nats.NATS, js: JetStreamContext, topology: Topology, progress: Callable[[int, int], None] = lambda d, t: None
+    nc: Client, js: JetStreamContext, topology: Topology, progress: Callable[[int, int], None] = lambda d, t: None
 ) -> int:
     """Empty the read model, then write each workflow's state as a replay of its log gives it. The store never moves
     an entry backwards, so an orchestrator appending meanwhile is not undone."""

@@ -55,6 +55,7 @@ class OrchestratorService:
         outbox = JetStreamOutbox(js, topology)
         handler = CommandHandler(store, outbox, randomness, self.settings.send_failure_rate, self.metrics, engine)
         max_deliver = topology.orchestrator_consumer().max_deliver
+        assert max_deliver is not None  # orchestrator_consumer() sets it (nats-py types each field optional)
         self.intake = CommandIntake(
             topology, handler, DeadLetters(js, topology, self.metrics.dead_letters), max_deliver
         )

@@ -121,6 +121,7 @@ class JetStreamEventStore:
         if state.last_sequence == 0:
             return anchor(state.id)
         message = await self.js.get_msg(self.topology.events_stream, seq=state.last_sequence, direct=True)
+        assert message.data is not None  # a stored event has its bytes; nats-py types them optional
         return digest(message.data)
 
     def _other_writer_seen_lately(self) -> bool:
@@ -136,6 +137,7 @@ class JetStreamEventStore:
         except KeyNotFoundError:
             self.snapshots.forget(workflow_id)
             return None
+        assert entry.value is not None and entry.revision is not None  # a get's entry has both; nats-py: optional
         snapshot = Snapshot(WorkflowState.model_validate_json(entry.value), entry.revision, is_log_end=False)
         self.snapshots.put(workflow_id, snapshot)
         return snapshot
@@ -307,11 +309,14 @@ class InMemoryEventStore:
             raise ConcurrencyConflict(f"wrong last sequence: {log[-1].sequence}")
         if not decision.events:
             return state
-        for payload in linked(decision.events, log[-1].digest if log else anchor(state.id)):
+        head = log[-1].digest if log else anchor(state.id)
+        assert head is not None  # each event here was recorded from its stored bytes, so has its digest
+        for payload in linked(decision.events, head):
             self.sequence += 1
             self.stored[self.sequence] = payload
             log.append(recorded_event(self.sequence, payload))
-        return decision.recorded(self.sequence, log[-1].digest)
+            head = digest(payload)
+        return decision.recorded(self.sequence, head)
 
     async def save(self, state: WorkflowState) -> None:
         current = self.snapshots.get(state.id)

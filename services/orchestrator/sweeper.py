@@ -12,8 +12,8 @@ keeps each message passed over as a dead letter, then removes it."""
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
-from nats.js.api import RawStreamMsg
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -24,6 +24,12 @@ log = logging.getLogger("orchestrator")
 SWEEP_EVERY_S = 30.0
 MAX_READS_PER_SWEEP = 1000  # a stream holding many timers is read over several sweeps
 PASSED_OVER = "never delivered to the orchestrator: the broker's consumer passed over its subject"
+
+
+class Stored(NamedTuple):
+    sequence: int
+    subject: str
+    data: bytes
 
 
 class PassedOverSweeper:
@@ -49,24 +55,28 @@ class PassedOverSweeper:
         """Read on up to the consumer's ack floor (at most MAX_READS_PER_SWEEP messages); keep each message passed
         over as a dead letter and remove it. How many it found."""
         stream = self.topology.commands_stream
-        floor = (await self.js.consumer_info(stream, ORCHESTRATOR_CONSUMER)).ack_floor.stream_seq
+        ack_floor = (await self.js.consumer_info(stream, ORCHESTRATOR_CONSUMER)).ack_floor
+        assert ack_floor is not None  # the server always sends it; nats-py types it optional
+        floor = ack_floor.stream_seq
         found = 0
         for _ in range(MAX_READS_PER_SWEEP):
             message = await self._stored_after(self.swept_to) if self.swept_to < floor else None
-            if message is None or message.seq > floor:
+            if message is None or message.sequence > floor:
                 self.swept_to = max(self.swept_to, floor)
                 break
             if self.topology.is_inbound(message.subject):
-                if not await self.keep(message.subject, message.data or b"", message.seq, PASSED_OVER):
+                if not await self.keep(message.subject, message.data, message.sequence, PASSED_OVER):
                     break  # read again next time
-                await self.js.delete_msg(stream, message.seq)
+                await self.js.delete_msg(stream, message.sequence)
                 found += 1
-            self.swept_to = message.seq
+            self.swept_to = message.sequence
         return found
 
-    async def _stored_after(self, sequence: int) -> RawStreamMsg | None:
+    async def _stored_after(self, sequence: int) -> Stored | None:
         try:
             # `>`: the subject filter that finds the messages the consumer's own filter passed over.
-            return await self.js.get_msg(self.topology.commands_stream, seq=sequence + 1, next=True, subject=">")
+            message = await self.js.get_msg(self.topology.commands_stream, seq=sequence + 1, next=True, subject=">")
         except NotFoundError:
             return None
+        assert message.seq is not None and message.subject is not None  # always sent; nats-py types them optional
+        return Stored(message.seq, message.subject, message.data or b"")

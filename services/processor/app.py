@@ -52,6 +52,7 @@ def create_app(settings: ProcessorSettings) -> AsgiFastStream:
         after_startup=[service.start],
         on_shutdown=[service.stop],
     )
+    assert consumer_config.ack_wait is not None  # processor_consumer() sets it (nats-py types each field optional)
     drain_on_shutdown(app, jobs, consumer_config.ack_wait, "processor")
     return app
 

@@ -9,6 +9,7 @@ import logging
 import time
 from typing import Protocol
 
+from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
@@ -41,7 +42,8 @@ class ProcessorMetrics:
 class JobMessage(Protocol):
     """What the intake needs of a delivered job (FastStream's NatsMessage)."""
 
-    raw_message: object
+    @property
+    def raw_message(self) -> Msg: ...
 
     async def ack(self) -> None: ...
 

@@ -4,10 +4,10 @@ from runtime.settings import ServiceSettings
 
 
 class ProcessorSettings(ServiceSettings):
-    seed: int | None = Field(None, validation_alias="WF_SEED")
-    transient_error_rate: float = Field(0.0, ge=0.0, le=1.0, validation_alias="WF_PROCESSOR_TRANSIENT_ERROR_RATE")
-    fatal_error_rate: float = Field(0.0, ge=0.0, le=1.0, validation_alias="WF_PROCESSOR_FATAL_ERROR_RATE")
-    slow_rate: float = Field(0.0, ge=0.0, le=1.0, validation_alias="WF_PROCESSOR_SLOW_RATE")
-    slow_s: float = Field(40.0, ge=0.0, validation_alias="WF_PROCESSOR_SLOW_S")  # past the steps' default timeouts
-    concurrency: int = Field(8, ge=1, validation_alias="WF_PROCESSOR_CONCURRENCY")
-    port: int = Field(8003, ge=0, le=65535, validation_alias="WF_PROCESSOR_PORT")  # /metrics and /healthz
+    seed: int | None = Field(default=None, alias="WF_SEED")
+    transient_error_rate: float = Field(default=0.0, ge=0.0, le=1.0, alias="WF_PROCESSOR_TRANSIENT_ERROR_RATE")
+    fatal_error_rate: float = Field(default=0.0, ge=0.0, le=1.0, alias="WF_PROCESSOR_FATAL_ERROR_RATE")
+    slow_rate: float = Field(default=0.0, ge=0.0, le=1.0, alias="WF_PROCESSOR_SLOW_RATE")
+    slow_s: float = Field(default=40.0, ge=0.0, alias="WF_PROCESSOR_SLOW_S")  # past the steps' default timeouts
+    concurrency: int = Field(default=8, ge=1, alias="WF_PROCESSOR_CONCURRENCY")
+    port: int = Field(default=8003, ge=0, le=65535, alias="WF_PROCESSOR_PORT")  # /metrics and /healthz

@@ -119,9 +119,12 @@ def test_the_first_run_makes_api_tokens_shows_them_once_and_keeps_only_their_dig
     again = run_launcher_until_ready_then_ctrl_c(tmp_path)
 
     tokens_file = tmp_path / "data" / "secrets" / "api-tokens.json"
-    dev_token = re.search(r"sign in +http://127\.0\.0\.1:\d+/#token=(\S+)", first).group(1)
+    sign_in = re.search(r"sign in +http://127\.0\.0\.1:\d+/#token=(\S+)", first)
+    assert sign_in, first
+    dev_token = sign_in.group(1)
     assert f"export WF_TOKEN={dev_token}" in first
-    assert Tokens.from_file(tokens_file).holder(dev_token).name == "dev"
+    dev = Tokens.from_file(tokens_file).holder(dev_token)
+    assert dev is not None and dev.name == "dev"
     assert dev_token not in tokens_file.read_text()
     assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
     assert dev_token not in again and f"the ones shown when {tokens_file} was made" in again

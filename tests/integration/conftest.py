@@ -8,6 +8,7 @@ could not play the orchestrator while a request waits for an outcome: hence the 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -63,7 +64,10 @@ async def api_client(
     async with (
         running(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=headers
+            # The ASGI types of httpx and of Litestar differ (both are ASGI 3): the type checker is told to let it be.
+            transport=httpx.ASGITransport(app=app),  # pyright: ignore[reportArgumentType]
+            base_url="http://api.test",
+            headers=headers,
         ) as client,
     ):
         if wait_ready:
@@ -107,11 +111,11 @@ def index_url(request: pytest.FixtureRequest, tmp_path) -> str:
 def settings_for(tokens_file, index_url):
     """The API's settings for a server and prefix, accepting the test tokens, reading the test's index."""
 
-    def settings(nats_url: str, topology: Topology, **env: str) -> ApiSettings:
+    def settings(nats_url: str, topology: Topology, **env: Any) -> ApiSettings:  # env: variables, read as pydantic does
         return ApiSettings(
             NATS_URL=nats_url,
             WF_PREFIX=topology.prefix,
-            WF_API_TOKENS_FILE=str(tokens_file),
+            WF_API_TOKENS_FILE=tokens_file,
             WF_INDEX_URL=index_url,
             **env,
         )

@@ -4,6 +4,7 @@ to the workflow's log, then the read model with the command folded in. Its rules
 workflow to give each kind of outcome."""
 
 from datetime import UTC, datetime
+from typing import Self
 
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError
@@ -21,6 +22,7 @@ from contracts.commands import (
 from contracts.events import (
     CommandRejected,
     Event,
+    RejectionCode,
     TransitionTaken,
     WorkflowArchived,
     WorkflowCancelled,
@@ -36,7 +38,7 @@ def approval_rules(command: Command, state: WorkflowState | None, now: datetime)
     """Just enough of the approval workflow to give each kind of outcome: create, process once, approve what waits
     for approval, cancel what has not ended, archive what has, refuse the rest."""
 
-    def rejected(code: str, reason: str) -> Decision:
+    def rejected(code: RejectionCode, reason: str) -> Decision:
         event = CommandRejected(
             workflow_id=command.workflow_id,
             command_id=command.message_id,
@@ -109,7 +111,7 @@ class FakeOrchestrator:
         self.js, self.topology = js, topology
         self.received: list[Command] = []
 
-    async def __aenter__(self) -> "FakeOrchestrator":
+    async def __aenter__(self) -> Self:
         self.kv = await self.js.key_value(self.topology.state_bucket)
         self.subscription = await self.js.subscribe(
             self.topology.commands_subject(), stream=self.topology.commands_stream, cb=self._answer
@@ -138,6 +140,8 @@ class FakeOrchestrator:
 
 async def read_state(kv: KeyValue, workflow_id: str) -> WorkflowState | None:
     try:
-        return WorkflowState.model_validate_json((await kv.get(workflow_id)).value)
+        entry = await kv.get(workflow_id)
     except KeyNotFoundError:
         return None
+    assert entry.value is not None
+    return WorkflowState.model_validate_json(entry.value)

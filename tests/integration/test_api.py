@@ -15,7 +15,7 @@ import pytest
 from nats.js.client import JetStreamContext
 
 from contracts.commands import COMMAND, CreateWorkflow
-from contracts.state import InfraStatus, WorkflowState
+from contracts.state import Bookkeeping, InfraStatus, WorkflowState
 from contracts.topology import Topology
 from contracts.types import StateInfo, TransitionInfo, WorkflowTypeInfo
 from services.api import settings as api_settings
@@ -401,7 +401,7 @@ async def test_list_is_newest_first_and_filters_by_either_state(api, js, topolog
             business_state=business_state,
             infra_status=infra_status,
             created_at=start + timedelta(minutes=minutes),
-            applied_commands=("c",),
+            bookkeeping=Bookkeeping(applied_commands=("c",)),
         )
         await kv.put(workflow_id, state.model_dump_json().encode())
     await indexed(indexer, js, topology)

@@ -6,6 +6,7 @@ import pytest
 
 from contracts.commands import ApproveWorkflow, CreateWorkflow, ProcessWorkflow, RejectWorkflow
 from contracts.ids import job_id
+from services.orchestrator.domain.declaration import Step
 from services.orchestrator.domain.types.approval import WORKFLOW_TYPE as APPROVAL
 from tests.conftest import eventually
 from tests.integration.driving import SEED, Driver, Luck, first_id
@@ -15,7 +16,9 @@ pytestmark = pytest.mark.integration
 SEND_FAILURE_RATE = 0.25
 luck = Luck(SEED, SEND_FAILURE_RATE)
 STEP = APPROVAL.states["Sending To Queue"]
-MAX_TRIES = STEP.retry.max_tries
+assert isinstance(STEP, Step)
+RETRY = STEP.retry
+MAX_TRIES = RETRY.max_tries
 
 
 async def timers_scheduled(js, topology, workflow_id: str) -> int:
@@ -126,8 +129,10 @@ async def test_failed_sends_are_retried_after_the_backoff_then_succeed(driver):
     scheduled = next(event for event in log if event.type == "StepScheduled")
     assert [(f.try_number, f.error_type) for f in failures] == [(1, "SendError"), (2, "SendError")]
     assert scheduled.try_number == 3 and scheduled.job_id == job_id(wf, 2, 3)
-    assert failures[0].retry_at - failures[0].occurred_at == timedelta(seconds=STEP.retry.delay_after(1))
-    assert failures[1].retry_at - failures[1].occurred_at == timedelta(seconds=STEP.retry.delay_after(2))
+    first_delay, second_delay = RETRY.delay_after(1), RETRY.delay_after(2)
+    assert first_delay is not None and second_delay is not None
+    assert failures[0].retry_at - failures[0].occurred_at == timedelta(seconds=first_delay)
+    assert failures[1].retry_at - failures[1].occurred_at == timedelta(seconds=second_delay)
     # Each retry ran when its durable timer fired, not before.
     assert failures[1].occurred_at >= failures[0].retry_at and scheduled.occurred_at >= failures[1].retry_at
     await driver.assert_consistent(wf)

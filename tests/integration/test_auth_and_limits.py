@@ -5,6 +5,7 @@ checked to leave nothing on the commands stream, so nothing refused can reach th
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from nats.js.client import JetStreamContext
@@ -246,8 +247,8 @@ async def test_the_api_server_closes_an_idle_keep_alive_connection(nats_url, top
 
 
 @pytest.fixture
-async def broadcaster(nats_url: str, topology: Topology, js: JetStreamContext, tokens_file) -> str:
-    settings = BroadcasterSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=str(tokens_file))
+async def broadcaster(nats_url: str, topology: Topology, js: JetStreamContext, tokens_file) -> AsyncIterator[str]:
+    settings = BroadcasterSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=tokens_file)
     async with served(create_broadcaster(settings)) as address:
         yield address
 
@@ -267,7 +268,8 @@ async def test_a_websocket_without_a_valid_token_is_closed_with_4401_and_the_rea
         async with connect(f"ws://{broadcaster}/ws{query}", additional_headers=headers) as client:
             await asyncio.wait_for(client.recv(), 5)
 
-    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4401, reason)
+    close = closed.value.rcvd
+    assert close is not None and (close.code, close.reason) == (4401, reason)
 
 
 @pytest.mark.parametrize("holder", ["requester", "approver", "operator"])
@@ -285,4 +287,5 @@ async def test_a_websocket_message_over_64_kib_closes_the_connection_with_1009(b
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(client.recv(), 5)
 
-    assert closed.value.rcvd.code == 1009
+    close = closed.value.rcvd
+    assert close is not None and close.code == 1009

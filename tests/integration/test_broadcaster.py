@@ -9,6 +9,7 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 import nats
@@ -60,10 +61,8 @@ def connect(uri: str, **options):
 def settings_for(tokens_file):
     """The broadcaster's settings for a server and prefix, accepting the test tokens."""
 
-    def settings(nats_url: str, topology: Topology, **env: str) -> BroadcasterSettings:
-        return BroadcasterSettings(
-            NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=str(tokens_file), **env
-        )
+    def settings(nats_url: str, topology: Topology, **env: Any) -> BroadcasterSettings:  # env: read as pydantic does
+        return BroadcasterSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=tokens_file, **env)
 
     return settings
 

@@ -23,7 +23,7 @@ from contracts.auth import Role, TokenHolder
 from contracts.bulk import BulkRecord, command_id, ids_key, meta_key
 from contracts.events import CommandRejected, WorkflowCancelled
 from contracts.ids import new_id
-from contracts.state import InfraStatus, WorkflowState
+from contracts.state import Bookkeeping, InfraStatus, WorkflowState
 from contracts.topology import Topology
 from runtime.eventlog import read_events
 from runtime.tokens import write_tokens_file
@@ -79,7 +79,7 @@ def workflow(workflow_id: str, minute: int, business_state: str = "Unprocessed",
         type="approval",
         business_state=business_state,
         infra_status=infra,
-        started=True,
+        bookkeeping=Bookkeeping(started=True),
         created_at=created_at,
         updated_at=created_at,
         **fields,
@@ -98,6 +98,7 @@ async def finished(api: httpx.AsyncClient, bulk_id: str) -> dict:
 
 async def bulk_record(js: JetStreamContext, topology: Topology, bulk_id: str) -> BulkRecord:
     entry = await (await js.key_value(topology.bulk_bucket)).get(meta_key(bulk_id))
+    assert entry.value is not None
     return BulkRecord.model_validate_json(entry.value)
 
 
@@ -123,7 +124,8 @@ async def assert_each_applied_once(
 async def api_app(settings) -> AsyncIterator[tuple[Litestar, httpx.AsyncClient]]:
     """The API in the test's loop, with the app (to see which bulks it runs) and a client as `admin`."""
     app = create_api(settings)
-    transport = httpx.ASGITransport(app=app)
+    # The ASGI types of httpx and of Litestar differ (both are ASGI 3): the type checker is told to let it be.
+    transport = httpx.ASGITransport(app=app)  # pyright: ignore[reportArgumentType]
     async with running(app), httpx.AsyncClient(transport=transport, base_url="http://api", headers=bearer()) as client:
 
         async def healthy() -> bool:
@@ -284,7 +286,7 @@ async def test_more_workflows_than_a_bulk_may_take_answers_400(nats_url, topolog
 
 @pytest.fixture
 async def broadcaster(nats_url, topology, js, tokens_file) -> AsyncIterator[str]:
-    settings = BroadcasterSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=str(tokens_file))
+    settings = BroadcasterSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=tokens_file)
     async with served(create_broadcaster(settings)) as address:
         yield f"ws://{address}/ws"
 
@@ -344,7 +346,8 @@ async def test_the_websocket_refuses_an_unknown_or_malformed_bulk(broadcaster, q
         with pytest.raises(ConnectionClosed):
             await socket.recv()
 
-    assert socket.close_code == 1008 and socket.close_reason.startswith(reason), socket.close_reason
+    assert socket.close_code == 1008, socket.close_reason
+    assert socket.close_reason is not None and socket.close_reason.startswith(reason), socket.close_reason
 
 
 # stopped midway
@@ -466,17 +469,17 @@ async def test_a_bulk_stops_when_the_token_that_started_it_is_revoked(
     await seed(js, topology, *(workflow(workflow_id, minute) for minute, workflow_id in enumerate(ids)))
     carl = {"Authorization": "Bearer carls-token"}
     holders = {
-        "carls-token": TokenHolder(name="carl", roles={Role.OPERATOR}),
-        TEST_TOKENS["admin"]: TokenHolder(name="admin", roles=set(Role)),
+        "carls-token": TokenHolder(name="carl", roles=frozenset({Role.OPERATOR})),
+        TEST_TOKENS["admin"]: TokenHolder(name="admin", roles=frozenset(Role)),
     }
     tokens_file = tmp_path / "tokens.json"
     write_tokens_file(tokens_file, holders)
     settings = ApiSettings(
         NATS_URL=nats_url,
         WF_PREFIX=topology.prefix,
-        WF_API_TOKENS_FILE=str(tokens_file),
+        WF_API_TOKENS_FILE=tokens_file,
         WF_INDEX_URL=index_url,
-        WF_BULK_CONCURRENCY="2",
+        WF_BULK_CONCURRENCY=2,
     )
     async with GatedOrchestrator(js, topology, answer_first=2) as fake, api_app(settings) as (_, api):
         bulk_id = (await api.post("/workflows/bulk/cancel", headers=carl)).json()["id"]
@@ -552,7 +555,7 @@ async def test_wf_bulk_follows_through_the_api_when_the_broadcaster_cannot_be_re
     settings = ApiSettings(
         NATS_URL=nats_url,
         WF_PREFIX=topology.prefix,
-        WF_API_TOKENS_FILE=str(tokens_file),
+        WF_API_TOKENS_FILE=tokens_file,
         WF_INDEX_URL=index_url,
         WF_PUBLIC_BROADCASTER_URL=nowhere,
     )

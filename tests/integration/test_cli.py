@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from contracts.state import WorkflowState
+from contracts.state import InfraStatus, WorkflowState
 from contracts.topology import Topology
 from contracts.types import StateInfo, WorkflowTypeInfo
 from services.api.app import create_app as create_api
@@ -59,7 +59,7 @@ def broadcaster_port() -> int:
 
 @pytest.fixture
 def broadcaster_settings(nats_url: str, topology: Topology, tokens_file) -> BroadcasterSettings:
-    return BroadcasterSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=str(tokens_file))
+    return BroadcasterSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_API_TOKENS_FILE=tokens_file)
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ async def api_url(nats_url, topology, js, broadcaster_port, tokens_file, index_u
         NATS_URL=nats_url,
         WF_PREFIX=topology.prefix,
         WF_PUBLIC_BROADCASTER_URL=f"ws://127.0.0.1:{broadcaster_port}/ws",
-        WF_API_TOKENS_FILE=str(tokens_file),
+        WF_API_TOKENS_FILE=tokens_file,
         WF_INDEX_URL=index_url,
     )
     async with served(create_api(settings)) as address:
@@ -214,7 +214,7 @@ async def test_ls_lists_newest_first_follows_the_pages_and_filters(wf, js, topol
             id=f"w{minute:03}",
             type="approval",
             business_state="Error" if minute % 40 == 0 else "Unprocessed",
-            infra_status="Errored" if minute % 40 == 0 else "Waiting For Event",
+            infra_status=InfraStatus.ERRORED if minute % 40 == 0 else InfraStatus.WAITING_FOR_EVENT,
             created_at=start + timedelta(minutes=minute),
             updated_at=start + timedelta(minutes=minute),
         )

@@ -18,6 +18,7 @@ from contracts.commands import (
 from contracts.ids import job_id
 from contracts.topology import JOB_ACK_WAIT_S
 from contracts.types import WorkflowTypeInfo
+from services.orchestrator.domain.declaration import Step
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 from tests.conftest import eventually
 from tests.integration.driving import SEED, Driver, Luck, first_id
@@ -67,7 +68,9 @@ async def start_approval(driver: Driver, wf: str, **input) -> None:
 
 
 async def test_a_step_that_fails_until_its_last_try_then_succeeds(driver):
-    tries = WORKFLOW_TYPES["approval"].states["Sending To Queue"].retry.max_tries
+    step = WORKFLOW_TYPES["approval"].states["Sending To Queue"]
+    assert isinstance(step, Step)
+    tries = step.retry.max_tries
     wf = first_id(
         lambda wf: (
             all(transient(job_id(wf, 2, t)) for t in range(1, tries))

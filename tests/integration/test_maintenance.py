@@ -42,9 +42,10 @@ async def apply(store, command) -> WorkflowState:
 async def finished(store, workflow_id: str) -> list:
     """A workflow driven to Finished through a reject; returns the commands it was sent."""
     commands = [CreateWorkflow(workflow_id=workflow_id), ProcessWorkflow(workflow_id=workflow_id)]
-    for command in commands:
-        state = await apply(store, command)
+    await apply(store, commands[0])
+    state = await apply(store, commands[1])
     for next_command in (RejectWorkflow(workflow_id=workflow_id), ApproveWorkflow(workflow_id=workflow_id)):
+        assert state.bookkeeping.pending_job is not None
         state = await apply(
             store, CompleteJob(workflow_id=workflow_id, job_id=state.bookkeeping.pending_job.job_id, output=0.9)
         )

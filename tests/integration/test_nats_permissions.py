@@ -5,7 +5,7 @@ with no permission refused; what a user must not do is refused, and the server l
 auth.conf names the streams and subjects of the default prefix `wf`: these tests use it, on their own server."""
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -38,6 +38,7 @@ luck = Luck(SEED, send_failure_rate=0.25)
 def violations(server: NatsServer) -> list[str]:
     """The server's log lines for refused publishes and subscriptions, e.g.
     `"$G/user:processor" - Publish Violation - Subject "wf.events.wf-1"`."""
+    assert server.log_file is not None, "secured_nats writes one"
     return [line for line in server.log_file.read_text().splitlines() if " Violation - " in line]
 
 
@@ -47,7 +48,7 @@ class Connection:
 
     user: str
     server: NatsServer
-    nc: Client | None = None
+    nc: Client
     errors: list[Exception] = field(default_factory=list)
 
     async def refused(self, what: Literal["Publish", "Subscription"], subject: str, attempt: Callable) -> None:
@@ -73,7 +74,7 @@ def users() -> NatsUsers:
 
 
 @pytest.fixture
-def secured_nats(tmp_path, users) -> AsyncIterator[NatsServer]:
+def secured_nats(tmp_path, users) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats.log", users=users).start()
     yield server
     server.stop()
@@ -84,14 +85,15 @@ async def connect_as(secured_nats, users) -> AsyncIterator[Callable[[str], Await
     connections: list[Connection] = []
 
     async def connect_as(user: str) -> Connection:
-        connection = Connection(user, secured_nats)
+        errors: list[Exception] = []
 
         async def keep(error: Exception) -> None:
-            connection.errors.append(error)
+            errors.append(error)
 
         # As a service would: replies on inboxes of its own. A client keeps nats-py's default (_INBOX).
         inbox = {"inbox_prefix": inbox_prefix(user)} if user in SERVICE_USERS else {}
-        connection.nc = await nats.connect(users.url(user, secured_nats.url), error_cb=keep, **inbox)
+        nc = await nats.connect(users.url(user, secured_nats.url), error_cb=keep, **inbox)
+        connection = Connection(user, secured_nats, nc, errors)
         connections.append(connection)
         return connection
 

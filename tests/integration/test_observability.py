@@ -165,6 +165,7 @@ async def test_the_api_and_the_broadcaster_write_nothing_but_json_lines(nats_url
     async with websockets.connect(f"{broadcaster.replace('http', 'ws')}/ws?since=0&token={token}") as socket:
         await asyncio.wait_for(socket.recv(), 5)
 
+    lines: list[dict] = []
     for service in services:
         assert service.stop() == 0
         written = [line for line in service.log_path.read_text().splitlines() if line.strip()]

@@ -16,6 +16,7 @@ from itertools import count
 import httpx
 import nats
 import pytest
+from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 
 from bench.chaos import LogFollower, settled_check
@@ -67,7 +68,7 @@ class PoweredSystem:
         self.service_env = ports | {"WF_SEED": str(SEED), "WF_AUTH": "off", "WF_API_COMMANDS_PER_S": "10000"}
         self.services: dict[str, ServiceProcess] = {}
 
-    async def power_on(self) -> nats.NATS:
+    async def power_on(self) -> Client:
         """Mount, start everything, and answer once every service does its work: a connection to the server."""
         await asyncio.to_thread(self.disk.mount)
         await asyncio.to_thread(self.server.start)
@@ -131,7 +132,7 @@ class Clients:
                     key = {"Idempotency-Key": f"{workflow_id}-approve"}
                     self.note(await http.post(f"/workflows/{workflow_id}/approve", headers=key, params=wait))
 
-    async def over_raw_nats(self, client: nats.NATS, topology: Topology, name: str) -> None:
+    async def over_raw_nats(self, client: Client, topology: Topology, name: str) -> None:
         """Publish create-and-process commands to JetStream, each once the read model shows the one before."""
         js, bucket = client.jetstream(), await client.jetstream().key_value(topology.state_bucket)
         for number in count():

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from contracts.commands import CreateWorkflow, ProcessWorkflow
 from contracts.index import position, search_values, waiting_for, workflow_row, workflows
-from contracts.state import InfraStatus, WorkflowState
+from contracts.state import Bookkeeping, InfraStatus, WorkflowState
 from contracts.types import WorkflowTypeInfo
 from runtime.index_db import connect
 from services.indexer.app import create_app as create_indexer
@@ -58,7 +58,7 @@ def expense(workflow_id: str, minute: int, amount: float, requester: str, **fiel
         type="expense",
         created_at=moment,
         updated_at=moment,
-        started=True,
+        bookkeeping=Bookkeeping(started=True),
         search_values={"amount": amount, "requester": requester},
         **fields,
     )
@@ -307,7 +307,7 @@ async def test_an_indexer_killed_mid_stream_and_started_again_loses_and_doubles_
         async def indexed_some() -> bool:
             try:
                 async with engine.connect() as connection:
-                    return (await connection.scalar(select(func.count()).select_from(workflows))) > 0
+                    return (await connection.scalar(select(func.count()).select_from(workflows)) or 0) > 0
             except OperationalError:  # not migrated yet
                 return False
 

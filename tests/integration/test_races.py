@@ -61,7 +61,8 @@ async def test_approve_and_reject_at_the_same_moment_exactly_one_wins(nats_url, 
     assert sum(outcomes.values()) == len(ids)
 
     async def each_ended_as_its_winner_says() -> bool:
-        ends = {wf: (await driver.state(wf)).business_state for wf in expected_end}
+        states = {wf: await driver.state(wf) for wf in expected_end}
+        ends = {wf: state and state.business_state for wf, state in states.items()}
         return ends == expected_end
 
     await eventually(each_ended_as_its_winner_says, timeout_s=30)

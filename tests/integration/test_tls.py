@@ -10,7 +10,9 @@ import ssl
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import nats
@@ -41,7 +43,7 @@ def users() -> NatsUsers:
 
 
 @pytest.fixture
-def tls_nats(tmp_path, tls, users) -> NatsServer:
+def tls_nats(tmp_path, tls, users) -> Iterator[NatsServer]:
     """nats-server as compose runs it: single-tls.conf, the users of auth.conf. Of this test only, so the names are
     the default prefix's, which auth.conf grants."""
     server = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats.log", users=users, tls=tls).start()
@@ -211,7 +213,7 @@ def test_the_command_makes_the_files_under_the_data_dir(tmp_path):
 )
 def test_tls_settings_that_cannot_work_are_refused_with_the_reason(tls, variables, problem):
     files = {"key": tls.key, "cert": tls.cert, "ca_key": tls.ca_key}
-    environment = {name: str(files.get(value, value)) for name, value in variables.items()}
+    environment: dict[str, Any] = {name: str(files.get(value, value)) for name, value in variables.items()}  # as read
 
     with pytest.raises(ValueError, match=problem):
         ServiceSettings(**environment)

@@ -65,7 +65,7 @@ async def running(nats_url, topology, js, start_service, tmp_path) -> Running:
     Tokens.issued(
         {
             "token-of-ann": TokenHolder(name="ann", roles=EVERYONE),
-            "token-of-bob": TokenHolder(name="bob", roles={Role.APPROVER}),
+            "token-of-bob": TokenHolder(name="bob", roles=frozenset({Role.APPROVER})),
             "token-of-cy": TokenHolder(name="cy", roles=EVERYONE, expires_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
         }
     ).write(tokens_file)
@@ -95,7 +95,9 @@ async def close_of(socket: ClientConnection) -> tuple[int, str]:
     with pytest.raises(ConnectionClosed) as closed:
         while True:
             await asyncio.wait_for(socket.recv(), 10)
-    return closed.value.rcvd.code, closed.value.rcvd.reason
+    close = closed.value.rcvd
+    assert close is not None, "closed without a close frame"
+    return close.code, close.reason
 
 
 async def refused_at_once(running: Running, token: str) -> tuple[int, str]:
@@ -137,7 +139,7 @@ async def test_an_expired_token_answers_401_saying_when_it_expired(running):
 
 async def test_a_token_is_let_in_until_it_expires_then_refused_on_http_and_its_open_websocket_closed(running):
     expires_at = (datetime.now(UTC) + timedelta(seconds=9)).replace(microsecond=0)  # after it is let in (below)
-    running.add("token-of-dee", TokenHolder(name="dee", roles={Role.REQUESTER}, expires_at=expires_at))
+    running.add("token-of-dee", TokenHolder(name="dee", roles=frozenset({Role.REQUESTER}), expires_at=expires_at))
 
     await let_in_by_both(running, "token-of-dee")
     async with running.connect("token-of-dee") as socket:

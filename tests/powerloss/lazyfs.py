@@ -209,7 +209,10 @@ class LazyFS:
         return 0
 
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
-        os.utime(self._path(path), ns=times)
+        if times is None:  # now (os.utime refuses ns=None)
+            os.utime(self._path(path))
+        else:
+            os.utime(self._path(path), ns=times)
         return 0
 
     def statfs(self, path: str) -> dict:
@@ -235,11 +238,13 @@ class LazyMount:
     def mount(self) -> "LazyMount":
         self.backing.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        output = open(self.log_file, "ab") if self.log_file else None
         self.process = subprocess.Popen(
-            [sys.executable, __file__, str(self.backing), str(self.mountpoint)], stdout=output, stderr=output
+            [sys.executable, __file__, str(self.backing), str(self.mountpoint)],
+            stdout=output or subprocess.DEVNULL,
+            stderr=output or subprocess.DEVNULL,
         )
-        if self.log_file:
+        if output:
             output.close()
         deadline = time.monotonic() + MOUNT_TIMEOUT_S
         while not os.path.ismount(self.mountpoint):  # a condition, polled: the mount is another process's doing

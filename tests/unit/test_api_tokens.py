@@ -29,8 +29,9 @@ NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 def test_the_test_tokens_file_names_each_holder_and_keeps_no_token(tokens_file):
     tokens = Tokens.from_file(tokens_file)
 
-    assert tokens.holder(TEST_TOKENS["approver"]) == TokenHolder(name="approver", roles={Role.APPROVER})
-    assert tokens.holder(TEST_TOKENS["admin"]).roles == set(Role)
+    assert tokens.holder(TEST_TOKENS["approver"]) == TokenHolder(name="approver", roles=frozenset({Role.APPROVER}))
+    admin = tokens.holder(TEST_TOKENS["admin"])
+    assert admin is not None and admin.roles == set(Role)
     assert tokens.holder("test-token-nobody") is None and tokens.holder("") is None and tokens.holder(None) is None
     assert not any(token in tokens_file.read_text() for token in TEST_TOKENS.values())
     assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
@@ -60,14 +61,14 @@ def test_a_bad_tokens_file_stops_the_service_with_the_reason(tmp_path, content, 
     path.write_text(content)
 
     with pytest.raises(AuthNotConfigured, match=problem):
-        load_tokens(AuthSettings(WF_API_TOKENS_FILE=str(path)))
+        load_tokens(AuthSettings(WF_API_TOKENS_FILE=path))
 
 
 def test_no_tokens_file_stops_the_service_unless_auth_is_turned_off_on_purpose(tmp_path):
     with pytest.raises(AuthNotConfigured, match="set WF_API_TOKENS_FILE .* or WF_AUTH=off"):
         load_tokens(AuthSettings())
     with pytest.raises(AuthNotConfigured, match="cannot read the API tokens file"):
-        load_tokens(AuthSettings(WF_API_TOKENS_FILE=str(tmp_path / "missing.json")))
+        load_tokens(AuthSettings(WF_API_TOKENS_FILE=tmp_path / "missing.json"))
 
     assert load_tokens(AuthSettings(WF_AUTH="off")) is None
 
@@ -77,7 +78,7 @@ def test_no_tokens_file_stops_the_service_unless_auth_is_turned_off_on_purpose(t
 
 def test_a_token_is_refused_from_its_expiry_on_with_the_time_in_the_reason():
     expiry = NOW + timedelta(hours=1)
-    tokens = Tokens.issued({"t": TokenHolder(name="ann", roles={Role.APPROVER}, expires_at=expiry)})
+    tokens = Tokens.issued({"t": TokenHolder(name="ann", roles=frozenset({Role.APPROVER}), expires_at=expiry)})
 
     assert tokens.admit("t", NOW).name == "ann"
     with pytest.raises(TokenRefused, match=r"^the token expired at 2026-12-03T13:00:00\+00:00$"):
@@ -110,7 +111,10 @@ class Clock:
 @pytest.fixture
 def watched(tmp_path):
     path = tmp_path / "tokens.json"
-    ann, bob = TokenHolder(name="ann", roles={Role.APPROVER}), TokenHolder(name="bob", roles={Role.OPERATOR})
+    ann, bob = (
+        TokenHolder(name="ann", roles=frozenset({Role.APPROVER})),
+        TokenHolder(name="bob", roles=frozenset({Role.OPERATOR})),
+    )
     write_tokens_file(path, {"a": ann, "b": bob})
     clock = Clock()
     return path, clock, TokensFile(path, check_every_s=1.0, clock=clock)
@@ -118,7 +122,7 @@ def watched(tmp_path):
 
 def test_a_token_removed_from_the_file_is_refused_from_the_next_check_on(watched):
     path, clock, tokens = watched
-    write_tokens_file(path, {"b": TokenHolder(name="bob", roles={Role.OPERATOR})})
+    write_tokens_file(path, {"b": TokenHolder(name="bob", roles=frozenset({Role.OPERATOR}))})
 
     assert tokens.admit("a").name == "ann"  # not looked at again within the second
     clock.now = 1.0
@@ -149,7 +153,8 @@ def test_a_changed_file_that_cannot_be_used_keeps_the_tokens_read_before_and_say
     errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
     assert len(errors) == 1, errors  # once per change, not at every check
     assert "API tokens NOT reloaded, still accepting the 2 read before" in errors[0] and problem in errors[0]
-    write_tokens_file(path, {"c": TokenHolder(name="cy", roles={Role.REQUESTER})})  # then a good one is taken
+    # Then a good one is taken.
+    write_tokens_file(path, {"c": TokenHolder(name="cy", roles=frozenset({Role.REQUESTER}))})
     clock.now = 3.0
     assert tokens.admit("c").name == "cy"
 
@@ -158,7 +163,9 @@ async def test_an_open_connection_learns_that_its_token_was_revoked_or_has_expir
     path, clock, tokens = watched
     waiting = [asyncio.create_task(tokens.until_refused(token)) for token in ("a", "b")]
     await asyncio.sleep(0)
-    write_tokens_file(path, {"b": TokenHolder(name="bob", roles={Role.OPERATOR}, expires_at=datetime.now(UTC))})
+    write_tokens_file(
+        path, {"b": TokenHolder(name="bob", roles=frozenset({Role.OPERATOR}), expires_at=datetime.now(UTC))}
+    )
     clock.now = 1.0
     tokens.check()
 
@@ -182,9 +189,12 @@ def test_issue_list_and_revoke(tmp_path, capsys):
     listed = capsys.readouterr().out
 
     tokens = Tokens.from_file(path)
-    assert tokens.holder(ann).roles == {Role.APPROVER, Role.REQUESTER}
-    assert timedelta(days=29) < tokens.holder(ann).expires_at - datetime.now(UTC) <= timedelta(days=30)
-    assert tokens.holder(bob).expires_at is None
+    ann_holder, bob_holder = tokens.holder(ann), tokens.holder(bob)
+    assert ann_holder is not None and bob_holder is not None
+    assert ann_holder.roles == {Role.APPROVER, Role.REQUESTER}
+    assert ann_holder.expires_at is not None
+    assert timedelta(days=29) < ann_holder.expires_at - datetime.now(UTC) <= timedelta(days=30)
+    assert bob_holder.expires_at is None
     assert ann not in path.read_text() and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert ann not in listed and bob not in listed
     lines = listed.splitlines()[1:]

@@ -93,6 +93,7 @@ def test_a_latency_measured_with_the_store_on_tmpfs_is_labelled_so():
 
 def test_the_durable_limit_is_the_one_ratios_use_and_the_unsynced_one_shows_what_durability_costs():
     figures = results({"nats-server": 50.0})
+    assert figures.broker is not None
     figures.broker_unsynced = replace(figures.broker, awaited_per_s=10_000, in_flight_per_s=160_000)
     table = {row.figure: row for row in rows(figures) if row.section in ("broker", "cycles/s")}
     assert table["durable: publish_async, the limit"].value == "40,000 msg/s"

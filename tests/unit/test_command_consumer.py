@@ -46,7 +46,8 @@ def workflow_of(subject: str) -> str:
 
 
 async def run(subscription: Subscription, apply, settle_s: float = 0.2) -> CommandConsumer:
-    consumer = CommandConsumer(Connection(), subscription, apply, workflow_of)
+    # Stand-ins for nats-py's Client and PullSubscription, with just what the loop uses of them.
+    consumer = CommandConsumer(Connection(), subscription, apply, workflow_of)  # pyright: ignore[reportArgumentType]
     consumer.start()
     await asyncio.sleep(settle_s)
     await consumer.stop()

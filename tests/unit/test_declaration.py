@@ -202,4 +202,4 @@ def test_a_wait_with_a_deadline_but_no_trigger_for_it_is_refused_at_construction
 def test_no_trigger_leads_anywhere():
     # `transitions` reads a None trigger as "any trigger"; the declaration must not.
     with pytest.raises(IllegalTransition):
-        WORKFLOW_TYPES["expense"].next_state("Manager Approval", None)
+        WORKFLOW_TYPES["expense"].next_state("Manager Approval", None)  # pyright: ignore[reportArgumentType]

@@ -91,6 +91,7 @@ def test_the_events_of_a_root_command_correlate_to_the_command_itself():
 def test_the_job_and_timers_a_decision_owes_carry_its_correlation():
     history = given(create(), process(correlation_id="corr-7"))
 
+    assert history.state.bookkeeping.pending_job is not None
     assert {history.state.bookkeeping.pending_job.correlation_id} | {
         timer.command.correlation_id for timer in history.state.bookkeeping.timers.values()
     } == {"corr-7"}

@@ -17,6 +17,7 @@ from workflow_history import (
     given,
     job_id,
     moved,
+    pending_job,
     process,
     reject,
     rejection,
@@ -53,7 +54,7 @@ def test_an_expense_is_drafted_then_submitted_to_the_policy_check():
         scheduled("validate", timeout_at=seconds_later(10)),
     ]
     assert (history.state.business_state, history.state.infra_status) == ("Validating", InfraStatus.PROCESSING_STEP)
-    assert history.state.bookkeeping.pending_job.step == "validate"
+    assert pending_job(history.state).step == "validate"
 
 
 @pytest.mark.parametrize(
@@ -230,7 +231,7 @@ def test_an_approval_from_an_earlier_stage_does_not_count_toward_the_finance_quo
 )
 def test_a_reject_at_any_approval_stage_ends_the_expense_rejected_and_completed(situation, approver):
     history = SITUATIONS[situation].make()
-    stage = history.state.business_state
+    stage = history.state.current_state
 
     events = history.record(reject(approver=approver, reason="not in budget"))
 

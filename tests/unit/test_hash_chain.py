@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.chain import Link, anchor, digest, verify
+from contracts.chain import BrokenLink, Link, anchor, digest, verify
 from contracts.commands import ApproveWorkflow, CompleteJob, CreateWorkflow, ProcessWorkflow
 from services.orchestrator.domain.engine import Context
 from services.orchestrator.domain.types import SHIPPED
@@ -31,15 +31,24 @@ async def finished_log() -> tuple[list[tuple[int, bytes]], str]:
 
     await apply(CreateWorkflow(workflow_id=WORKFLOW))
     state = await apply(ProcessWorkflow(workflow_id=WORKFLOW))
-    await apply(CompleteJob(workflow_id=WORKFLOW, job_id=state.bookkeeping.pending_job.job_id, output=0.9))
+    job = state.bookkeeping.pending_job
+    assert job is not None
+    await apply(CompleteJob(workflow_id=WORKFLOW, job_id=job.job_id, output=0.9))
     state = await apply(ApproveWorkflow(workflow_id=WORKFLOW, approver="ann"))
-    assert state.business_state == "Finished"
+    assert state.business_state == "Finished" and state.bookkeeping.chain_head
     stored = [(recorded.sequence, store.stored[recorded.sequence]) for recorded in store.logs[WORKFLOW]]
     return stored, state.bookkeeping.chain_head
 
 
 def walked(stored: list[tuple[int, bytes]], head: tuple[int, str] | None = None):
     return verify(WORKFLOW, [Link.of(sequence, data) for sequence, data in stored], head)
+
+
+def break_in(stored: list[tuple[int, bytes]], head: tuple[int, str] | None = None) -> BrokenLink:
+    """Where walking the chain found it broken: it must be."""
+    found = walked(stored, head)
+    assert found.broken is not None, "the chain held"
+    return found.broken
 
 
 @pytest.fixture
@@ -59,22 +68,22 @@ async def test_every_appended_event_links_to_the_one_before_it_and_the_state_kee
 
 async def test_a_removed_event_breaks_the_link_of_the_one_after_it(log):
     stored, _ = log
-    found = walked(stored[:3] + stored[4:])
-    assert found.broken.at == stored[4][0]
-    assert "removed, altered, moved or inserted" in found.broken.reason
+    broken = break_in(stored[:3] + stored[4:])
+    assert broken.at == stored[4][0]
+    assert "removed, altered, moved or inserted" in broken.reason
 
 
 async def test_an_altered_event_breaks_the_next_link(log):
     stored, _ = log
     sequence, data = stored[2]
     stored[2] = (sequence, data.replace(b'"approval"', b'"expense"') if b'"approval"' in data else data + b" ")
-    assert walked(stored).broken.at == stored[3][0]
+    assert break_in(stored).at == stored[3][0]
 
 
 async def test_two_events_swapped_break_the_chain_where_the_first_moved(log):
     stored, _ = log
     stored[3], stored[4] = stored[4], stored[3]
-    assert walked(stored).broken.at == stored[3][0]
+    assert break_in(stored).at == stored[3][0]
 
 
 async def test_an_inserted_event_breaks_the_chain_even_when_it_links_to_its_predecessor(log):
@@ -82,25 +91,25 @@ async def test_an_inserted_event_breaks_the_chain_even_when_it_links_to_its_pred
     before = json.loads(stored[2][1])
     forged = {**before, "message_id": "forged-1", "previous_hash": digest(stored[2][1])}
     inserted = stored[:3] + [(stored[2][0] + 1, json.dumps(forged).encode())] + stored[3:]
-    assert walked(inserted).broken.at == stored[3][0]  # the event after the forgery no longer follows
+    assert break_in(inserted).at == stored[3][0]  # the event after the forgery no longer follows
 
 
 async def test_a_cut_end_or_an_altered_last_event_shows_against_the_recorded_head(log):
     stored, head = log
     last = stored[-1][0]
     assert walked(stored[:-1]).ok  # the chain alone cannot tell where the log ended
-    assert "cut" in walked(stored[:-1], (last, head)).broken.reason
+    assert "cut" in break_in(stored[:-1], (last, head)).reason
     altered = stored[:-1] + [(last, stored[-1][1].replace(b'"ann"', b'"eve"'))]
-    assert "altered" in walked(altered, (last, head)).broken.reason
+    assert "altered" in break_in(altered, (last, head)).reason
 
 
 async def test_an_event_without_a_link_or_of_another_workflow_is_named(log):
     stored, _ = log
     unlinked = json.loads(stored[1][1]) | {"previous_hash": None}
-    assert "no link" in walked([stored[0], (stored[1][0], json.dumps(unlinked).encode())]).broken.reason
+    assert "no link" in break_in([stored[0], (stored[1][0], json.dumps(unlinked).encode())]).reason
     foreign = json.loads(stored[1][1]) | {"workflow_id": "other"}
-    assert "other" in walked([stored[0], (stored[1][0], json.dumps(foreign).encode())]).broken.reason
-    assert "unreadable" in walked([(1, b"not json")]).broken.reason
+    assert "other" in break_in([stored[0], (stored[1][0], json.dumps(foreign).encode())]).reason
+    assert "unreadable" in break_in([(1, b"not json")]).reason
 
 
 def run_script(export: Path, *args: str) -> subprocess.CompletedProcess[str]:

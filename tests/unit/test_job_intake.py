@@ -46,7 +46,7 @@ class JetStream:
 
 
 def take(js: JetStream, body: bytes, **rates: float) -> tuple[Message, ProcessorMetrics]:
-    settings = ProcessorSettings(WF_SEED=7, **rates)
+    settings = ProcessorSettings.model_validate({"WF_SEED": 7, **rates})
     metrics = ProcessorMetrics(CollectorRegistry())
     message = Message()
     asyncio.run(JobIntake(TOPOLOGY, Simulator(settings), metrics).take(js, body, message))  # type: ignore[arg-type]

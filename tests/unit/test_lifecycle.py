@@ -16,6 +16,7 @@ from workflow_history import (
     fire,
     given,
     job_id,
+    pending_job,
     process,
     rejection,
     retry,
@@ -137,8 +138,8 @@ def test_retry_from_error_runs_the_failed_step_again_with_the_recorded_context_a
         None,
         None,
     )
-    assert (retried.attempt, retried.bookkeeping.pending_job.job_id) == (2, job_id(visit=4))
-    assert retried.bookkeeping.pending_job.context == {"input": INPUT, "process": {"output": 0.12}}
+    assert (retried.attempt, pending_job(retried).job_id) == (2, job_id(visit=4))
+    assert pending_job(retried).context == {"input": INPUT, "process": {"output": 0.12}}
 
 
 def test_a_retried_workflow_can_go_on_to_finish():
@@ -165,7 +166,7 @@ def test_retry_goes_back_to_the_step_that_failed_not_to_the_steps_before_it():
     events = history.record(retry())
 
     assert facts(events) == [("WorkflowRetried", {"source": "Error", "dest": "Paying"}), scheduled("pay", visit=7)]
-    assert history.state.bookkeeping.pending_job.context == {"input": INPUT, "validate": {"output": 0.5}}
+    assert pending_job(history.state).context == {"input": INPUT, "validate": {"output": 0.5}}
 
 
 @pytest.mark.parametrize("situation", [name for name in SITUATIONS if not name.endswith(": Error")])

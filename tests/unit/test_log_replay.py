@@ -70,7 +70,7 @@ def message(sequence: int, workflow_id: str, num_pending: int) -> SimpleNamespac
 
 async def replayed(replay: LogReplay, js: StandInJetStream, after: int, workflow_id: str | None = None) -> list[int]:
     sequences = []
-    async for page in replay.pages(js, after, len(js.log), workflow_id):
+    async for page in replay.pages(js, after, len(js.log), workflow_id):  # pyright: ignore[reportArgumentType]
         sequences.extend(sequence for sequence, _ in page)
     return sequences
 

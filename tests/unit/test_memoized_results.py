@@ -17,6 +17,7 @@ from workflow_history import (
     process,
 )
 
+from contracts.jobs import ProcessJob
 from contracts.state import WorkflowState
 from services.orchestrator.domain.declaration import End, Route, Step, WorkflowType
 from services.orchestrator.domain.engine import Engine, outbox
@@ -74,6 +75,7 @@ def test_the_next_step_job_carries_the_results_recorded_before_it(routes):
     history = given(create(workflow_type="chain"), complete(0.7, visit=1), engine=routes.engine)
 
     [job, _timeout] = outbox(history.state)
+    assert isinstance(job, ProcessJob)
     assert (job.step, job.job_id) == ("review", job_id(visit=2))
     assert job.context == {"input": INPUT, "score": {"output": 0.7}}
 
@@ -104,4 +106,5 @@ def test_the_expense_payment_job_carries_the_policy_check_result():
     )
 
     [job, _timeout] = outbox(history.state)
+    assert isinstance(job, ProcessJob)
     assert (job.step, job.context) == ("pay", {"input": INPUT, "validate": {"output": 0.5}})

@@ -1,6 +1,6 @@
 import pytest
 
-from services.orchestrator.domain.declaration import RetryPolicy
+from services.orchestrator.domain.declaration import RetryPolicy, Step
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 
 
@@ -76,4 +76,6 @@ def test_a_single_try_policy_never_retries():
     ],
 )
 def test_the_shipped_steps_retry_on_their_declared_schedules(workflow_type, state, delays):
-    assert schedule(WORKFLOW_TYPES[workflow_type].states[state].retry, len(delays)) == delays
+    step = WORKFLOW_TYPES[workflow_type].states[state]
+    assert isinstance(step, Step)
+    assert schedule(step.retry, len(delays)) == delays

@@ -18,8 +18,10 @@ from workflow_history import (
     fire,
     given,
     job_id,
+    last,
     moved,
     numbered,
+    only,
     process,
     rejection,
     scheduled,
@@ -28,6 +30,7 @@ from workflow_history import (
     sends_always_fail,
 )
 
+from contracts.events import StepAttemptFailed, StepScheduled
 from contracts.jobs import ProcessJob
 from contracts.state import InfraStatus, PendingTimer
 from services.orchestrator.domain.engine import outbox
@@ -65,6 +68,7 @@ def test_a_failed_send_leaves_the_step_running_with_a_retry_owed_at_now_plus_the
     assert (failed.business_state, failed.infra_status) == (SENDING, InfraStatus.RUNNING)
     assert (failed.bookkeeping.step_try, failed.error, failed.bookkeeping.pending_job) == (1, SEND_ERROR, None)
     [owed] = outbox(failed)
+    assert isinstance(owed, PendingTimer)
     assert (owed.due_at, owed.command.timer_id, owed.command.message_id) == (
         seconds_later(0.2),
         "retry-2-1",
@@ -88,7 +92,9 @@ def test_the_due_retry_runs_the_next_try_and_clears_the_failed_one():
     )
     assert [type(message) for message in outbox(dispatched)] == [ProcessJob, PendingTimer]
     assert timer_ids(history) == ["timeout-2-2"]
-    assert (dispatched.bookkeeping.pending_job.job_id, dispatched.bookkeeping.pending_job.try_number) == (
+    job = dispatched.bookkeeping.pending_job
+    assert job is not None
+    assert (job.job_id, job.try_number) == (
         job_id(try_number=2),
         2,
     )
@@ -96,11 +102,11 @@ def test_the_due_retry_runs_the_next_try_and_clears_the_failed_one():
 
 def test_each_failed_send_waits_longer_per_the_exponential_policy_counted_from_when_it_failed():
     history = given(create(), process(), send_fails=sends_always_fail)
-    retry_times = [history.events[-1].retry_at]
+    retry_times = [last(history.events, StepAttemptFailed).retry_at]
     for try_number in (1, 2):
-        history.now = retry_times[-1]
+        history.now = retry_times[-1] or NOW
         history.record(fire(f"retry-2-{try_number}"))
-        retry_times.append(history.events[-1].retry_at)
+        retry_times.append(last(history.events, StepAttemptFailed).retry_at)
 
     assert retry_times == [seconds_later(0.2), seconds_later(0.2 + 0.4), seconds_later(0.2 + 0.4 + 0.8)]
 
@@ -215,9 +221,9 @@ def test_a_job_with_no_result_in_time_is_abandoned_and_retried():
 def test_the_input_sets_the_step_timeout():
     history = given(create(input={"step_timeout_s": 5}), process())
 
-    assert history.events[-1].timeout_at == seconds_later(5)
+    assert last(history.events, StepScheduled).timeout_at == seconds_later(5)
     assert history.state.bookkeeping.timers["timeout-2-1"].due_at == seconds_later(5)
-    assert history.when(fire("timeout-2-1"))[0].error == "no result within 5 s"
+    assert only(history.when(fire("timeout-2-1")), StepAttemptFailed).error == "no result within 5 s"
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from workflow_history import (
     process,
 )
 
-from services.orchestrator.domain.declaration import Wait, quorum
+from services.orchestrator.domain.declaration import Wait, quorum, who_may_act
 
 
 def test_a_state_anyone_with_the_role_may_answer_waits_for_the_role():
@@ -44,8 +44,8 @@ def test_a_named_approver_and_a_quorums_members_who_have_not_voted_yet():
 def test_a_quorum_alone_asks_only_those_who_have_not_voted():
     wait = Wait(accepts={"approve": quorum({"a", "b", "c"}, needed=3, trigger="done")})
     taken = ({"command_kind": "approve", "actor": "b", "note": ""},)
-    assert quorum({"a", "b", "c"}, 3, "done").who_may_act("approve", taken) == {"a", "c"}
-    assert wait.accepts["approve"].who_may_act("reject", taken) == {"a", "b", "c"}  # votes of another kind
+    assert who_may_act(quorum({"a", "b", "c"}, 3, "done"), "approve", taken) == {"a", "c"}
+    assert who_may_act(wait.accepts["approve"], "reject", taken) == {"a", "b", "c"}  # votes of another kind
 
 
 def test_a_cancelled_workflow_waits_for_nobody():

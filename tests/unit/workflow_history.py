@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeVar
 
 from contracts.commands import (
     ApproveWorkflow,
@@ -28,6 +28,7 @@ from contracts.commands import (
     TerminateWorkflow,
 )
 from contracts.events import CommandRejected, Event, RecordedEvent
+from contracts.jobs import ProcessJob
 from contracts.state import WorkflowState
 from services.orchestrator.domain.engine import Context, Decision, Engine
 from services.orchestrator.domain.types import SHIPPED
@@ -65,7 +66,7 @@ def job_id(visit: int = FIRST_STEP_VISIT, try_number: int = 1) -> str:
 
 
 def create(**fields: Any) -> CreateWorkflow:
-    return CreateWorkflow(**{"workflow_id": WORKFLOW_ID, "input": INPUT} | fields)
+    return CreateWorkflow.model_validate({"workflow_id": WORKFLOW_ID, "input": INPUT} | fields)
 
 
 def create_expense(**fields: Any) -> CreateWorkflow:
@@ -77,19 +78,21 @@ def process(**fields: Any) -> ProcessWorkflow:
 
 
 def approve(**fields: Any) -> ApproveWorkflow:
-    return ApproveWorkflow(**{"workflow_id": WORKFLOW_ID, "approver": "ann", "comment": "looks right"} | fields)
+    return ApproveWorkflow.model_validate(
+        {"workflow_id": WORKFLOW_ID, "approver": "ann", "comment": "looks right"} | fields
+    )
 
 
 def reject(**fields: Any) -> RejectWorkflow:
-    return RejectWorkflow(**{"workflow_id": WORKFLOW_ID, "approver": "bob", "reason": "too low"} | fields)
+    return RejectWorkflow.model_validate({"workflow_id": WORKFLOW_ID, "approver": "bob", "reason": "too low"} | fields)
 
 
 def cancel(**fields: Any) -> CancelWorkflow:
-    return CancelWorkflow(**{"workflow_id": WORKFLOW_ID, "reason": "no longer needed"} | fields)
+    return CancelWorkflow.model_validate({"workflow_id": WORKFLOW_ID, "reason": "no longer needed"} | fields)
 
 
 def terminate(**fields: Any) -> TerminateWorkflow:
-    return TerminateWorkflow(**{"workflow_id": WORKFLOW_ID, "reason": "stuck"} | fields)
+    return TerminateWorkflow.model_validate({"workflow_id": WORKFLOW_ID, "reason": "stuck"} | fields)
 
 
 def retry(**fields: Any) -> RetryWorkflow:
@@ -101,19 +104,23 @@ def archive(**fields: Any) -> ArchiveWorkflow:
 
 
 def complete(output: float, visit: int = FIRST_STEP_VISIT, try_number: int = 1, **fields: Any) -> CompleteJob:
-    return CompleteJob(**{"workflow_id": WORKFLOW_ID, "job_id": job_id(visit, try_number), "output": output} | fields)
+    return CompleteJob.model_validate(
+        {"workflow_id": WORKFLOW_ID, "job_id": job_id(visit, try_number), "output": output} | fields
+    )
 
 
 def fail_job(
     error: str = "model crashed", visit: int = FIRST_STEP_VISIT, try_number: int = 1, **fields: Any
 ) -> FailJob:
-    return FailJob(**{"workflow_id": WORKFLOW_ID, "job_id": job_id(visit, try_number), "error": error} | fields)
+    return FailJob.model_validate(
+        {"workflow_id": WORKFLOW_ID, "job_id": job_id(visit, try_number), "error": error} | fields
+    )
 
 
 def fire(timer_id: str, **fields: Any) -> FireTimer:
     """The timer command as the broker delivers it (the message id the engine gives it)."""
     owed = {"workflow_id": WORKFLOW_ID, "message_id": f"{WORKFLOW_ID}-{timer_id}", "timer_id": timer_id}
-    return FireTimer(**owed | fields)
+    return FireTimer.model_validate(owed | fields)
 
 
 COMMAND_OF_KIND: dict[str, Callable[..., Command]] = {
@@ -177,7 +184,10 @@ def numbered(*events: Event, first: int = 1) -> list[RecordedEvent]:
     return [RecordedEvent(sequence=sequence, event=event) for sequence, event in enumerate(events, start=first)]
 
 
-def written(event_type: type, **fields: Any) -> Event:
+E = TypeVar("E", bound=Event)
+
+
+def written(event_type: type[E], **fields: Any) -> E:
     """An event written by hand, for logs the engine would never write."""
     return event_type(workflow_id=WORKFLOW_ID, occurred_at=NOW, **fields)
 
@@ -231,8 +241,27 @@ def scheduled(
 
 def rejection(events: list[Event], code: str) -> CommandRejected:
     """The single CommandRejected of a decision, checked to be the whole decision."""
-    assert [(type(event), event.code) for event in events] == [(CommandRejected, code)]
-    return events[0]
+    assert [(type(event), getattr(event, "code", None)) for event in events] == [(CommandRejected, code)]
+    return only(events, CommandRejected)
+
+
+def pending_job(state: WorkflowState) -> ProcessJob:
+    """The job of the step it runs: it must run one."""
+    assert state.bookkeeping.pending_job is not None, f"no job pending in {state.business_state}"
+    return state.bookkeeping.pending_job
+
+
+def only(events: list[Event], kind: type[E]) -> E:
+    """The single event of `events`, checked to be a `kind`."""
+    [event] = events
+    assert isinstance(event, kind), event
+    return event
+
+
+def last(events: list[Event], kind: type[E]) -> E:
+    """The last of `events`, checked to be a `kind`."""
+    assert isinstance(events[-1], kind), events[-1]
+    return events[-1]
 
 
 # Every business state of both shipped types, reached along a short path, with an actor its waits accept. The

@@ -15,7 +15,9 @@ def migrate(connection) -> None:
 
 
 async def run() -> None:
-    engine = create_async_engine(context.config.get_main_option("sqlalchemy.url"))
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url is not None  # set by who runs the migrations (services/indexer/projection.py)
+    engine = create_async_engine(url)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(migrate)

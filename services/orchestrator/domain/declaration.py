@@ -359,7 +359,7 @@ class WorkflowType:
                 return StateKind.SUCCEEDED if succeeded else StateKind.FAILED
 
     def next_state(self, state: str | None, trigger: str) -> str:
-        if (dest := self.next_states.get((state, trigger))) is None:
+        if state is None or (dest := self.next_states.get((state, trigger))) is None:
             raise IllegalTransition(f"{self.name}: '{trigger}' cannot happen in state '{state}'")
         return dest
 
@@ -375,7 +375,7 @@ class WorkflowType:
 
     def search_values(self, context: Mapping[str, Any]) -> dict[str, float | str]:
         """The instance's search fields that its context has a value for."""
-        read = {name: field.read(context) for name, field in self.search_fields.items()}
+        read = {name: searched.read(context) for name, searched in self.search_fields.items()}
         return {name: value for name, value in read.items() if value is not None}
 
     def waiting_for(self, state: str, taken: tuple[Mapping[str, Any], ...]) -> tuple[str, ...]:
@@ -404,12 +404,11 @@ class WorkflowType:
         transitions = [
             TransitionInfo(trigger=t["trigger"], source=t["source"], dest=t["dest"]) for t in self.transitions
         ]
-        search_fields = {name: field.kind for name, field in self.search_fields.items()}
         return WorkflowTypeInfo(
             name=self.name,
             title=self.title,
             initial=self.initial,
             states=states,
             transitions=transitions,
-            search_fields=search_fields,
+            search_fields={name: searched.kind for name, searched in self.search_fields.items()},
         )

@@ -75,7 +75,7 @@ class Context:
 
 
 def phase(state: WorkflowState, declared: WorkflowType) -> Phase:
-    return Phase.STOPPED if state.stopped else PHASE_OF_KIND[declared.kind(state.business_state)]
+    return Phase.STOPPED if state.stopped else PHASE_OF_KIND[declared.kind(state.current_state)]
 
 
 def infra_status(state: WorkflowState, declared: WorkflowType) -> InfraStatus:
@@ -86,7 +86,7 @@ def infra_status(state: WorkflowState, declared: WorkflowType) -> InfraStatus:
         return InfraStatus.CANCELLED
     if state.stopped == "terminated":
         return InfraStatus.ERRORED
-    match declared.kind(state.business_state):
+    match declared.kind(state.current_state):
         case StateKind.WAIT:
             return InfraStatus.WAITING_FOR_EVENT
         case StateKind.STEP:
@@ -104,7 +104,7 @@ class Engine:
         self.types = types
 
     def type_of(self, state: WorkflowState) -> WorkflowType:
-        return self.types[state.type]
+        return self.types[state.type_name]
 
     def evolve(self, state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
         return evolve(state, recorded, self.types)
@@ -133,7 +133,10 @@ class Engine:
 
 def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, WorkflowType]) -> WorkflowState:
     event = recorded.event
-    declared = types[state.type or event.workflow_type] if state.exists or isinstance(event, WorkflowCreated) else None
+    if state.exists:
+        declared = types[state.type_name]
+    else:  # the type it is created with, or none for a rejection of a command to a workflow that does not exist
+        declared = types[event.workflow_type] if isinstance(event, WorkflowCreated) else None
     changes: dict[str, Any] = {"last_sequence": recorded.sequence, "updated_at": event.occurred_at}
     if recorded.digest:  # read from the log; an event just decided is linked when it is appended
         changes["chain_head"] = recorded.digest
@@ -142,6 +145,8 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
     if not state.exists and not isinstance(event, WorkflowCreated | CommandRejected):
         raise IllegalTransition(f"{event.type} before WorkflowCreated in workflow {state.id}")
     _check_engine_rules(state, event, declared)
+    if declared is None:  # a rejection of a command for a workflow that does not exist
+        return _updated(state, changes)
 
     match event:
         case WorkflowCreated():
@@ -176,7 +181,7 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
                 causation_id=event.message_id,
                 correlation_id=event.correlation_id,
                 job_id=event.job_id,
-                workflow_type=state.type,
+                workflow_type=state.type_name,
                 step=event.step,
                 attempt=state.attempt,
                 try_number=event.try_number,
@@ -217,15 +222,13 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
                 changes["error"] = f"Terminated: {event.reason}" if event.reason else "Terminated"
         case WorkflowArchived():
             changes["archived"] = True
-    if declared is None:  # a rejection of a command for a workflow that does not exist
-        return _updated(state, changes)
     if "context" in changes:
         changes["search_values"] = declared.search_values(changes["context"])
     new_state = _updated(state, changes)
     if not new_state.bookkeeping.started:
         return new_state
     waiting_for = (
-        () if new_state.stopped else declared.waiting_for(new_state.business_state, tuple(new_state.bookkeeping.inputs))
+        () if new_state.stopped else declared.waiting_for(new_state.current_state, tuple(new_state.bookkeeping.inputs))
     )
     return new_state.model_copy(update={"infra_status": infra_status(new_state, declared), "waiting_for": waiting_for})
 
@@ -248,7 +251,7 @@ def _check_engine_rules(state: WorkflowState, event: Event, declared: WorkflowTy
     assert declared is not None  # started, so created
     if state.stopped:
         raise IllegalTransition(f"{event.type} after workflow {state.id} was {state.stopped}")
-    kind = declared.kind(state.business_state)
+    kind = declared.kind(state.current_state)
     if isinstance(event, StepScheduled | StepAttemptFailed | StepCompleted | StepFailed) and kind is not StateKind.STEP:
         raise IllegalTransition(f"{event.type} in '{state.business_state}', which runs no step")
     if isinstance(event, InputRecorded) and kind is not StateKind.WAIT:
@@ -283,8 +286,8 @@ def _entering(
     kind = declared.kind(dest)
     if kind is StateKind.STEP:
         changes |= {"attempt": rounds[dest], "output": None, "error": None}
-    if kind is StateKind.FAILED and getattr(event, "note", ""):
-        changes["error"] = event.note
+    if kind is StateKind.FAILED and (note := getattr(event, "note", "")):
+        changes["error"] = note
     return changes
 
 
@@ -324,9 +327,9 @@ class Decision:
     events: list[Event]
     state: WorkflowState
 
-    def recorded(self, last_sequence: int, chain_head: str) -> WorkflowState:
-        """The state once the events are in the log, the last at `last_sequence` and hashing to `chain_head`: what
-        folding them from there gives."""
+    def recorded(self, last_sequence: int, chain_head: str | None) -> WorkflowState:
+        """The state once the events are in the log, the last at `last_sequence` and hashing to `chain_head` (None in
+        a log that is not chained, as the unit tests' history): what folding them from there gives."""
         return _updated(self.state, {"last_sequence": last_sequence, "chain_head": chain_head})
 
 
@@ -342,7 +345,7 @@ class _Decider:
 
     @property
     def declared(self) -> WorkflowType:
-        return self.types[self.state.type]
+        return self.types[self.state.type_name]
 
     def emit(self, event_type: type, **fields: Any) -> None:
         # Ids fixed by the command's id: deciding the same command twice yields the very same events.
@@ -432,9 +435,9 @@ class _Decider:
 
     def client_input(self, kind: str, actor: str | None = None, note: str = "") -> None:
         state = self.state
-        spec = self.declared.states[state.business_state]
+        spec = self.declared.states[state.current_state]
         if not isinstance(spec, Wait) or kind not in spec.accepts:
-            accepted = self.declared.accepted_commands(state.business_state)
+            accepted = self.declared.accepted_commands(state.current_state)
             return self.refuse_here(
                 f"allowed now: {', '.join(accepted)}" if accepted else "a step is running; wait for it"
             )
@@ -476,7 +479,7 @@ class _Decider:
     @property
     def step(self) -> Any:
         """The declaration of the current state (a Step, when a step is running)."""
-        return self.declared.states[self.state.business_state]
+        return self.declared.states[self.state.current_state]
 
     # -- steps
 
@@ -537,6 +540,7 @@ class _Decider:
             return self.try_step(self.state.bookkeeping.step_try + 1)
         if purpose is TimerPurpose.TIMEOUT:
             job = self.state.bookkeeping.pending_job
+            assert job is not None  # a step's timeout is owed only while its job is
             error = f"no result within {seconds(self.step.timeout_s, self.state.context):g} s"
             return self.attempt_failed(job.try_number, job.job_id, error, "Timeout", True)
         return self.move(self.step.on_deadline, note="the deadline passed")
