@@ -7,6 +7,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.commands import Actor
 
+EMAIL = r"^[^@\s<>]+@[^@\s<>]+$"
+
 
 class Role(StrEnum):
     REQUESTER = "requester"  # creates and processes workflows, and cancels them
@@ -34,6 +36,7 @@ class TokenHolder(BaseModel):
     name: Actor
     roles: frozenset[Role] = Field(min_length=1)
     expires_at: AwareDatetime | None = None  # refused from then on; None: until it is removed from the file
+    email: str | None = Field(default=None, pattern=EMAIL)  # its profile: where its e-mail notifications go
 
 
 # Whoever calls when WF_AUTH=off: anyone, with every role.

@@ -30,6 +30,10 @@ class WorkflowStarted(LoggedEvent):
 
     type: Literal["WorkflowStarted"] = "WorkflowStarted"
     deadline_at: AwareDatetime | None = None  # when the initial state waits with a deadline
+    remind_at: AwareDatetime | None = None  # when to remind who it waits for (its wait's `remind_before_s`)
+
+
+DEADLINE_PASSED = "the deadline passed"  # a TransitionTaken's note when a waiting state's deadline fired it
 
 
 class TransitionTaken(LoggedEvent):
@@ -42,6 +46,7 @@ class TransitionTaken(LoggedEvent):
     actor: str | None = None
     note: str = ""
     deadline_at: AwareDatetime | None = None  # when the state entered waits with a deadline
+    remind_at: AwareDatetime | None = None  # when to remind who it waits for (its wait's `remind_before_s`)
 
 
 class InputRecorded(LoggedEvent):

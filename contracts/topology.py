@@ -27,6 +27,8 @@ INBOUND_KINDS = ("commands", "results", "fired")  # the subjects' second token
 JOB_HEARTBEAT_S = 1.5
 KV_STREAM_PREFIX = "KV_"  # nats-py stores a bucket `b` in the stream `KV_b`
 BULK_KEPT_S = 7 * 24 * 3600.0  # a bulk action's keys (contracts/bulk.py) are dropped this long after their last write
+LINKS_KEPT_S = 30 * 24 * 3600.0  # a used decision link's nonce: longer than any link lives (contracts/links.py)
+NOTIFIER_CONSUMER, REMINDERS_CONSUMER = "notifier", "reminders"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class Topology:
         return f"{self._upper}_DEAD"
 
     @property
+    def notify_stream(self) -> str:
+        """The notifier's: each subscription's deliveries, and the reminders the broker fires when due."""
+        return f"{self._upper}_NOTIFY"
+
+    @property
     def state_bucket(self) -> str:
         return f"{self.prefix}_state"
 
@@ -72,6 +79,16 @@ class Topology:
     def bulk_bucket(self) -> str:
         """The bulk actions the API runs: each one's workflows, progress, refusals and lease (contracts/bulk.py)."""
         return f"{self.prefix}_bulk"
+
+    @property
+    def subscriptions_bucket(self) -> str:
+        """Who is told what, and where (contracts/notifications.py): the API writes it, the notifier reads it."""
+        return f"{self.prefix}_subscriptions"
+
+    @property
+    def links_bucket(self) -> str:
+        """The decision links the API has taken (by nonce): each is taken once."""
+        return f"{self.prefix}_links"
 
     # subjects
     def events_subject(self, workflow_id: str = "*") -> str:
@@ -114,6 +131,16 @@ class Topology:
     def jobs_subject(self, workflow_type: str = "*", step: str = "*") -> str:
         return f"{self.prefix}.jobs.{workflow_type}.{step}"
 
+    def deliveries_subject(self, subscription_id: str = "*") -> str:
+        return f"{self.prefix}.deliveries.{subscription_id}"
+
+    def reminder_schedule_subject(self, workflow_id: str, entered_sequence: int | str = "*") -> str:
+        """Where a reminder waits for its time (the broker then publishes it to `reminders_subject`)."""
+        return f"{self.prefix}.remind.{workflow_id}.{entered_sequence}"
+
+    def reminders_subject(self, workflow_id: str = "*") -> str:
+        return f"{self.prefix}.reminders.{workflow_id}"
+
     def dead_subject(self, source: str) -> str:
         return f"{self.prefix}.dead.{source}"
 
@@ -153,6 +180,15 @@ class Topology:
                 duplicate_window=DUPLICATE_WINDOW_S,
             ),
             StreamConfig(
+                name=self.notify_stream,
+                subjects=[f"{p}.deliveries.*", f"{p}.remind.*.*", f"{p}.reminders.*"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=DUPLICATE_WINDOW_S,
+                allow_msg_schedules=True,  # reminders: the broker fires them when due
+            ),
+            StreamConfig(
                 name=self.dead_stream,
                 subjects=[f"{p}.dead.>"],
                 retention=RetentionPolicy.LIMITS,
@@ -190,11 +226,45 @@ class Topology:
             max_ack_pending=1000,
         )
 
+    def notifier_consumer(self) -> ConsumerConfig:
+        """The notifier's place in the log: every event, in order, each acked once its deliveries are queued."""
+        return ConsumerConfig(
+            name=NOTIFIER_CONSUMER,
+            durable_name=NOTIFIER_CONSUMER,
+            filter_subject=self.events_subject(),
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_ack_pending=1000,
+        )
+
+    def reminders_consumer(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            name=REMINDERS_CONSUMER,
+            durable_name=REMINDERS_CONSUMER,
+            filter_subject=self.reminders_subject(),
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+        )
+
+    def deliveries_consumer(self, subscription_id: str) -> ConsumerConfig:
+        """One per subscription, one message at a time: its deliveries go in order, and a receiver that is down
+        holds back its own and no one else's."""
+        name = f"deliver-{subscription_id}"
+        return ConsumerConfig(
+            name=name,
+            durable_name=name,
+            filter_subject=self.deliveries_subject(subscription_id),
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=60.0,  # longer than a delivery's timeouts (a webhook's 10 s, an SMTP exchange's 30 s)
+            max_ack_pending=1,
+        )
+
     def bucket_configs(self) -> list[KeyValueConfig]:
-        kept = {self.bulk_bucket: BULK_KEPT_S}  # (the others: for ever)
+        kept = {self.bulk_bucket: BULK_KEPT_S, self.links_bucket: LINKS_KEPT_S}  # (the others: for ever)
+        names = (self.state_bucket, self.types_bucket, self.bulk_bucket, self.subscriptions_bucket, self.links_bucket)
         return [
             KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, replicas=self.replicas, ttl=kept.get(name))
-            for name in (self.state_bucket, self.types_bucket, self.bulk_bucket)
+            for name in names
         ]
 
     def kv_stream(self, bucket: str) -> str:

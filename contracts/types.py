@@ -15,6 +15,7 @@ class StateInfo(BaseModel):
     name: str
     kind: StateKindName
     accepts: list[str]  # command kinds a client may send in this state (e.g. ["approve", "reject", "cancel"])
+    waits_for: list[str] = []  # who may answer it when it is entered: actors' names, or "role:<role>"
 
 
 class TransitionInfo(BaseModel):

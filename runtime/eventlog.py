@@ -7,7 +7,14 @@ from nats.js.errors import NotFoundError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
 
 from contracts.chain import digest
-from contracts.events import EVENT, RecordedEvent
+from contracts.events import (
+    EVENT,
+    RecordedEvent,
+    TransitionTaken,
+    WorkflowCancelled,
+    WorkflowRetried,
+    WorkflowTerminated,
+)
 from contracts.topology import Topology
 
 SCAN_BATCH = 500
@@ -44,6 +51,16 @@ async def read_stored(
         stored.append((message.seq, message.data))
         cursor = message.seq + 1
     return stored
+
+
+# What takes a workflow out of the state it is in: a waiting state's decision links and reminders are void after one.
+LEAVES_THE_STATE = (TransitionTaken, WorkflowRetried, WorkflowCancelled, WorkflowTerminated)
+
+
+async def left_since(js: JetStreamContext, topology: Topology, workflow_id: str, entered_sequence: int) -> bool:
+    """Whether the workflow has left the state that its event at `entered_sequence` entered."""
+    after = await read_events(js, topology, workflow_id, after=entered_sequence)
+    return any(isinstance(recorded.event, LEAVES_THE_STATE) for recorded in after)
 
 
 def recorded_event(sequence: int, data: bytes) -> RecordedEvent:

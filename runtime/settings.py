@@ -109,6 +109,19 @@ class ServiceSettings(BaseSettings):
         return {"ssl_certfile": str(self.tls_cert_file), "ssl_keyfile": str(self.tls_key_file)}
 
 
+class LinkSettings(BaseSettings):
+    """The key that signs one-click decision links (contracts/links.py): the notifier signs, the API checks."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    link_secret: SecretStr = Field(default=SecretStr(""), alias="WF_LINK_SECRET")
+
+    @property
+    def link_key(self) -> bytes | None:
+        """None when unset: no links are issued, and the API takes none."""
+        return self.link_secret.get_secret_value().encode() or None
+
+
 class HttpsFiles(TypedDict, total=False):
     """uvicorn's options for HTTPS: none, or both."""
 

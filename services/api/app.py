@@ -18,6 +18,8 @@ from services.api.index import WorkflowIndex
 from services.api.openapi import OPENAPI_CONFIG, finish
 from services.api.operations_routes import client_config, healthz, who_am_i
 from services.api.settings import ApiSettings
+from services.api.subscriptions import DecisionLinks, Subscriptions
+from services.api.subscriptions_routes import DecisionController, SubscriptionController
 from services.api.types_routes import TypeController
 from services.api.workflows import Workflows
 from services.api.workflows_routes import WorkflowController, inbox
@@ -38,9 +40,11 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     index = WorkflowIndex(connect(settings.index_url))
     workflows = Workflows(link, settings)
     bulks = BulkRunner(link, BulkStore(link, settings), workflows, tokens, settings)
+    subscriptions = Subscriptions(link, topology)
+    decision_links = DecisionLinks(link, topology, settings.link_key, workflows.find)
     metrics, metrics_route = prometheus("api")
     route_handlers = [WorkflowController, TypeController, healthz, client_config, inbox, who_am_i, metrics_route]
-    route_handlers += [start_bulk, get_bulk]
+    route_handlers += [start_bulk, get_bulk, SubscriptionController, DecisionController]
     if settings.web_dir.is_dir():  # open: the page asks for a token, then sends it with every request
         web_page = create_static_files_router(
             "/", directories=[settings.web_dir], html_mode=True, opt={OPEN_ROUTE_OPT: True}
@@ -49,7 +53,10 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     app = Litestar(
         route_handlers=route_handlers,
         dependencies={"workflows": Provide(provide_workflows, sync_to_thread=False)},
-        state=State({"settings": settings, "link": link, "workflows": workflows, "index": index, "bulks": bulks}),
+        state=State(
+            {"settings": settings, "link": link, "workflows": workflows, "index": index, "bulks": bulks}
+            | {"subscriptions": subscriptions, "decision_links": decision_links}
+        ),
         lifespan=[link.lifespan, index.lifespan, bulks.lifespan],  # left in reverse: bulks release their leases first
         # In this order: metrics count every answer; a caller is known before its rate is counted.
         middleware=[metrics.middleware, authentication(tokens), commands_rate_limit(settings.commands_per_second)],

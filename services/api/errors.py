@@ -30,6 +30,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from contracts.events import RejectionCode
 from runtime.nats_link import NotConnected
 from services.api.search import BadFilter
+from services.api.subscriptions import LinkNotTaken, LinksNotConfigured, NoEmailAddress, SubscriptionNotFound
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,14 @@ def command_refused(error: CommandRefused) -> ProblemDetailsException:
     return problem(STATUS_OF_REJECTION.get(error.code, HTTP_409_CONFLICT), str(error), error.code)
 
 
+STATUS_OF_LINK_REFUSAL = {"bad_link": HTTP_400_BAD_REQUEST, "link_expired": HTTP_410_GONE}
+
+
+def link_not_taken(error: LinkNotTaken) -> ProblemDetailsException:
+    """A decision link that cannot be used: malformed or forged (400), expired (410), used or moved on (409)."""
+    return problem(STATUS_OF_LINK_REFUSAL.get(error.code, HTTP_409_CONFLICT), str(error), error.code)
+
+
 def answer(status: int, code: str) -> Callable[[Exception], ProblemDetailsException]:
     """An exception whose message says it all, answered with `status` and `code`."""
     return lambda error: problem(status, str(error), code)
@@ -157,6 +166,10 @@ PROBLEMS: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
     CommandRefused: command_refused,
     CommandTooLarge: answer(HTTP_413_REQUEST_ENTITY_TOO_LARGE, "invalid"),
     BadFilter: answer(HTTP_400_BAD_REQUEST, "bad_filter"),
+    SubscriptionNotFound: answer(HTTP_404_NOT_FOUND, "unknown_subscription"),
+    NoEmailAddress: answer(HTTP_422_UNPROCESSABLE_ENTITY, "invalid"),
+    LinkNotTaken: link_not_taken,
+    LinksNotConfigured: answer(HTTP_503_SERVICE_UNAVAILABLE, "unavailable"),
 }
 
 

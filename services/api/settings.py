@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field
 
 from runtime.index_db import IndexSettings
+from runtime.settings import LinkSettings
 from runtime.tokens import AuthSettings
 
 MAX_WAIT_S = 60.0  # the longest a request may hold its connection waiting for an outcome
@@ -18,7 +19,7 @@ def default_web_dir() -> Path:
     return built if built.is_dir() else PROJECT_WEB_DIR
 
 
-class ApiSettings(AuthSettings, IndexSettings):
+class ApiSettings(AuthSettings, IndexSettings, LinkSettings):
     port: int = Field(default=8000, ge=0, le=65535, alias="WF_API_PORT")
     # How long a command request waits for its outcome when it does not say (`?wait=`).
     command_timeout_s: float = Field(default=5.0, ge=0, le=MAX_WAIT_S, alias="WF_COMMAND_TIMEOUT_S")

@@ -10,6 +10,7 @@ and the launcher exits non-zero."""
 import argparse
 import http.client
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from services.launcher.nats_server import DURABLE, NatsCluster, NatsServer, free
 from services.launcher.nats_users import NatsUsers, secrets_file
 from services.launcher.settings import LauncherSettings  # after the handler
 
-SERVICES = ("api", "orchestrator", "processor", "broadcaster", "indexer")
+SERVICES = ("api", "orchestrator", "processor", "broadcaster", "indexer", "notifier")
 REPLICATED = {"orchestrator": "WF_ORCHESTRATOR_PORT", "processor": "WF_PROCESSOR_PORT"}  # their metrics port
 CLUSTER_SIZE = 3
 READY_TIMEOUT_S = 60.0
@@ -222,6 +223,16 @@ def stop_services(children: list[Child]) -> bool:
     return clean
 
 
+def link_secret(nats: NatsServer | NatsCluster | None) -> str:
+    """The key of one-click decision links: WF_LINK_SECRET, else the one kept beside the NATS passwords (so a link
+    outlives a restart), else one for this run."""
+    if secret := os.environ.get("WF_LINK_SECRET"):
+        return secret
+    if nats and nats.users:
+        return nats.users.compose_passwords["WF_LINK_SECRET"]
+    return secrets.token_urlsafe(32)
+
+
 def nats_for_clients(settings: LauncherSettings, nats: NatsServer | NatsCluster | None, nats_url: str) -> str:
     """Where outside clients connect: to the launcher's own NATS as the user `client`, who may publish commands."""
     if nats is None or nats.users is None:
@@ -298,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_ports_free(settings)
         nats_url = start_nats(nats) if nats else settings.nats_url
         index_url = settings.index_url or f"sqlite+aiosqlite:///{settings.data_dir / 'index.sqlite'}"
-        indexer_port = free_port(settings.indexer_port)
+        indexer_port, notifier_port = free_port(settings.indexer_port), free_port(settings.notifier_port)
         env = (
             {"WF_BIND_HOST": "127.0.0.1"}
             | os.environ
@@ -308,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                 "WF_API_PORT": str(settings.api_port),
                 "WF_BROADCASTER_PORT": str(settings.broadcaster_port),
                 "WF_INDEXER_PORT": str(indexer_port),
+                "WF_NOTIFIER_PORT": str(notifier_port),
+                "WF_PUBLIC_URL": os.environ.get("WF_PUBLIC_URL", f"http://127.0.0.1:{settings.api_port}"),
+                "WF_LINK_SECRET": link_secret(nats),
                 "WF_INDEX_URL": index_url,
                 "PYTHONUNBUFFERED": "1",  # their lines reach the terminal as they are written, not when a buffer fills
             }
@@ -324,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             "api": f"http://127.0.0.1:{settings.api_port}/healthz",
             "broadcaster": f"http://127.0.0.1:{settings.broadcaster_port}/healthz",
             "indexer": f"http://127.0.0.1:{indexer_port}/healthz",  # once it has caught up with the read model
+            "notifier": f"http://127.0.0.1:{notifier_port}/healthz",
         }
         if wait_until_ready(health_urls, children, stop_requested):
             print_where_to_go(settings, nats_for_clients(settings, nats, nats_url), planned, index_url)

@@ -29,6 +29,7 @@ class LauncherSettings(BaseSettings):
     # (postgresql+asyncpg://user:password@host/db) to keep it there.
     index_url: str = Field(default="", alias="WF_INDEX_URL")
     indexer_port: int = Field(default=8004, alias="WF_INDEXER_PORT", ge=0, lt=65536)  # its /metrics, /healthz
+    notifier_port: int = Field(default=8005, alias="WF_NOTIFIER_PORT", ge=0, lt=65536)  # its /metrics, /healthz
     # Unset: the launcher's own nats-server syncs every write to disk before acknowledging it. Set (a duration in
     # seconds, e.g. 120s): it syncs that often, and a power cut loses what was acknowledged since (jetstream.conf).
     unsafe_nats_sync_interval: str = Field(default="", alias="WF_UNSAFE_NATS_SYNC_INTERVAL")

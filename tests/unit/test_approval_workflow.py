@@ -92,7 +92,7 @@ def test_create_records_the_workflow_and_starts_it_in_its_initial_state():
 
     assert facts(events) == [
         ("WorkflowCreated", {"workflow_type": "approval", "input": {"amount": 7}}),
-        ("WorkflowStarted", {"deadline_at": None}),
+        ("WorkflowStarted", {"deadline_at": None, "remind_at": None}),
     ]
 
 
@@ -268,7 +268,7 @@ def test_create_with_start_creates_and_processes_in_one_decision():
 
     assert facts(events) == [
         ("WorkflowCreated", {"workflow_type": "approval", "input": INPUT}),
-        ("WorkflowStarted", {"deadline_at": None}),
+        ("WorkflowStarted", {"deadline_at": None, "remind_at": None}),
         moved("process", "Unprocessed", "Sending To Queue"),
         scheduled("process"),
     ]

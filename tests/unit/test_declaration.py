@@ -57,9 +57,19 @@ def test_the_approval_type_describes_its_states_and_transitions():
         title="Approval",
         initial="Unprocessed",
         states=[
-            StateInfo(name="Unprocessed", kind="wait", accepts=["process", "cancel", "terminate"]),
+            StateInfo(
+                name="Unprocessed",
+                kind="wait",
+                accepts=["process", "cancel", "terminate"],
+                waits_for=["role:requester"],
+            ),
             StateInfo(name="Sending To Queue", kind="step", accepts=["cancel", "terminate"]),
-            StateInfo(name="Waiting For Approval", kind="wait", accepts=["approve", "reject", "cancel", "terminate"]),
+            StateInfo(
+                name="Waiting For Approval",
+                kind="wait",
+                accepts=["approve", "reject", "cancel", "terminate"],
+                waits_for=["role:approver"],
+            ),
             StateInfo(name="Finished", kind="succeeded", accepts=["archive"]),
             StateInfo(name="Error", kind="failed", accepts=["archive", "retry"]),
         ],
@@ -74,11 +84,28 @@ def test_the_expense_type_describes_its_states_and_transitions():
         title="Expense",
         initial="Draft",
         states=[
-            StateInfo(name="Draft", kind="wait", accepts=["process", "cancel", "terminate"]),
+            StateInfo(
+                name="Draft", kind="wait", accepts=["process", "cancel", "terminate"], waits_for=["role:requester"]
+            ),
             StateInfo(name="Validating", kind="step", accepts=["cancel", "terminate"]),
-            StateInfo(name="Manager Approval", kind="wait", accepts=["approve", "reject", "cancel", "terminate"]),
-            StateInfo(name="Director Approval", kind="wait", accepts=["approve", "reject", "cancel", "terminate"]),
-            StateInfo(name="Finance Approval", kind="wait", accepts=["approve", "reject", "cancel", "terminate"]),
+            StateInfo(
+                name="Manager Approval",
+                kind="wait",
+                accepts=["approve", "reject", "cancel", "terminate"],
+                waits_for=["role:approver"],
+            ),
+            StateInfo(
+                name="Director Approval",
+                kind="wait",
+                accepts=["approve", "reject", "cancel", "terminate"],
+                waits_for=["director"],
+            ),
+            StateInfo(
+                name="Finance Approval",
+                kind="wait",
+                accepts=["approve", "reject", "cancel", "terminate"],
+                waits_for=["fin-ann", "fin-bob", "fin-cy"],
+            ),
             StateInfo(name="Paying", kind="step", accepts=["cancel", "terminate"]),
             StateInfo(name="Paid", kind="succeeded", accepts=["archive"]),
             StateInfo(name="Rejected", kind="succeeded", accepts=["archive"]),

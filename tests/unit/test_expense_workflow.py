@@ -29,7 +29,7 @@ from contracts.commands import FireTimer
 from contracts.state import InfraStatus, PendingTimer, TimerPurpose
 from services.orchestrator.domain.engine import outbox
 
-DAY = 24 * 3600
+DAY, HOUR = 24 * 3600, 3600
 
 
 def in_manager_approval(**input_fields):
@@ -62,8 +62,26 @@ def test_an_expense_is_drafted_then_submitted_to_the_policy_check():
     [
         (0.0, moved("fail", "Validating", "Error", note="The policy check refused the expense (score 0)")),
         (0.049, moved("fail", "Validating", "Error", note="The policy check refused the expense (score 0.049)")),
-        (0.05, moved("validated", "Validating", "Manager Approval", deadline_at=seconds_later(DAY))),
-        (0.9, moved("validated", "Validating", "Manager Approval", deadline_at=seconds_later(DAY))),
+        (
+            0.05,
+            moved(
+                "validated",
+                "Validating",
+                "Manager Approval",
+                deadline_at=seconds_later(DAY),
+                remind_at=seconds_later(DAY - HOUR),
+            ),
+        ),
+        (
+            0.9,
+            moved(
+                "validated",
+                "Validating",
+                "Manager Approval",
+                deadline_at=seconds_later(DAY),
+                remind_at=seconds_later(DAY - HOUR),
+            ),
+        ),
     ],
 )
 def test_the_policy_check_refuses_an_expense_scoring_below_the_floor(output, routed):

@@ -34,10 +34,11 @@ def test_a_password_missing_from_the_file_is_added_and_the_others_kept(tmp_path)
     assert password_variable("client") in path.read_text() and again.passwords["client"] != kept.passwords["client"]
 
 
-def test_the_file_also_keeps_composes_database_password_and_adds_it_to_a_file_made_before_it(tmp_path):
+def test_the_file_also_keeps_composes_secrets_and_adds_one_to_a_file_made_before_it(tmp_path):
     path = secrets_file(tmp_path)
     first = NatsUsers.load_or_create(path)
-    assert set(first.compose_passwords) == {"WF_POSTGRES_PASSWORD"} and NatsUsers.load_or_create(path) == first
+    assert set(first.compose_passwords) == {"WF_POSTGRES_PASSWORD", "WF_LINK_SECRET"}
+    assert NatsUsers.load_or_create(path) == first
     path.write_text("".join(line + "\n" for line in path.read_text().splitlines() if "POSTGRES" not in line))
 
     again = NatsUsers.load_or_create(path)

@@ -44,10 +44,11 @@ def test_events_are_told_apart_by_their_type(document):
 
 def test_only_the_400s_the_api_answers_are_documented_and_validation_is_422(document):
     with_400 = {name for name, operation in operations(document) if "400" in operation["responses"]}
-    # A bad filter; a body that is not JSON.
+    # A bad filter; a body that is not JSON; a decision link that is not one.
     searches = {"GET /workflows", "GET /me/inbox"}
+    links = {"GET /decisions/{token}", "POST /decisions/{token}"}
     with_body = {name for name, operation in operations(document) if "requestBody" in operation}
-    assert with_400 == searches | with_body
+    assert with_400 == searches | links | with_body
     assert with_body >= {"POST /workflows", "POST /workflows/{workflow_id}/approve", "POST /workflows/bulk/{action}"}
     assert "422" in document["paths"]["/workflows/{workflow_id}"]["get"]["responses"]
 

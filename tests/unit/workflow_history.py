@@ -218,12 +218,11 @@ def moved(
     actor: str | None = None,
     note: str = "",
     deadline_at: datetime | None = None,
+    remind_at: datetime | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The facts of a TransitionTaken."""
-    return (
-        "TransitionTaken",
-        {"trigger": trigger, "source": source, "dest": dest, "actor": actor, "note": note, "deadline_at": deadline_at},
-    )
+    facts = {"trigger": trigger, "source": source, "dest": dest, "actor": actor, "note": note}
+    return "TransitionTaken", facts | {"deadline_at": deadline_at, "remind_at": remind_at}
 
 
 def scheduled(

@@ -200,11 +200,12 @@ def who_may_act(handler: Handler, kind: str, taken: tuple[Mapping[str, Any], ...
 @dataclass(frozen=True)
 class Wait:
     """Wait for clients' commands: `accepts` maps a command kind to its handler. With a `deadline_s`, `on_deadline`
-    fires when it passes first."""
+    fires when it passes first, and who it waits for is reminded `remind_before_s` before it (the notifier)."""
 
     accepts: Mapping[str, Handler]
     deadline_s: Seconds = None
     on_deadline: str | None = None
+    remind_before_s: Seconds = None
 
 
 @dataclass(frozen=True)
@@ -365,10 +366,12 @@ class WorkflowType:
 
     def input_problems(self, given: Mapping[str, Any]) -> list[str]:
         """What in an instance's input this type cannot use: a duration it reads from there that is not one."""
-        durations = [
-            spec.timeout_s if isinstance(spec, Step) else spec.deadline_s
+        durations = [spec.timeout_s for spec in self.states.values() if isinstance(spec, Step)]
+        durations += [
+            d
             for spec in self.states.values()
-            if isinstance(spec, Step | Wait)
+            if isinstance(spec, Wait)
+            for d in (spec.deadline_s, spec.remind_before_s)
         ]
         problems = (duration.problem(given) for duration in durations if isinstance(duration, FromInput))
         return list(dict.fromkeys(problem for problem in problems if problem))
@@ -400,7 +403,9 @@ class WorkflowType:
         for name in self.states:
             kind = self.kind(name)
             lifecycle = [command for command, rule in LIFECYCLE.items() if PHASE_OF_KIND[kind] in rule.applies_in]
-            states.append(StateInfo(name=name, kind=kind.value, accepts=self.accepted_commands(name) + lifecycle))
+            accepts = self.accepted_commands(name) + lifecycle
+            waits_for = list(self.waiting_for(name, ()))
+            states.append(StateInfo(name=name, kind=kind.value, accepts=accepts, waits_for=waits_for))
         transitions = [
             TransitionInfo(trigger=t["trigger"], source=t["source"], dest=t["dest"]) for t in self.transitions
         ]

@@ -23,6 +23,7 @@ from contracts.commands import (
     TerminateWorkflow,
 )
 from contracts.events import (
+    DEADLINE_PASSED,
     CommandRejected,
     Event,
     InputRecorded,
@@ -428,7 +429,7 @@ class _Decider:
         if command.start and "process" not in declared.accepted_commands(declared.initial):
             return self.reject("not_allowed", f"a {declared.name} workflow cannot be processed on creation")
         self.emit(WorkflowCreated, workflow_type=command.workflow_type, input=command.input)
-        self.emit(WorkflowStarted, deadline_at=self.deadline_of(declared.initial))
+        self.emit(WorkflowStarted, **self.deadline_of(declared.initial))
         self.enter()
         if command.start:
             self.client_input("process")
@@ -462,14 +463,23 @@ class _Decider:
             dest=dest,
             actor=actor,
             note=note,
-            deadline_at=self.deadline_of(dest),
+            **self.deadline_of(dest),
         )
         self.enter()
 
-    def deadline_of(self, state_name: str) -> datetime | None:
+    def deadline_of(self, state_name: str) -> dict[str, datetime | None]:
+        """When a wait entered now passes its deadline, and when its people are reminded before that."""
         spec = self.declared.states[state_name]
         delay = seconds(spec.deadline_s, self.state.context) if isinstance(spec, Wait) else None
-        return None if delay is None else self.context.now + timedelta(seconds=delay)
+        if delay is None or not isinstance(spec, Wait):
+            return {"deadline_at": None, "remind_at": None}
+        before = seconds(spec.remind_before_s, self.state.context)
+        remind = delay - before if before is not None and before < delay else None
+        now = self.context.now
+        return {
+            "deadline_at": now + timedelta(seconds=delay),
+            "remind_at": None if remind is None else now + timedelta(seconds=remind),
+        }
 
     def enter(self) -> None:
         """A state's entry action: a step state runs its step's first try."""
@@ -543,4 +553,4 @@ class _Decider:
             assert job is not None  # a step's timeout is owed only while its job is
             error = f"no result within {seconds(self.step.timeout_s, self.state.context):g} s"
             return self.attempt_failed(job.try_number, job.job_id, error, "Timeout", True)
-        return self.move(self.step.on_deadline, note="the deadline passed")
+        return self.move(self.step.on_deadline, note=DEADLINE_PASSED)

@@ -38,6 +38,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/decisions/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Preview */
+        get: operations["previewDecision"];
+        put?: never;
+        /** Decide */
+        post: operations["decide"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -84,6 +102,41 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/subscriptions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ListSubscriptions */
+        get: operations["listSubscriptions"];
+        put?: never;
+        /** Subscribe */
+        post: operations["subscribe"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/subscriptions/{subscription_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Unsubscribe */
+        delete: operations["unsubscribe"];
         options?: never;
         head?: never;
         patch?: never;
@@ -448,6 +501,13 @@ export interface components {
             type: string;
             workflow_id?: string | null;
         };
+        /** DecisionPreview */
+        DecisionPreview: {
+            /** @enum {string} */
+            decision: "approve" | "reject";
+            person: string;
+            workflow: components["schemas"]["WorkflowView"];
+        };
         /** ExportPlace */
         ExportPlace: {
             name: string;
@@ -528,6 +588,8 @@ export interface components {
             /** @enum {string} */
             kind: "wait" | "step" | "succeeded" | "failed" | "cancelled";
             name: string;
+            /** @default [] */
+            waits_for: string[];
         };
         /** StepAttemptFailed */
         StepAttemptFailed: {
@@ -643,6 +705,62 @@ export interface components {
             /** @default  */
             reason: string;
         };
+        /** SubscriptionCreated */
+        SubscriptionCreated: {
+            /** @enum {string} */
+            channel: "webhook" | "email";
+            /** Format: date-time */
+            created_at: string;
+            email: string | null;
+            format: string;
+            id: string;
+            kinds: ("waiting" | "reminder" | "escalated" | "ended")[];
+            owner: string;
+            people: string[];
+            secret: string;
+            types: string[];
+            url: string | null;
+        };
+        /** SubscriptionRequest */
+        SubscriptionRequest: {
+            /** @enum {string} */
+            channel: "webhook" | "email";
+            email?: string | null;
+            /**
+             * @default json
+             * @enum {string}
+             */
+            format: "json" | "slack";
+            /**
+             * @default [
+             *       "waiting",
+             *       "reminder",
+             *       "escalated",
+             *       "ended"
+             *     ]
+             */
+            kinds: ("waiting" | "reminder" | "escalated" | "ended")[];
+            /** @default [] */
+            people: string[];
+            /** @default [] */
+            types: string[];
+            url?: string | null;
+        };
+        /** SubscriptionView */
+        SubscriptionView: {
+            /** @enum {string} */
+            channel: "webhook" | "email";
+            /** Format: date-time */
+            created_at: string;
+            email: string | null;
+            format: string;
+            id: string;
+            kinds: ("waiting" | "reminder" | "escalated" | "ended")[];
+            owner: string;
+            people: string[];
+            types: string[];
+            url: string | null;
+        };
         /** TransitionInfo */
         TransitionInfo: {
             dest: string;
@@ -665,6 +783,7 @@ export interface components {
              */
             occurred_at?: string;
             previous_hash?: string | null;
+            remind_at?: string | null;
             /**
              * @default 1
              * @constant
@@ -792,6 +911,7 @@ export interface components {
              */
             occurred_at?: string;
             previous_hash?: string | null;
+            remind_at?: string | null;
             /**
              * @default 1
              * @constant
@@ -962,6 +1082,140 @@ export interface operations {
             };
         };
     };
+    previewDecision: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DecisionPreview"];
+                };
+            };
+            /** @description a body that is not JSON (code `malformed`), or a filter the list cannot take: an unknown field, a bad operator or value (code `bad_filter`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the workflow's state refused the command, or it exists already (the rejection's code) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the workflow was removed by retention; `export` names the object its log was exported to */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid, or the orchestrator found the command not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the message broker or the index is unavailable (code `unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    decide: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandResult"];
+                };
+            };
+            /** @description a body that is not JSON (code `malformed`), or a filter the list cannot take: an unknown field, a bad operator or value (code `bad_filter`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the workflow's state refused the command, or it exists already (the rejection's code) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the workflow was removed by retention; `export` names the object its log was exported to */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid, or the orchestrator found the command not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the message broker or the index is unavailable (code `unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     health: {
         parameters: {
             query?: never;
@@ -1060,6 +1314,161 @@ export interface operations {
             };
             /** @description no token, or one that is not valid (code `unauthorized`) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the message broker or the index is unavailable (code `unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listSubscriptions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionView"][];
+                };
+            };
+            /** @description no token, or one that is not valid (code `unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the message broker or the index is unavailable (code `unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    subscribe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubscriptionRequest"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionCreated"];
+                };
+            };
+            /** @description a body that is not JSON (code `malformed`), or a filter the list cannot take: an unknown field, a bad operator or value (code `bad_filter`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no token, or one that is not valid (code `unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid, or the orchestrator found the command not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the message broker or the index is unavailable (code `unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    unsubscribe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description a subscription's id */
+                subscription_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no token, or one that is not valid (code `unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such workflow (code `unknown_workflow`), type (code `unknown_type`) or bulk (code `unknown_bulk`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid, or the orchestrator found the command not valid */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

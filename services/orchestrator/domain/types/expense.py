@@ -22,6 +22,7 @@ from services.orchestrator.domain.declaration import (
 FINANCE_APPROVERS = frozenset({"fin-ann", "fin-bob", "fin-cy"})
 FALLBACK_APPROVER = "director"
 MANAGER_DEADLINE_S = 24 * 3600.0
+MANAGER_REMIND_BEFORE_S = 3600.0  # the manager is reminded an hour before the escalation
 POLICY_FLOOR = 0.05  # the simulated policy check refuses an expense whose check output is below this
 
 
@@ -48,6 +49,7 @@ WORKFLOW_TYPE = WorkflowType(
             accepts={"approve": move("manager_approve"), "reject": move("reject")},
             deadline_s=from_input("manager_deadline_s", MANAGER_DEADLINE_S),
             on_deadline="escalate",
+            remind_before_s=from_input("manager_remind_before_s", MANAGER_REMIND_BEFORE_S),
         ),
         "Director Approval": Wait(
             accepts={

@@ -1,0 +1,114 @@
+"""What the notifier and the API agree on: a subscription (who is told what, and where), a notification (what happened
+that someone should know), and a delivery (one notification for one subscription, on the deliveries stream).
+
+The notifier follows the event log and turns what happens into notifications (services/notifier/rules.py); the API
+keeps the subscriptions in the `<prefix>_subscriptions` bucket, key = subscription id."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from contracts.auth import EMAIL
+from contracts.commands import Actor
+
+NotificationKind = Literal["waiting", "reminder", "escalated", "ended"]
+NOTIFICATION_KINDS: tuple[NotificationKind, ...] = ("waiting", "reminder", "escalated", "ended")
+Channel = Literal["webhook", "email"]
+Decision = Literal["approve", "reject"]
+
+
+class SubscriptionRequest(BaseModel):
+    """What `POST /subscriptions` takes. A webhook names its `url`; an e-mail goes to the caller's own address (its
+    token's profile) unless `email` names another. Empty `types` or `people`: every type, everyone's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel
+    url: HttpUrl | None = None
+    format: Literal["json", "slack"] = "json"  # a webhook's body: ours, or what a Slack incoming webhook takes
+    email: str | None = Field(default=None, pattern=EMAIL)
+    types: list[str] = Field(default=[], max_length=50)
+    kinds: list[NotificationKind] = Field(default=list(NOTIFICATION_KINDS), min_length=1)
+    # Whose waits: actors' names or "role:<role>", matched against who a workflow waits for (its `waiting_for`).
+    people: list[str] = Field(default=[], max_length=50)
+
+    @model_validator(mode="after")
+    def _channel_has_its_address(self) -> "SubscriptionRequest":
+        if self.channel == "webhook" and self.url is None:
+            raise ValueError("a webhook subscription needs its url")
+        if self.channel == "email" and self.url is not None:
+            raise ValueError("an e-mail subscription takes no url")
+        return self
+
+
+class Subscription(SubscriptionRequest):
+    """A stored subscription. Its `secret` signs its webhooks (shown once, when it is created)."""
+
+    id: str
+    owner: Actor
+    owner_roles: list[str] = []  # the owner's roles when it subscribed: which waits it may answer with a link
+    secret: str = ""
+    created_at: AwareDatetime
+
+
+class SubscriptionView(BaseModel):
+    """A subscription as `GET /subscriptions` shows it: everything but its secret."""
+
+    id: str
+    owner: str
+    channel: Channel
+    url: str | None
+    format: str
+    email: str | None
+    types: list[str]
+    kinds: list[NotificationKind]
+    people: list[str]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, subscription: Subscription) -> "SubscriptionView":
+        return cls.model_validate(
+            subscription.model_dump(exclude={"secret", "owner_roles"})
+            | {"url": subscription.url and str(subscription.url)}
+        )
+
+
+class Notification(BaseModel):
+    """Something a person should know about one workflow. `id` is stable for what happened (the same event gives the
+    same id), so each delivery's idempotency key is too."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    kind: NotificationKind
+    workflow_id: str
+    workflow_type: str
+    state: str  # the business state it is in now
+    entered_sequence: int  # the log's event that entered that state: what a decision link is bound to
+    people: tuple[str, ...] = ()  # who it waits for (names, "role:<role>"); empty for an end
+    deadline_at: AwareDatetime | None = None
+    occurred_at: AwareDatetime
+    summary: str
+
+
+class Delivery(BaseModel):
+    """One notification for one subscription: a message on `<prefix>.deliveries.<subscription id>`."""
+
+    subscription_id: str
+    notification: Notification
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.notification.id}.{self.subscription_id}"
+
+
+class Reminder(BaseModel):
+    """Scheduled when a workflow starts a wait with a deadline and a reminder: fires `remind_before` the deadline."""
+
+    workflow_id: str
+    workflow_type: str
+    state: str
+    entered_sequence: int
+    people: tuple[str, ...]
+    deadline_at: AwareDatetime
