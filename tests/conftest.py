@@ -168,6 +168,7 @@ def start_service(tmp_path, tokens_file):
             "WF_ORCHESTRATOR_PORT": "0",
             "WF_PROCESSOR_PORT": "0",
             "WF_INDEXER_PORT": "0",
+            "WF_NOTIFIER_PORT": "0",
             "WF_BIND_HOST": "127.0.0.1",
         }
         environment = {**os.environ, "NATS_URL": nats_url, "WF_PREFIX": topology.prefix, **ports}

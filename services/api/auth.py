@@ -82,7 +82,8 @@ def commands_rate_limit(commands_per_second: int) -> DefineMiddleware:
         return request.method == "POST"
 
     def client_of(request: Request) -> str:
-        return request.auth or get_remote_address(request)  # by token; by address only when WF_AUTH=off
+        # By token; by address when WF_AUTH=off, and on the open routes (a decision link is its own credential).
+        return request.scope.get("auth") or get_remote_address(request)
 
     config = RateLimitConfig(
         rate_limit=("second", commands_per_second),

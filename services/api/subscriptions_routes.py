@@ -4,7 +4,7 @@ from typing import Annotated
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.params import PathParameter
+from litestar.params import JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from pydantic import BaseModel
 
@@ -30,7 +30,7 @@ class SubscriptionController(Controller):
 
     @post(operation_id="subscribe", status_code=HTTP_201_CREATED, responses=error_answers(400, 401, 422, 503))
     async def subscribe(
-        self, request: Request[TokenHolder, str | None, State], data: SubscriptionRequest
+        self, request: Request[TokenHolder, str | None, State], data: JSONBody[SubscriptionRequest]
     ) -> SubscriptionCreated:
         """Be told when workflows wait for someone (`people`: by default the caller and its roles), are reminded,
         escalated or end: by a signed webhook (its secret is answered once, here) or an e-mail (to the token's

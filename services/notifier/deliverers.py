@@ -93,7 +93,7 @@ class Deliverers:
                 while True:
                     try:
                         [message] = await pull.fetch(1, timeout=FETCH_WAIT_S)
-                    except NatsTimeoutError:
+                    except (NatsTimeoutError, TimeoutError):  # (nats-py raises either when nothing came)
                         continue
                     await self.deliver(message)
             except asyncio.CancelledError:

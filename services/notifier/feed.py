@@ -149,7 +149,7 @@ class EventFeed:
         while True:
             try:
                 messages = await subscription.fetch(BATCH, timeout=FETCH_WAIT_S)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):  # (nats-py raises either when nothing came)
                 continue
             for index, message in enumerate(messages):
                 try:
@@ -194,7 +194,7 @@ class ReminderFeed:
                 while True:
                     try:
                         messages = await subscription.fetch(BATCH, timeout=FETCH_WAIT_S)
-                    except NatsTimeoutError:
+                    except (NatsTimeoutError, TimeoutError):
                         continue
                     for message in messages:
                         await self.handle(message.data)
