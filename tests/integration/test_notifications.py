@@ -178,8 +178,8 @@ async def test_the_manager_is_reminded_before_the_deadline_then_the_escalation_i
         assert kinds == ["waiting", "reminder", "escalated"]
         at = {w.json["notification"]["kind"]: w.json["notification"]["occurred_at"] for w in receiver.taken}
         assert at["waiting"] < at["reminder"] < at["escalated"]
-        escalated = receiver.taken[-1].json["notification"]
-        assert (escalated["state"], escalated["people"]) == ("Director Approval", ["director"])
+        last = receiver.taken[-1].json["notification"]
+        assert (last["state"], last["people"]) == ("Director Approval", ["director"])
 
 
 @pytest.mark.index_databases("sqlite")
