@@ -90,6 +90,9 @@ class System:
         return await eventually(reached)
 
 
+LINK_SECRET = "browser-test-link-secret"
+
+
 def system_environment(tmp_path: Path, seed: int, tokens_file: Path, **extra: str) -> tuple[dict[str, str], int, int]:
     api_port = free_port()
     broadcaster_port = free_port()
@@ -109,6 +112,7 @@ def system_environment(tmp_path: Path, seed: int, tokens_file: Path, **extra: st
             "WF_SEND_FAILURE_RATE": "0",
             "WF_WEB_DIR": str(WEB_DIST),
             "WF_API_TOKENS_FILE": str(tokens_file),  # the test tokens (tests/conftest.py)
+            "WF_LINK_SECRET": LINK_SECRET,  # so a test can sign a notification's decision link
         }
         | extra
     )

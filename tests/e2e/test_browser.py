@@ -9,16 +9,19 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import httpx
 import pytest
 from playwright.async_api import Browser, Locator, Page, Route, async_playwright, expect
 
+from contracts.links import DecisionLink
 from tests.conftest import PROJECT, TEST_TOKENS, bearer, eventually
 from tests.e2e.browser_support import (
     CHROMIUM_ARGS,
     CHROMIUM_PATH,
+    LINK_SECRET,
     Screenshots,
     System,
     launched_system,
@@ -467,6 +470,44 @@ async def test_an_expense_escalates_to_the_director_and_needs_two_distinct_finan
         await expect(page.get_by_test_id("identity")).to_have_text("fin-bob")
         view = (await http.get(f"/workflows/{wf}")).json()
         assert (view["business_state"], view["infra_status"]) == ("Paid", "Completed")
+
+
+async def test_a_decision_link_opens_a_confirmation_page_without_signing_in_and_decides_once(
+    launched, browser, screenshots
+):
+    wf = expense_id("linked")
+    async with httpx.AsyncClient(base_url=launched.api, headers=bearer()) as http:
+        created = await http.post("/workflows", json={"workflow_id": wf, "type": "expense", "input": {"amount": 80}})
+        assert created.status_code == 201, created.text
+        await http.post(f"/workflows/{wf}/process")
+
+        async def waiting_for_the_manager() -> int | None:
+            events = (await http.get(f"/workflows/{wf}/events")).json()
+            entered = [e["sequence"] for e in events if e["event"].get("dest") == "Manager Approval"]
+            return entered[0] if entered else None
+
+        entered = await eventually(waiting_for_the_manager)
+        expires_at = datetime.now(UTC) + timedelta(hours=1)
+        token = DecisionLink.new(wf, entered, "ada", "approve", expires_at).sign(LINK_SECRET.encode())
+
+        context = await browser.new_context()  # a browser that never signed in: the link is its credential
+        page = await context.new_page()
+        await page.goto(f"{launched.api}/#/decide/{token}")
+        await expect(page.get_by_test_id("decision-question")).to_contain_text(f"Approve {wf}")
+        await expect(page.get_by_test_id("decision-question")).to_contain_text("as ada")
+        await screenshots.take(page, "decision-confirmation")
+        assert (await http.get(f"/workflows/{wf}")).json()["business_state"] == "Manager Approval"  # nothing yet
+        await page.get_by_test_id("decision-confirm").click()
+        await expect(page.get_by_test_id("decision-done")).to_contain_text(f"Done: {wf} is now in")
+        decided = [e["event"] for e in (await http.get(f"/workflows/{wf}/events")).json()]
+        assert [e["actor"] for e in decided if e.get("trigger") == "manager_approve"] == ["ada"]
+
+        await page.reload()
+        await expect(page.get_by_test_id("decision-refused")).to_have_text(
+            "This link was used already: each link decides once."
+        )
+        await screenshots.take(page, "decision-used")
+        await context.close()
 
 
 async def test_buttons_follow_each_state_and_clear_all_archives_or_cancels_everything(launched, browser, screenshots):

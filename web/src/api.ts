@@ -9,7 +9,11 @@ import type {
   ClientConfig,
   CommandKind,
   CommandResult,
+  DecisionPreview,
   RecordedEvent,
+  SubscriptionCreated,
+  SubscriptionRequest,
+  SubscriptionView,
   WorkflowTypeInfo,
   WorkflowView,
 } from "./model";
@@ -149,5 +153,26 @@ export const api = {
 
   async bulk(id: string): Promise<BulkReport> {
     return (await request<BulkReport>("GET", `/bulk/${encodeURIComponent(id)}`)).data;
+  },
+
+  async subscriptions(): Promise<SubscriptionView[]> {
+    return (await request<SubscriptionView[]>("GET", "/subscriptions")).data;
+  },
+
+  async subscribe(subscription: Partial<SubscriptionRequest>): Promise<SubscriptionCreated> {
+    return (await request<SubscriptionCreated>("POST", "/subscriptions", subscription)).data;
+  },
+
+  async unsubscribe(id: string): Promise<void> {
+    await request<null>("DELETE", `/subscriptions/${encodeURIComponent(id)}`);
+  },
+
+  /** What a decision link would do; an ApiError (with its code) when it cannot be used. */
+  async previewDecision(linkToken: string): Promise<DecisionPreview> {
+    return (await request<DecisionPreview>("GET", `/decisions/${encodeURIComponent(linkToken)}`)).data;
+  },
+
+  async decide(linkToken: string): Promise<Answer<CommandResult>> {
+    return request<CommandResult>("POST", `/decisions/${encodeURIComponent(linkToken)}`);
   },
 };

@@ -3,5 +3,6 @@
 export const href = {
   list: "#/",
   approvals: "#/approvals",
+  subscriptions: "#/subscriptions",
   detail: (id: string) => `#/workflows/${encodeURIComponent(id)}`,
 };

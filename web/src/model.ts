@@ -42,3 +42,10 @@ export type BulkAction = Schemas["BulkView"]["action"];
 /** GET /bulk/<id>; on the WebSocket (`?bulk=<id>`, type "bulk") the same, with `refused` as a count. */
 export type BulkReport = Schemas["BulkView"];
 export type BulkProgress = Omit<BulkReport, "refused"> & { refused: number };
+
+/** A subscription to notifications, as GET /subscriptions lists it (its secret is shown once, when created). */
+export type SubscriptionView = Schemas["SubscriptionView"];
+export type SubscriptionCreated = Schemas["SubscriptionCreated"];
+export type SubscriptionRequest = Schemas["SubscriptionRequest"];
+/** What a one-click decision link would do (GET /decisions/{token}). */
+export type DecisionPreview = Schemas["DecisionPreview"];

@@ -1,7 +1,10 @@
-// Three places: the list (its filters and the archived view in the query), the pending approvals, one workflow.
+// The list (its filters and the archived view in the query), the pending approvals, one workflow, the notifications
+// subscriptions, and a decision link's confirmation page.
 
 import { createRouter, createWebHashHistory } from "vue-router";
+import DecisionPage from "./components/DecisionPage.vue";
 import PendingApprovals from "./components/PendingApprovals.vue";
+import SubscriptionsPage from "./components/SubscriptionsPage.vue";
 import WorkflowDetail from "./components/WorkflowDetail.vue";
 import WorkflowList from "./components/WorkflowList.vue";
 
@@ -14,6 +17,9 @@ export const createAppRouter = () =>
       { path: "/", name: "list", component: WorkflowList },
       { path: "/approvals", name: "approvals", component: PendingApprovals },
       { path: "/workflows/:id", name: "detail", component: WorkflowDetail, props: true },
+      { path: "/subscriptions", name: "subscriptions", component: SubscriptionsPage },
+      // A notification's one-click link: its token is its credential, so it opens without signing in.
+      { path: "/decide/:token", name: "decide", component: DecisionPage, props: true },
       { path: "/:unknown(.*)*", redirect: "/" },
     ],
   });
