@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.containers, pytest.mark.timeout(1200)]
 
 SEED = 515151
 chance = Randomness(SEED)
-SERVICES = ("nats", "postgres", "orchestrator", "processor", "indexer", "api", "broadcaster")
+SERVICES = ("nats", "postgres", "orchestrator", "processor", "indexer", "notifier", "api", "broadcaster")
 CLUSTER_SERVICES = (*SERVICES, "nats-2", "nats-3", "orchestrator-2", "processor-2")
 HEALTHY_WITHIN_S = 240
 

@@ -65,7 +65,7 @@ def resolved(*args: str) -> dict:
 def test_compose_runs_nats_and_every_service() -> None:
     services = resolved()
     by_default = {name for name, service in services.items() if not service.get("profiles")}
-    assert by_default == {"nats", "api", "orchestrator", "processor", "broadcaster", "indexer", "postgres"}
+    assert by_default == {"nats", "api", "orchestrator", "processor", "broadcaster", "indexer", "notifier", "postgres"}
     assert services["nats"]["command"] == ["nats-server", "-c", "/etc/nats/single-tls.conf"]
     assert services["orchestrator"]["environment"]["NATS_URL"] == "tls://nats:4222"
 
@@ -91,6 +91,14 @@ def test_without_the_passwords_compose_says_where_they_are(missing: str) -> None
     result = docker_compose("config", "-q", passwords=passwords)
     assert result.returncode != 0
     assert "pass --env-file data/secrets/nats.env" in result.stderr
+
+
+def test_the_notifier_signs_the_links_the_api_checks_with_one_secret_and_connects_as_its_own_user() -> None:
+    services = resolved()
+    notifier, api = services["notifier"], services["api"]
+    assert notifier["environment"]["WF_LINK_SECRET"] == api["environment"]["WF_LINK_SECRET"]
+    assert notifier["environment"]["NATS_USER"] == "notifier"
+    assert "http://127.0.0.1:8005/healthz" in " ".join(notifier["healthcheck"]["test"])
 
 
 def test_the_indexer_keeps_the_index_in_postgres_and_the_api_reads_the_same_database() -> None:
