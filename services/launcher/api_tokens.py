@@ -74,11 +74,19 @@ class Refused(Exception):
     """The command cannot do what it was asked: said on stderr, exit status 1."""
 
 
-def issue(path: Path, name: str, roles: frozenset[Role], expires_in: timedelta | None, now: datetime) -> str:
+def issue(
+    path: Path,
+    name: str,
+    roles: frozenset[Role],
+    expires_in: timedelta | None,
+    now: datetime,
+    email: str | None = None,
+) -> str:
     """A new token for `name`, added to the file (made when missing): returns the token, which the file does not keep.
-    A name may hold several tokens (one being replaced by another)."""
+    A name may hold several tokens (one being replaced by another). `email`: its profile's address (notifications)."""
     try:
-        holder = TokenHolder(name=name, roles=roles, expires_at=now + expires_in if expires_in else None)
+        expires_at = now + expires_in if expires_in else None
+        holder = TokenHolder(name=name, roles=roles, expires_at=expires_at, email=email)
     except ValidationError as error:
         problem = error.errors()[0]
         raise Refused(f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}") from None
@@ -183,6 +191,7 @@ def parse_arguments(argv: list[str] | None, settings: LauncherSettings) -> argpa
         metavar="DURATION",
         help="refused after this long: 45s, 90m, 12h, 30d, 2w (default: never)",
     )
+    command.add_argument("--email", metavar="ADDRESS", help="where its e-mail notifications go (its profile)")
     command = commands.add_parser("revoke", help="remove NAME's tokens, or the one of a digest")
     command.add_argument("who", metavar="NAME|sha256:DIGEST", help="a holder's name, or the start of a digest")
     commands.add_parser("list", help="each token's holder, roles and expiry (no token: the file has none)")
@@ -199,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             for line in tokens.where_to_sign_in(f"http://127.0.0.1:{settings.api_port}"):
                 print(line)
         elif arguments.command == "issue":
-            token = issue(path, arguments.name, arguments.roles, arguments.expires_in, now)
+            token = issue(path, arguments.name, arguments.roles, arguments.expires_in, now, arguments.email)
             expiry = f"expires {(now + arguments.expires_in).isoformat()}" if arguments.expires_in else "no expiry"
             roles = ", ".join(sorted(arguments.roles))
             print(

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
@@ -20,12 +19,12 @@ from contracts.topology import Topology
 from runtime.nats_link import cancel_all
 from runtime.streams import patiently
 from services.notifier.channels import Composer, DeliveryFailed, Message
-from services.notifier.feed import Subscriptions
+from services.notifier.feed import Subscriptions, fetched, pulling
 from services.notifier.metrics import NotifierMetrics
 
 log = logging.getLogger("notifier")
 
-FETCH_WAIT_S = 1.0
+RETRY_S = 1.0
 SYNC_EVERY_S = 1.0
 
 
@@ -89,18 +88,15 @@ class Deliverers:
         durable = self.topology.deliveries_consumer(subscription_id).durable_name or ""
         while True:
             try:
-                pull = await self.js.pull_subscribe_bind(durable, stream=self.topology.notify_stream)
-                while True:
-                    try:
-                        [message] = await pull.fetch(1, timeout=FETCH_WAIT_S)
-                    except (NatsTimeoutError, TimeoutError):  # (nats-py raises either when nothing came)
-                        continue
-                    await self.deliver(message)
+                async with pulling(self.js, durable, self.topology.notify_stream) as pull:
+                    while True:
+                        for message in await fetched(pull, 1):
+                            await self.deliver(message)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("delivering to subscription %s stopped; starting again", subscription_id)
-                await asyncio.sleep(FETCH_WAIT_S)
+                await asyncio.sleep(RETRY_S)
 
     async def deliver(self, message: Msg) -> None:
         try:

@@ -8,8 +8,12 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError
@@ -31,6 +35,27 @@ RETRY_S = 1.0
 SUBSCRIPTIONS_REFRESH_S = 1.0
 TYPES_KEPT_S = 30.0
 WORKFLOW_TYPES_KEPT = 100_000  # workflow id -> its type, for the events that do not say it
+
+
+@asynccontextmanager
+async def pulling(js: JetStreamContext, durable: str, stream: str) -> AsyncIterator[JetStreamContext.PullSubscription]:
+    """A pull subscription on a durable consumer, unsubscribed when left (else the connection's drain waits on it)."""
+    pull = await js.pull_subscribe_bind(durable, stream=stream)
+    try:
+        yield pull
+    finally:
+        try:
+            await pull.unsubscribe()
+        except NatsError:  # gone with the connection
+            pass
+
+
+async def fetched(pull: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+    """What the consumer hands out within FETCH_WAIT_S: none when nothing came."""
+    try:
+        return await pull.fetch(batch, timeout=FETCH_WAIT_S)
+    except (NatsTimeoutError, TimeoutError):  # (nats-py raises either when nothing came)
+        return []
 
 
 class Subscriptions:
@@ -143,23 +168,21 @@ class EventFeed:
                 await asyncio.sleep(RETRY_S)
 
     async def _follow(self) -> None:
-        subscription = await self.js.pull_subscribe_bind(
-            self.topology.notifier_consumer().durable_name or "", stream=self.topology.events_stream
-        )
-        while True:
+        durable, stream = self.topology.notifier_consumer().durable_name or "", self.topology.events_stream
+        async with pulling(self.js, durable, stream) as pull:
+            while True:
+                await self._handle_all(await fetched(pull, BATCH))
+
+    async def _handle_all(self, messages: list[Msg]) -> None:
+        for index, message in enumerate(messages):
             try:
-                messages = await subscription.fetch(BATCH, timeout=FETCH_WAIT_S)
-            except (NatsTimeoutError, TimeoutError):  # (nats-py raises either when nothing came)
-                continue
-            for index, message in enumerate(messages):
-                try:
-                    await self.handle(message.metadata.sequence.stream, message.data)
-                except Exception:
-                    # Later events of the batch wait for this one: given back in order, tried again.
-                    for unhandled in messages[index:]:
-                        await unhandled.nak(delay=RETRY_S)
-                    raise
-                await message.ack()
+                await self.handle(message.metadata.sequence.stream, message.data)
+            except Exception:
+                # Later events of the batch wait for this one: given back in order, tried again.
+                for unhandled in messages[index:]:
+                    await unhandled.nak(delay=RETRY_S)
+                raise
+            await message.ack()
 
     async def handle(self, sequence: int, data: bytes) -> None:
         try:
@@ -186,19 +209,14 @@ class ReminderFeed:
         self.js, self.topology, self.types, self.outbox = js, topology, types, outbox
 
     async def run(self) -> None:
+        durable, stream = self.topology.reminders_consumer().durable_name or "", self.topology.notify_stream
         while True:
             try:
-                subscription = await self.js.pull_subscribe_bind(
-                    self.topology.reminders_consumer().durable_name or "", stream=self.topology.notify_stream
-                )
-                while True:
-                    try:
-                        messages = await subscription.fetch(BATCH, timeout=FETCH_WAIT_S)
-                    except (NatsTimeoutError, TimeoutError):
-                        continue
-                    for message in messages:
-                        await self.handle(message.data)
-                        await message.ack()
+                async with pulling(self.js, durable, stream) as pull:
+                    while True:
+                        for message in await fetched(pull, BATCH):
+                            await self.handle(message.data)
+                            await message.ack()
             except asyncio.CancelledError:
                 raise
             except Exception:
