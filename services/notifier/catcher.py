@@ -40,12 +40,22 @@ class PrintedMail:
         return "250 OK"
 
 
-class PrintedWebhooks:
-    def __init__(self, secret: str) -> None:
-        self.secret = secret
+class WebhookCatcher:
+    """An ASGI app that takes webhooks: keeps each Idempotency-Key's first delivery (acting once per key, as a
+    receiver should), counts the repeats, answers 503 while `down`, and with a `secret` refuses (401) a bad
+    signature. `echo` prints each one taken."""
+
+    def __init__(self, secret: str = "", echo: bool = False) -> None:
+        self.secret, self.echo = secret, echo
+        self.down = False
+        self.taken: dict[str, tuple[dict[str, str], bytes]] = {}  # by key, in the order first taken
+        self.calls = self.repeats = self.refused = 0
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
             return
         body = b""
         while True:
@@ -54,18 +64,34 @@ class PrintedWebhooks:
             if not message.get("more_body"):
                 break
         headers = {key.decode().lower(): value.decode() for key, value in scope["headers"]}
-        verdict = ""
-        if self.secret:
-            valid = signature_is_valid(self.secret, headers.get("wf-signature", ""), body)
-            verdict = " (signature valid)" if valid else " (SIGNATURE INVALID: refused)"
-        print(f"\n--- webhook {headers.get('idempotency-key', '')}{verdict}", flush=True)
-        try:
-            print(json.dumps(json.loads(body), indent=2), flush=True)
-        except ValueError:
-            print(body.decode(errors="replace"), flush=True)
-        status = 401 if verdict.startswith(" (SIGNATURE INVALID") else 200
+        status = self._take(headers, body)
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"ok" if status == 200 else b"bad signature"})
+        await send({"type": "http.response.body", "body": b"ok" if status == 200 else b"not taken"})
+
+    def _take(self, headers: dict[str, str], body: bytes) -> int:
+        self.calls += 1
+        if self.down:
+            return 503
+        if self.secret and not signature_is_valid(self.secret, headers.get("wf-signature", ""), body):
+            self.refused += 1
+            if self.echo:
+                print("\n--- webhook with a bad signature: refused", flush=True)
+            return 401
+        key = headers.get("idempotency-key", "")
+        if key in self.taken:
+            self.repeats += 1
+            return 200
+        self.taken[key] = (headers, body)
+        if self.echo:
+            print(f"\n--- webhook {key}{' (signature valid)' if self.secret else ''}", flush=True)
+            try:
+                print(json.dumps(json.loads(body), indent=2), flush=True)
+            except ValueError:
+                print(body.decode(errors="replace"), flush=True)
+        return 200
+
+    def bodies(self) -> list[dict]:
+        return [json.loads(body) for _, body in self.taken.values()]
 
 
 def main() -> None:
@@ -78,7 +104,9 @@ def main() -> None:
     mail.start()
     print(f"catching e-mail on 127.0.0.1:{arguments.smtp_port}, webhooks on http://127.0.0.1:{arguments.http_port}/")
     try:
-        uvicorn.run(PrintedWebhooks(arguments.secret), host="127.0.0.1", port=arguments.http_port, log_level="warning")
+        uvicorn.run(
+            WebhookCatcher(arguments.secret, echo=True), host="127.0.0.1", port=arguments.http_port, log_level="warning"
+        )
     finally:
         mail.stop()
 

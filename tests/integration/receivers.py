@@ -7,12 +7,13 @@ import email.policy
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
 from services.launcher.nats_server import free_port
+from services.notifier.catcher import WebhookCatcher
 from tests.integration.serving import served
 
 
@@ -30,42 +31,18 @@ class Webhook:
         return self.headers["idempotency-key"]
 
 
-@dataclass
-class WebhookReceiver:
-    """An ASGI app that keeps every webhook it takes, acts on each Idempotency-Key once (as a receiver that honours
-    it), and answers 503 while `down`."""
+class WebhookReceiver(WebhookCatcher):
+    """The catcher, as the tests read it: what it took, in order."""
 
-    down: bool = False
-    taken: list[Webhook] = field(default_factory=list)  # each key once, in the order taken
-    calls: int = 0
-    repeated_keys: int = 0  # calls with a key it had taken already
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.calls += 1
-        status = 503 if self.down else 200
-        if not self.down:
-            webhook = Webhook({k.decode().lower(): v.decode() for k, v in scope["headers"]}, body)
-            if any(each.key == webhook.key for each in self.taken):
-                self.repeated_keys += 1
-            else:
-                self.taken.append(webhook)
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"down" if self.down else b"ok"})
+    @property
+    def taken_webhooks(self) -> list[Webhook]:
+        return [Webhook(headers, body) for headers, body in self.taken.values()]
 
     def kinds(self, workflow_id: str) -> list[str]:
         return [
-            w.json["notification"]["kind"] for w in self.taken if w.json["notification"]["workflow_id"] == workflow_id
+            w.json["notification"]["kind"]
+            for w in self.taken_webhooks
+            if w.json["notification"]["workflow_id"] == workflow_id
         ]
 
 

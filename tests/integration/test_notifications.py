@@ -101,7 +101,7 @@ async def test_a_waiting_expense_sends_a_signed_webhook_and_an_email_whose_link_
             await driver.send(ProcessWorkflow(workflow_id=create.workflow_id))
             await driver.reaches(create.workflow_id, "Manager Approval")
 
-            [webhook] = await until(lambda: receiver.taken)
+            [webhook] = await until(lambda: receiver.taken_webhooks)
             assert signature_is_valid(secret, webhook.headers["wf-signature"], webhook.body)
             assert not signature_is_valid("whsec_another", webhook.headers["wf-signature"], webhook.body)
             body = webhook.json
@@ -168,9 +168,9 @@ async def test_the_manager_is_reminded_before_the_deadline_then_the_escalation_i
 
         kinds = await until(escalated)
         assert kinds == ["waiting", "reminder", "escalated"]
-        at = {w.json["notification"]["kind"]: w.json["notification"]["occurred_at"] for w in receiver.taken}
+        at = {w.json["notification"]["kind"]: w.json["notification"]["occurred_at"] for w in receiver.taken_webhooks}
         assert at["waiting"] < at["reminder"] < at["escalated"]
-        last = receiver.taken[-1].json["notification"]
+        last = receiver.taken_webhooks[-1].json["notification"]
         assert (last["state"], last["people"]) == ("Director Approval", ["director"])
 
 
@@ -188,15 +188,15 @@ async def test_a_receiver_that_was_down_gets_every_notification_once_in_order(na
             await driver.reaches(create.workflow_id, "Manager Approval")
             await api.post(f"/workflows/{create.workflow_id}/cancel", json={"reason": "not needed"})
         await until(lambda: receiver.calls >= 5)  # tried, and refused, a few times
-        assert receiver.taken == []
+        assert receiver.taken_webhooks == []
 
         receiver.down = False
-        await until(lambda: len(receiver.taken) == 3 * len(workflows))
+        await until(lambda: len(receiver.taken_webhooks) == 3 * len(workflows))
         for create in workflows:  # in order per workflow: its draft, its manager's wait, its end
             assert receiver.kinds(create.workflow_id) == ["waiting", "waiting", "ended"]
-            states = [w.json["notification"]["state"] for w in receiver.taken if create.workflow_id in w.key]
+            states = [w.json["notification"]["state"] for w in receiver.taken_webhooks if create.workflow_id in w.key]
             assert states == ["Draft", "Manager Approval", ""]
-        assert receiver.repeated_keys == 0
+        assert receiver.repeats == 0
 
 
 @pytest.mark.index_databases("sqlite")
@@ -215,8 +215,8 @@ async def test_a_notifier_killed_mid_flow_sends_nothing_twice_under_another_key(
             if index == 2:
                 notifier.stop(kill=True)
                 notifier = start_service("notifier", nats_url, topology, **env)
-        await until(lambda: len(receiver.taken) == len(workflows), timeout_s=60)
-        notified = sorted(w.json["notification"]["workflow_id"] for w in receiver.taken)
+        await until(lambda: len(receiver.taken_webhooks) == len(workflows), timeout_s=60)
+        notified = sorted(w.json["notification"]["workflow_id"] for w in receiver.taken_webhooks)
         assert notified == sorted(create.workflow_id for create in workflows)  # each once under its key
         notifier.stop()
 
