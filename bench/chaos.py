@@ -1,7 +1,7 @@
 """`python -m bench.chaos [--workflows 1000] [--seed N]`: nothing is lost when every process crashes.
 
-One nats-server of its own (temp store) and the services as child processes: 2 orchestrators, 2 processors, the api
-and the broadcaster, with every simulated failure on (25 % of the sends to the queue fail; the processor answers some
+One nats-server of its own (temp store) and the services as child processes: 2 orchestrators, 2 processors, the api,
+the broadcaster and the notifier (with a webhook subscription to everything, to a receiver of the run's own), with every simulated failure on (25 % of the sends to the queue fail; the processor answers some
 jobs with a transient error, some with a non-retryable one, and runs some past the step's timeout). The workflows are
 started at a steady rate and driven to an end over raw NATS (bench.fleet; a share are rejected once, processed again,
 then approved). Meanwhile each service is killed with -9 once, at a random moment while workflows are being started,
@@ -11,7 +11,7 @@ whole log.
 
 Prints progress, then the figures: workflows started, finished, errored, lost (started - ended: must be 0), illegal
 transitions, commands applied twice, commands never answered, read-model mismatches, events the WebSocket client
-missed or got twice, and for each kill how long until the process answered again (healthy) and did its work again
+missed or got twice, notifications lost or unexpected, and for each kill how long until the process answered again (healthy) and did its work again
 (working). Writes them to <out>/chaos.json, the processes' logs to <out>/chaos-logs/. Exit code 0 when nothing was
 lost or broken."""
 
@@ -22,17 +22,28 @@ import json
 import random
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+import uvicorn
 from nats.js.client import JetStreamContext
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
 from bench.fleet import Fleet
 from bench.system import SEED, Service, System, connected, http_get, new_topology, say, wait_http_ok
+from contracts.events import WorkflowCreated
+from contracts.ids import new_id
+from contracts.notifications import Subscription
+from contracts.types import WorkflowTypeInfo
+from runtime.eventlog import read_events
 from runtime.streams import UNAVAILABLE, ensure_topology
+from services.launcher.nats_server import free_port
+from services.notifier.catcher import WebhookCatcher
+from services.notifier.rules import notifications_of
 from services.orchestrator.maintenance import Report, check
 
 NATS = "nats-server"
@@ -47,7 +58,9 @@ FAILURES = {
     },
     "api": {"WF_AUTH": "off"},  # the probes read without a token
     "broadcaster": {"WF_AUTH": "off"},
+    "notifier": {"WF_LINK_SECRET": "chaos", "WF_NOTIFY_RETRY_FIRST_S": "0.2", "WF_NOTIFY_RETRY_MAX_S": "1"},
 }
+NOTIFICATIONS_SETTLE_S = 60.0  # after the workflows ended: the last deliveries arrive
 WORKFLOW_INPUT = {"step_timeout_s": 1.5}
 RECOVERY_TIMEOUT_S = 60.0
 CHECK_SETTLE_S = 20.0  # the read model may trail the log by a decision for a moment: check again until then
@@ -97,6 +110,13 @@ class ChaosResult:
     websocket_duplicates: int = 0
     websocket_out_of_order: int = 0
     websocket_connections: int = 0
+    # A webhook subscription to everything: what the log says it should be told (notifier/rules.py), against what
+    # the catcher took (once per idempotency key); a key sent again after a kill is a repeat, not a loss.
+    notifications_expected: int = 0
+    notifications_delivered: int = 0
+    notifications_lost: int = 0
+    notifications_unexpected: int = 0
+    notifications_repeated: int = 0
     kills: list[Kill] = field(default_factory=list)
     total_s: float = 0.0
 
@@ -112,6 +132,8 @@ class ChaosResult:
             "websocket missing": self.websocket_missing,
             "websocket duplicates": self.websocket_duplicates,
             "websocket out of order": self.websocket_out_of_order,
+            "notifications lost": self.notifications_lost,
+            "notifications unexpected": self.notifications_unexpected,
             "not killed": sum(kill.killed_at_s is None for kill in self.kills),
             "not recovered": sum(kill.killed_at_s is not None and kill.healthy_after_s is None for kill in self.kills),
         }
@@ -161,8 +183,9 @@ class LogFollower:
 class Chaos:
     """The run: the processes, the kills and their recoveries, the workflows."""
 
-    def __init__(self, system: System, plan: ChaosPlan) -> None:
+    def __init__(self, system: System, plan: ChaosPlan, catcher: WebhookCatcher, catcher_url: str) -> None:
         self.system, self.plan = system, plan
+        self.catcher, self.catcher_url = catcher, catcher_url
         self.topology = new_topology("chaos")
         self.random = random.Random(plan.seed)
         self.instances: dict[str, Service] = {}
@@ -235,8 +258,14 @@ class Chaos:
         name = kill.target.partition("-")[0]
         if name == "broadcaster":
             return lambda: self.follower.received_since(killed_at)
-        path = {"orchestrator": "/metrics", "processor": "/metrics", "api": "/workflows/wf-0"}[name]
-        counter = {"orchestrator": "wf_commands_total{", "processor": "wf_jobs_total{"}.get(name)
+        paths = {"orchestrator": "/metrics", "processor": "/metrics", "notifier": "/metrics", "api": "/workflows/wf-0"}
+        path = paths[name]
+        counters = {
+            "orchestrator": "wf_commands_total{",
+            "processor": "wf_jobs_total{",
+            "notifier": "wf_notifications_delivered_total{",
+        }
+        counter = counters.get(name)
 
         async def works() -> bool:
             body = await asyncio.to_thread(http_get, f"http://127.0.0.1:{service.port}{path}")
@@ -269,6 +298,7 @@ class Chaos:
                 self.start(f"{name}-{number}")
         self.start("api")
         self.start("broadcaster")
+        self.start("notifier")
         result.kills = self.plan_kills()
         say("kills planned (s after the first start): " + ", ".join(f"{k.target} {k.due_at_s}" for k in result.kills))
         async with connected(
@@ -276,6 +306,7 @@ class Chaos:
         ) as client:
             self.js = client.jetstream(timeout=5)
             await ensure_topology(self.js, self.topology)
+            await self.subscribe(self.catcher_url)
             following = asyncio.create_task(self.follower.follow())
             for service in self.instances.values():  # every process is up before anything is killed
                 await wait_http_ok(f"http://127.0.0.1:{service.port}/healthz", service)
@@ -285,8 +316,27 @@ class Chaos:
             report = await settled_check(self.js, self.topology, fleet.sent_commands)
             await seconds_until(lambda: self.follower.position >= report.events, time.monotonic())
             following.cancel()
+            expected = await expected_notifications(self.js, self.topology, fleet.states)
+            await seconds_until(lambda: expected <= self.notified(), time.monotonic(), timeout_s=NOTIFICATIONS_SETTLE_S)
         self.tally(result, fleet, report)
+        result.notifications_expected, result.notifications_delivered = len(expected), len(self.catcher.taken)
+        result.notifications_lost = len(expected - self.notified())
+        result.notifications_unexpected = len(self.notified() - expected)
+        result.notifications_repeated = self.catcher.repeats
         return result
+
+    async def subscribe(self, url: str) -> None:
+        """A webhook subscription to every notification, written where the API keeps them."""
+        assert self.js is not None
+        subscription = Subscription.model_validate(
+            {"id": new_id(), "owner": "chaos", "channel": "webhook", "url": url, "people": []}
+            | {"created_at": datetime.now(UTC)}
+        )
+        bucket = await self.js.key_value(self.topology.subscriptions_bucket)
+        await bucket.put(subscription.id, subscription.model_dump_json().encode())
+
+    def notified(self) -> set[str]:
+        return {json.loads(body)["notification"]["id"] for _, body in self.catcher.taken.values()}
 
     async def drive(self, kills: list[Kill]) -> Fleet:
         """Start the workflows at the plan's pace and drive them to an end, the kills coming at their moments."""
@@ -326,6 +376,23 @@ class Chaos:
         result.total_s = round(self.elapsed(), 1)
 
 
+async def expected_notifications(js: JetStreamContext, topology, workflow_ids) -> set[str]:
+    """Every notification the workflows' logs call for (services/notifier/rules.py), by id."""
+    types = await js.key_value(topology.types_bucket)
+    described: dict[str, WorkflowTypeInfo] = {}
+    expected: set[str] = set()
+    for workflow_id in workflow_ids:
+        log = await read_events(js, topology, workflow_id)
+        if not log or not isinstance(created := log[0].event, WorkflowCreated):
+            continue
+        if created.workflow_type not in described:
+            value = (await types.get(created.workflow_type)).value or b""
+            described[created.workflow_type] = WorkflowTypeInfo.model_validate_json(value)
+        declared = described[created.workflow_type]
+        expected |= {notification.id for recorded in log for notification in notifications_of(recorded, declared)}
+    return expected
+
+
 async def settled_check(js: JetStreamContext, topology, sent_commands) -> Report:
     """The checker's report once clean, or as it stands after CHECK_SETTLE_S."""
     deadline = time.monotonic() + CHECK_SETTLE_S
@@ -335,11 +402,14 @@ async def settled_check(js: JetStreamContext, topology, sent_commands) -> Report
 
 
 async def seconds_until(
-    probe: Callable[[], object | Awaitable[object]], since: float, unless: asyncio.Event | None = None
+    probe: Callable[[], object | Awaitable[object]],
+    since: float,
+    unless: asyncio.Event | None = None,
+    timeout_s: float = RECOVERY_TIMEOUT_S,
 ) -> float | None:
     """Seconds from `since` (a time.monotonic()) until `probe`, sync or async, holds; None if it did not within
-    RECOVERY_TIMEOUT_S, or `unless` was set first."""
-    while time.monotonic() - since < RECOVERY_TIMEOUT_S and not (unless and unless.is_set()):
+    `timeout_s`, or `unless` was set first."""
+    while time.monotonic() - since < timeout_s and not (unless and unless.is_set()):
         value = probe()
         if await value if asyncio.iscoroutine(value) else value:
             return round(time.monotonic() - since, 2)
@@ -362,11 +432,27 @@ async def run_chaos(plan: ChaosPlan, out: Path, store_parent: Path | None = None
     out.mkdir(parents=True, exist_ok=True)
     system = System(out / "chaos-logs", store_parent).start()
     try:
-        result = await Chaos(system, plan).run()
+        async with catching() as (catcher, url):
+            result = await Chaos(system, plan, catcher, url).run()
     finally:
         await asyncio.to_thread(system.close)
     (out / "chaos.json").write_text(json.dumps(asdict(result) | {"ok": result.ok}, indent=2))
     return result
+
+
+@asynccontextmanager
+async def catching() -> AsyncIterator[tuple[WebhookCatcher, str]]:
+    """A webhook receiver on a free port of this machine, for the run."""
+    catcher, port = WebhookCatcher(), free_port()
+    server = uvicorn.Server(uvicorn.Config(catcher, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    try:
+        yield catcher, f"http://127.0.0.1:{port}/hooks"
+    finally:
+        server.should_exit = True
+        await serving
 
 
 def report_lines(result: ChaosResult) -> list[str]:
@@ -384,6 +470,9 @@ def report_lines(result: ChaosResult) -> list[str]:
         f"WebSocket client          {result.websocket_events} events over {result.websocket_connections} connections: "
         f"{result.websocket_missing} missing, {result.websocket_duplicates} twice, "
         f"{result.websocket_out_of_order} out of order",
+        f"notifications (webhook)   {result.notifications_delivered} of {result.notifications_expected} the log asks "
+        f"for: {result.notifications_lost} lost, {result.notifications_unexpected} unexpected, "
+        f"{result.notifications_repeated} sent again under their key",
         "kill -9, started again at once             at   healthy after   working after   WebSocket live after",
     ]
     for kill in sorted(result.kills, key=lambda k: k.killed_at_s if k.killed_at_s is not None else float("inf")):

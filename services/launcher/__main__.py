@@ -8,6 +8,7 @@ services (SIGTERM, a kill after a grace period), then nats-server. A service tha
 and the launcher exits non-zero."""
 
 import argparse
+import asyncio
 import http.client
 import os
 import secrets
@@ -21,7 +22,9 @@ import urllib.request
 from dataclasses import dataclass
 from typing import IO
 
+from contracts.topology import Topology
 from services.launcher.api_tokens import api_tokens
+from services.launcher.local_subscriptions import CATCHER_WEBHOOK, DEV_EMAIL, ensure_local_subscriptions
 from services.launcher.nats_server import DURABLE, NatsCluster, NatsServer, free_port
 from services.launcher.nats_users import NatsUsers, secrets_file
 from services.launcher.settings import LauncherSettings  # after the handler
@@ -342,6 +345,14 @@ def main(argv: list[str] | None = None) -> int:
         }
         if wait_until_ready(health_urls, children, stop_requested):
             print_where_to_go(settings, nats_for_clients(settings, nats, nats_url), planned, index_url)
+            if nats and nats.users:
+                admin = nats.users.url("admin", nats_url)
+                secret = asyncio.run(ensure_local_subscriptions(admin, Topology(prefix=env.get("WF_PREFIX", "wf"))))
+                say(
+                    "launcher",
+                    f"  notices    e-mail to {DEV_EMAIL} and webhooks to {CATCHER_WEBHOOK} (secret {secret})",
+                )
+                say("launcher", "             see them: .venv/bin/python -m services.notifier.catcher")
             supervise(children, stop_requested)
     except LaunchFailed as failure:
         say("launcher", str(failure))

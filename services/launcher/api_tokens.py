@@ -22,7 +22,7 @@ from runtime.tokens import DIGEST_PREFIX, AuthNotConfigured, Tokens, new_token, 
 from services.launcher.settings import LauncherSettings
 
 # Who a local run's tokens belong to: one that may do everything, and the approvers the expense type names.
-DEV_HOLDERS = [TokenHolder(name="dev", roles=frozenset(Role))] + [
+DEV_HOLDERS = [TokenHolder(name="dev", roles=frozenset(Role), email="dev@localhost")] + [
     TokenHolder(name=name, roles=frozenset({Role.APPROVER})) for name in ("director", "fin-ann", "fin-bob", "fin-cy")
 ]
 DURATION = re.compile(r"([1-9][0-9]*)([smhdw])")

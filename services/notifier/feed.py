@@ -158,6 +158,7 @@ class EventFeed:
         self.js, self.topology, self.types, self.outbox, self.metrics = js, topology, types, outbox, metrics
 
     async def run(self) -> None:
+        await self.outbox.subscriptions.loaded.wait()  # else what it handled first would match no one
         while True:
             try:
                 await self._follow()
@@ -210,6 +211,7 @@ class ReminderFeed:
 
     async def run(self) -> None:
         durable, stream = self.topology.reminders_consumer().durable_name or "", self.topology.notify_stream
+        await self.outbox.subscriptions.loaded.wait()
         while True:
             try:
                 async with pulling(self.js, durable, stream) as pull:

@@ -151,15 +151,18 @@ async def test_a_waiting_expense_sends_a_signed_webhook_and_an_email_whose_link_
 
 
 @pytest.mark.index_databases("sqlite")
-async def test_the_manager_is_reminded_before_the_deadline_then_the_escalation_is_announced(
-    nats_url, topology, js, api, driver
+async def test_the_manager_is_reminded_before_the_deadline_then_the_escalation_is_announced_across_a_restart(
+    nats_url, topology, js, api, driver, system
 ):
     async with webhook_receiver() as (receiver, url), running(create_notifier(notifier_settings(nats_url, topology))):
         approvers = {"channel": "webhook", "url": url, "people": ["role:approver", "director"]}
         assert (await api.post("/subscriptions", json=approvers)).status_code == 201
-        create = expense("reminded", manager_deadline_s=3, manager_remind_before_s=2)
+        create = expense("reminded", manager_deadline_s=4, manager_remind_before_s=2)
         await driver.send(create)
         await driver.send(ProcessWorkflow(workflow_id=create.workflow_id))
+        await driver.reaches(create.workflow_id, "Manager Approval")
+        system["orchestrator"].stop()  # the reminder and the deadline are the broker's: they come all the same
+        system["orchestrator"].start()
         await driver.reaches(create.workflow_id, "Director Approval", timeout_s=30)
 
         def escalated() -> list[str] | None:
