@@ -87,6 +87,7 @@ class Notification(BaseModel):
     state: str  # the business state it is in now
     entered_sequence: int  # the log's event that entered that state: what a decision link is bound to
     people: tuple[str, ...] = ()  # who it waits for (names, "role:<role>"); empty for an end
+    decisions: tuple[Decision, ...] = ()  # what the wait takes that a link can carry: approve, reject
     deadline_at: AwareDatetime | None = None
     occurred_at: AwareDatetime
     summary: str
@@ -111,4 +112,5 @@ class Reminder(BaseModel):
     state: str
     entered_sequence: int
     people: tuple[str, ...]
+    decisions: tuple[Decision, ...] = ()
     deadline_at: AwareDatetime

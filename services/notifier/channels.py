@@ -73,7 +73,7 @@ class Composer:
         if notification.deadline_at:
             expires_at = min(expires_at, notification.deadline_at)
         links = {}
-        for decision in ("approve", "reject"):
+        for decision in notification.decisions:
             link = DecisionLink.new(
                 notification.workflow_id, notification.entered_sequence, person, decision, expires_at
             )

@@ -16,10 +16,11 @@ from contracts.events import (
     WorkflowStarted,
     WorkflowTerminated,
 )
-from contracts.notifications import Notification, Reminder, Subscription
+from contracts.notifications import Decision, Notification, Reminder, Subscription
 from contracts.types import StateInfo, WorkflowTypeInfo
 
 ENDS = ("succeeded", "failed")
+DECISIONS: tuple[Decision, ...] = ("approve", "reject")
 
 
 def notifications_of(recorded: RecordedEvent, declared: WorkflowTypeInfo) -> list[Notification]:
@@ -53,6 +54,7 @@ def notifications_of(recorded: RecordedEvent, declared: WorkflowTypeInfo) -> lis
             state=entered,
             entered_sequence=recorded.sequence,
             people=tuple(state.waits_for),
+            decisions=_decisions(state),
             deadline_at=deadline_at,
             occurred_at=event.occurred_at,
             summary=summary,
@@ -68,12 +70,14 @@ def reminder_of(recorded: RecordedEvent, declared: WorkflowTypeInfo) -> tuple[Re
     if remind_at is None or deadline_at is None:
         return None
     entered = event.dest if isinstance(event, TransitionTaken) else declared.initial
+    state = _state(declared, entered)
     reminder = Reminder(
         workflow_id=event.workflow_id,
         workflow_type=declared.name,
         state=entered,
         entered_sequence=recorded.sequence,
-        people=tuple(_state(declared, entered).waits_for),
+        people=tuple(state.waits_for),
+        decisions=_decisions(state),
         deadline_at=deadline_at,
     )
     return reminder, remind_at
@@ -90,6 +94,7 @@ def reminded(reminder: Reminder, title: str, now: datetime) -> Notification:
         state=reminder.state,
         entered_sequence=reminder.entered_sequence,
         people=reminder.people,
+        decisions=reminder.decisions,
         deadline_at=reminder.deadline_at,
         occurred_at=now,
         summary=f"Reminder: {title} {reminder.workflow_id} still waits in {reminder.state}; "
@@ -108,9 +113,9 @@ def matches(subscription: Subscription, notification: Notification) -> bool:
 
 
 def decider(subscription: Subscription, notification: Notification) -> str | None:
-    """Who a notification's decision links act as: the subscription's owner, when the wait is theirs to answer
-    (named, or by a role the owner held when subscribing). None: the notification carries no links."""
-    if notification.kind == "ended" or not notification.people:
+    """Who a notification's decision links act as: the subscription's owner, when the wait takes a decision and is
+    theirs to answer (named, or by a role the owner held when subscribing). None: the notification carries no links."""
+    if not notification.decisions or not notification.people:
         return None
     mine = {subscription.owner} | {f"role:{role}" for role in subscription.owner_roles}
     return subscription.owner if mine & set(notification.people) else None
@@ -128,6 +133,10 @@ def _ended(recorded: RecordedEvent, declared: WorkflowTypeInfo, how: str, state:
         occurred_at=event.occurred_at,
         summary=f"{declared.title} {event.workflow_id} {how}",
     )
+
+
+def _decisions(state: StateInfo) -> tuple[Decision, ...]:
+    return tuple(decision for decision in DECISIONS if decision in state.accepts)
 
 
 def _state(declared: WorkflowTypeInfo, name: str) -> StateInfo:

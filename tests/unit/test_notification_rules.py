@@ -55,7 +55,8 @@ def test_a_quorum_names_each_member_and_the_start_names_the_initial_wait():
     [finance] = notifications_of(moved("Manager Approval", "Finance Approval"), EXPENSE)
     assert finance.people == ("fin-ann", "fin-bob", "fin-cy")
     [draft] = notifications_of(recorded(WorkflowStarted(workflow_id="x-1", occurred_at=NOW)), EXPENSE)
-    assert (draft.state, draft.people) == ("Draft", ("role:requester",))
+    assert (draft.state, draft.people, draft.decisions) == ("Draft", ("role:requester",), ())
+    assert finance.decisions == ("approve", "reject")
 
 
 def test_an_end_is_told_to_no_one_in_particular_and_steps_and_inputs_tell_nothing():
@@ -93,6 +94,8 @@ def test_a_subscription_matches_by_kind_type_and_people_and_links_only_what_its_
     assert decider(everyone, waiting) == "ada" and decider(everyone, director) is None
     assert decider(subscription(owner="director", owner_roles=["approver"]), director) == "director"
     assert decider(everyone, ended) is None
+    [draft] = notifications_of(recorded(WorkflowStarted(workflow_id="x-1", occurred_at=NOW)), EXPENSE)
+    assert decider(subscription(owner_roles=["requester"]), draft) is None  # Draft takes no decision: no links
 
 
 def test_a_decision_link_is_checked_by_its_signature():
