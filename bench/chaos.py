@@ -22,26 +22,31 @@ import json
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-import uvicorn
 from nats.js.client import JetStreamContext
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
 from bench.fleet import Fleet
-from bench.system import SEED, Service, System, connected, http_get, new_topology, say, wait_http_ok
+from bench.system import (
+    SEED,
+    Service,
+    System,
+    catching,
+    connected,
+    http_get,
+    new_topology,
+    say,
+    subscribe_to_everything,
+    wait_http_ok,
+)
 from contracts.events import WorkflowCreated
-from contracts.ids import new_id
-from contracts.notifications import Subscription
 from contracts.types import WorkflowTypeInfo
 from runtime.eventlog import read_events
 from runtime.streams import UNAVAILABLE, ensure_topology
-from services.launcher.nats_server import free_port
 from services.notifier.catcher import WebhookCatcher
 from services.notifier.rules import notifications_of
 from services.orchestrator.maintenance import Report, check
@@ -306,7 +311,7 @@ class Chaos:
         ) as client:
             self.js = client.jetstream(timeout=5)
             await ensure_topology(self.js, self.topology)
-            await self.subscribe(self.catcher_url)
+            await subscribe_to_everything(self.js, self.topology, self.catcher_url)
             following = asyncio.create_task(self.follower.follow())
             for service in self.instances.values():  # every process is up before anything is killed
                 await wait_http_ok(f"http://127.0.0.1:{service.port}/healthz", service)
@@ -324,16 +329,6 @@ class Chaos:
         result.notifications_unexpected = len(self.notified() - expected)
         result.notifications_repeated = self.catcher.repeats
         return result
-
-    async def subscribe(self, url: str) -> None:
-        """A webhook subscription to every notification, written where the API keeps them."""
-        assert self.js is not None
-        subscription = Subscription.model_validate(
-            {"id": new_id(), "owner": "chaos", "channel": "webhook", "url": url, "people": []}
-            | {"created_at": datetime.now(UTC)}
-        )
-        bucket = await self.js.key_value(self.topology.subscriptions_bucket)
-        await bucket.put(subscription.id, subscription.model_dump_json().encode())
 
     def notified(self) -> set[str]:
         return {json.loads(body)["notification"]["id"] for _, body in self.catcher.taken.values()}
@@ -438,21 +433,6 @@ async def run_chaos(plan: ChaosPlan, out: Path, store_parent: Path | None = None
         await asyncio.to_thread(system.close)
     (out / "chaos.json").write_text(json.dumps(asdict(result) | {"ok": result.ok}, indent=2))
     return result
-
-
-@asynccontextmanager
-async def catching() -> AsyncIterator[tuple[WebhookCatcher, str]]:
-    """A webhook receiver on a free port of this machine, for the run."""
-    catcher, port = WebhookCatcher(), free_port()
-    server = uvicorn.Server(uvicorn.Config(catcher, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    try:
-        yield catcher, f"http://127.0.0.1:{port}/hooks"
-    finally:
-        server.should_exit = True
-        await serving
 
 
 def report_lines(result: ChaosResult) -> list[str]:

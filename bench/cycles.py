@@ -29,6 +29,7 @@ from bench.system import (
     say,
     start_workers,
     stream_last_seq,
+    subscribe_to_everything,
     wait_http_ok,
     wait_until,
 )
@@ -36,6 +37,7 @@ from contracts.commands import ApproveWorkflow, CreateWorkflow, ProcessWorkflow
 from contracts.topology import Topology
 from runtime.index_db import connect
 from services.indexer.projection import IndexProjection
+from services.notifier.catcher import WebhookCatcher
 
 BATCH_COMMITS = "wf_event_batch_commits_total"
 
@@ -210,6 +212,7 @@ class CycleResult:
     cpu: dict[str, float] = field(default_factory=dict)  # % of one core, by process group, in the measured window
     wire: dict[str, float] = field(default_factory=dict)  # wire messages per cycle, by kind (the counted run only)
     index: "IndexFigures | None" = None  # with an indexer running beside (the query side's figures)
+    notified: float | None = None  # with the notifier running beside: notifications delivered per cycle
 
 
 @dataclass
@@ -311,10 +314,13 @@ async def run_scenario(
     in_flight: int,
     count_wire: bool = False,
     with_indexer: bool = False,
+    catcher: tuple[WebhookCatcher, str] | None = None,
 ) -> CycleResult:
+    """`catcher`: run the notifier beside, with a subscription to every notification delivered to it."""
     topology = new_topology(f"c{replicas}f{int(send_failure_rate * 100)}")
     label = f"cycles ×{replicas} failures {send_failure_rate:g}" + (" (counting the wire)" if count_wire else "")
     label += " with the indexer" if with_indexer else ""
+    label += " with the notifier" if catcher else ""
     async with connected(system.url, inbox_prefix=BENCH_INBOX.encode()) as nc, connected(system.url) as spy:
         js = nc.jetstream()
         orchestrators, processors = await start_workers(
@@ -323,6 +329,12 @@ async def run_scenario(
         indexer = IndexerBeside(system, topology) if with_indexer else None
         if indexer:
             await indexer.ready()
+        notifier, taken_before = None, 0
+        if catcher:
+            await subscribe_to_everything(js, topology, catcher[1])
+            notifier = system.start_service("notifier", topology, WF_LINK_SECRET="bench")
+            await wait_http_ok(f"http://127.0.0.1:{notifier.port}/healthz", notifier)
+            taken_before = len(catcher[0].taken)
         say(f"{label}: {replicas} orchestrator(s) + {replicas} processor(s) pulling; driving {in_flight} in flight")
         try:
             wire = WireCounter(topology)
@@ -336,7 +348,9 @@ async def run_scenario(
             start_counts = (driver.finished, driver.errored_output, driver.errored_other, len(driver.cycle_seconds))
             started = time.perf_counter()
             groups = {"orchestrator": orchestrators, "processor": processors}
-            cpu = CpuMeter(system.pids(**groups, **({"indexer": [indexer.service]} if indexer else {})))
+            beside = {"indexer": [indexer.service]} if indexer else {}
+            beside |= {"notifier": [notifier]} if notifier else {}
+            cpu = CpuMeter(system.pids(**groups, **beside))
             await _progress(driver, measure_s, label, [*orchestrators, *processors])
             elapsed = time.perf_counter() - started
             cpu_shares = cpu.shares()
@@ -368,9 +382,11 @@ async def run_scenario(
                 cpu=cpu_shares,
                 wire={kind: count / driver.ended for kind, count in sorted(wire.counts.items())},
                 index=await indexer.figures(js) if indexer else None,
+                notified=await _notified(catcher[0], taken_before, driver.ended) if catcher else None,
             )
         finally:
-            system.stop_services([*orchestrators, *processors, *([indexer.service] if indexer else [])])
+            beside_services = [*([indexer.service] if indexer else []), *([notifier] if notifier else [])]
+            system.stop_services([*orchestrators, *processors, *beside_services])
             await drop_topology(js, topology)
     say(
         f"{label}: {result.cycles_per_s:,.1f} cycles/s ({result.finished} finished, "
@@ -379,6 +395,20 @@ async def run_scenario(
     )
     say(f"{label}: CPU (% of one core) " + ", ".join(f"{name} {share:.0f}" for name, share in result.cpu.items()))
     return result
+
+
+async def _notified(catcher: WebhookCatcher, before: int, cycles: int) -> float:
+    """Notifications delivered per cycle, once the last have arrived."""
+
+    async def settled() -> bool:
+        count = len(catcher.taken)
+        await asyncio.sleep(1.0)
+        return len(catcher.taken) == count
+
+    await wait_until(settled, 60, "the notifications delivered")
+    per_cycle = (len(catcher.taken) - before) / cycles
+    say(f"notifier: {len(catcher.taken) - before:,} notifications delivered, {per_cycle:.2f} per cycle")
+    return per_cycle
 
 
 async def _progress(driver: CycleDriver, seconds: float, label: str, services) -> None:

@@ -30,6 +30,7 @@ class Results:
     orchestrator_memory: OrchestratorMemory | None = None
     broadcaster_memory: BroadcasterMemory | None = None
     cycles_with_index: CycleResult | None = None  # the first scenario again, with the indexer beside it
+    cycles_with_notifier: CycleResult | None = None  # and with the notifier beside it, delivering to a webhook
     query: list[QueryFigure] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -308,6 +309,25 @@ def query_rows(results: Results) -> list[Row]:
                 "cycles/s ×1, failures 0: without / with the indexer",
                 f"{without.cycles_per_s:,.1f} / {indexed.cycles_per_s:,.1f}",
                 f"with is {indexed.cycles_per_s / without.cycles_per_s:.2f} × without",
+            )
+        )
+    if (notifying := results.cycles_with_notifier) and results.cycles:
+        without = results.cycles[0]
+        table.append(
+            Row(
+                "notifications",
+                "cycles/s ×1, failures 0: without / with the notifier",
+                f"{without.cycles_per_s:,.1f} / {notifying.cycles_per_s:,.1f}",
+                f"with is {notifying.cycles_per_s / without.cycles_per_s:.2f} × without",
+            )
+        )
+        cpu = notifying.cpu.get("notifier", 0.0)
+        table.append(
+            Row(
+                "notifications",
+                "delivered per cycle (a webhook subscription to everything); the notifier's CPU",
+                f"{notifying.notified or 0:.2f}; {cpu:.0f} % of a core",
+                "",
             )
         )
     if indexed and (index := indexed.index):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import broker, cycles, latency, memory, query, state_load
 from bench.report import Results, format_table, rows, write_html, write_json
-from bench.system import System, connected, say
+from bench.system import System, catching, connected, say
 from services.launcher.nats_server import DURABLE, nats_server_binary
 
 TMPFS = Path("/dev/shm")
@@ -153,6 +153,11 @@ async def measure(
         results.cycles_with_index = await cycles.run_scenario(
             system, 1, 0.0, plan.warmup_s, plan.measure_s, plan.in_flight, with_indexer=True
         )
+        # And with the notifier beside it, delivering every notification to a webhook: what telling people costs.
+        async with catching() as catcher:
+            results.cycles_with_notifier = await cycles.run_scenario(
+                system, 1, 0.0, plan.warmup_s, plan.measure_s, plan.in_flight, catcher=catcher
+            )
 
     async def latencies() -> None:
         results.latency = await latency.measure(system, plan.latency_rate, plan.latency_window, plan.latency_s)

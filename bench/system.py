@@ -16,16 +16,21 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
+import uvicorn
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from contracts.ids import new_id
+from contracts.notifications import Subscription
 from contracts.topology import Topology
 from runtime.streams import ensure_topology
 from services.launcher.nats_server import DURABLE, NatsServer, free_port
+from services.notifier.catcher import WebhookCatcher
 
 PROJECT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0
@@ -264,3 +269,28 @@ async def start_broadcaster(system: System, topology: Topology) -> tuple[Service
     service = system.start_service("broadcaster", topology, WF_AUTH="off")
     await wait_http_ok(f"http://127.0.0.1:{service.port}/healthz", service)
     return service, service.port
+
+
+@asynccontextmanager
+async def catching() -> AsyncIterator[tuple[WebhookCatcher, str]]:
+    """A webhook receiver in this process, on a free port: what the notifier delivers to, and its URL."""
+    catcher, port = WebhookCatcher(), free_port()
+    server = uvicorn.Server(uvicorn.Config(catcher, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    try:
+        yield catcher, f"http://127.0.0.1:{port}/hooks"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def subscribe_to_everything(js: JetStreamContext, topology: Topology, url: str) -> None:
+    """A webhook subscription to every notification, written where the API keeps them."""
+    subscription = Subscription.model_validate(
+        {"id": new_id(), "owner": "bench", "channel": "webhook", "url": url, "people": []}
+        | {"created_at": datetime.now(UTC)}
+    )
+    bucket = await js.key_value(topology.subscriptions_bucket)
+    await bucket.put(subscription.id, subscription.model_dump_json().encode())
