@@ -19,12 +19,12 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from pydantic import ValidationError
 
-from contracts.events import WorkflowCreated
+from contracts.events import EVENT, RecordedEvent, WorkflowCreated
 from contracts.notifications import Delivery, Notification, Reminder, Subscription
 from contracts.state import WorkflowState
 from contracts.topology import Topology
 from contracts.types import WorkflowTypeInfo
-from runtime.eventlog import current_entries, left_since, recorded_event
+from runtime.eventlog import current_entries, left_since
 from services.notifier.rules import matches, notifications_of, reminded, reminder_of
 
 log = logging.getLogger("notifier")
@@ -187,7 +187,7 @@ class EventFeed:
 
     async def handle(self, sequence: int, data: bytes) -> None:
         try:
-            recorded = recorded_event(sequence, data)
+            recorded = RecordedEvent(sequence=sequence, event=EVENT.validate_json(data))  # (no hash: not needed)
         except ValidationError as error:  # never written by the orchestrator: nothing to tell
             log.error("event %d of the log is unreadable, told no one: %s", sequence, error)
             return
