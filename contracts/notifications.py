@@ -5,9 +5,9 @@ The notifier follows the event log and turns what happens into notifications (se
 keeps the subscriptions in the `<prefix>_subscriptions` bucket, key = subscription id."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, RootModel
 
 from contracts.auth import EMAIL
 from contracts.commands import Actor
@@ -18,36 +18,47 @@ Channel = Literal["webhook", "email"]
 Decision = Literal["approve", "reject"]
 
 
-class SubscriptionRequest(BaseModel):
-    """What `POST /subscriptions` takes. A webhook names its `url`; an e-mail goes to the caller's own address (its
-    token's profile) unless `email` names another. Empty `types` or `people`: every type, everyone's."""
+class SubscriptionFilter(BaseModel):
+    """What a subscription is told of. Empty `types`: every type. `people` (actors' names or "role:<role>", matched
+    against who a workflow waits for): unset, the subscriber's own name and roles; empty, everyone's."""
 
     model_config = ConfigDict(extra="forbid")
 
-    channel: Channel
-    url: HttpUrl | None = None
-    format: Literal["json", "slack"] = "json"  # a webhook's body: ours, or what a Slack incoming webhook takes
-    email: str | None = Field(default=None, pattern=EMAIL)
     types: list[str] = Field(default=[], max_length=50)
     kinds: list[NotificationKind] = Field(default=list(NOTIFICATION_KINDS), min_length=1)
-    # Whose waits: actors' names or "role:<role>", matched against who a workflow waits for (its `waiting_for`).
-    people: list[str] = Field(default=[], max_length=50)
-
-    @model_validator(mode="after")
-    def _channel_has_its_address(self) -> "SubscriptionRequest":
-        if self.channel == "webhook" and self.url is None:
-            raise ValueError("a webhook subscription needs its url")
-        if self.channel == "email" and self.url is not None:
-            raise ValueError("an e-mail subscription takes no url")
-        return self
+    people: Annotated[list[str], Field(max_length=50)] | None = None
 
 
-class Subscription(SubscriptionRequest):
+class WebhookSubscriptionRequest(SubscriptionFilter):
+    channel: Literal["webhook"]
+    url: HttpUrl
+    format: Literal["json", "slack"] = "json"  # the body: ours, or what a Slack incoming webhook takes
+
+
+class EmailSubscriptionRequest(SubscriptionFilter):
+    channel: Literal["email"]
+    email: str = Field(default="", pattern=f"^$|{EMAIL}")  # empty: the token's profile address
+
+
+class SubscriptionRequest(
+    RootModel[Annotated[WebhookSubscriptionRequest | EmailSubscriptionRequest, Field(discriminator="channel")]]
+):
+    """What `POST /subscriptions` takes: a webhook (its `url`) or an e-mail, told apart by `channel`."""
+
+
+class Subscription(BaseModel):
     """A stored subscription. Its `secret` signs its webhooks (shown once, when it is created)."""
 
     id: str
     owner: Actor
     owner_roles: list[str] = []  # the owner's roles when it subscribed: which waits it may answer with a link
+    channel: Channel
+    url: HttpUrl | None = None
+    format: Literal["json", "slack"] = "json"
+    email: str | None = None
+    types: list[str] = []
+    kinds: list[NotificationKind] = list(NOTIFICATION_KINDS)
+    people: list[str] = []
     secret: str = ""
     created_at: AwareDatetime
 

@@ -33,6 +33,7 @@ TEST_TOKEN_ROLES: dict[str, frozenset[Role]] = {
     **{name: frozenset({Role.APPROVER}) for name in ("ada", "carol", "director", "fin-ann", "fin-bob", "fin-cy")},
 }
 TEST_TOKENS: dict[str, str] = {name: f"test-token-{name}" for name in TEST_TOKEN_ROLES}  # holder name -> token
+TEST_EMAILS = {"admin": "admin@example.test"}  # the others' profiles have none
 
 
 def bearer(name: str = "admin") -> dict[str, str]:
@@ -42,9 +43,13 @@ def bearer(name: str = "admin") -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tokens file (WF_API_TOKENS_FILE) that admits every TEST_TOKENS token with its roles."""
+    """A tokens file (WF_API_TOKENS_FILE) that admits every TEST_TOKENS token with its roles; the profiles of those in
+    TEST_EMAILS have an e-mail address."""
     path = tmp_path_factory.mktemp("secrets") / "api-tokens.json"
-    holders = {TEST_TOKENS[name]: TokenHolder(name=name, roles=roles) for name, roles in TEST_TOKEN_ROLES.items()}
+    holders = {
+        TEST_TOKENS[name]: TokenHolder(name=name, roles=roles, email=TEST_EMAILS.get(name))
+        for name, roles in TEST_TOKEN_ROLES.items()
+    }
     write_tokens_file(path, holders)
     return path
 

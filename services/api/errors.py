@@ -30,7 +30,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from contracts.events import RejectionCode
 from runtime.nats_link import NotConnected
 from services.api.search import BadFilter
-from services.api.subscriptions import LinkNotTaken, LinksNotConfigured, NoEmailAddress, SubscriptionNotFound
+from services.api.subscriptions import LinkNotTaken, NoEmailAddress, SubscriptionNotFound
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,6 @@ PROBLEMS: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
     SubscriptionNotFound: answer(HTTP_404_NOT_FOUND, "unknown_subscription"),
     NoEmailAddress: answer(HTTP_422_UNPROCESSABLE_ENTITY, "invalid"),
     LinkNotTaken: link_not_taken,
-    LinksNotConfigured: answer(HTTP_503_SERVICE_UNAVAILABLE, "unavailable"),
 }
 
 

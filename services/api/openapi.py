@@ -18,8 +18,9 @@ OPENAPI_CONFIG = OpenAPIConfig(
 
 def finish(document: OpenAPI) -> None:
     """Litestar documents a 400 for every route with parameters, the status of its ValidationException: this API
-    answers those 422 (services/api/errors.py), so only the 400s a route declares itself stay. And it writes a
-    discriminated union as a bare `oneOf`: the events get their discriminator back."""
+    answers those 422 (services/api/errors.py), so only the 400s a route declares itself stay. It writes a
+    discriminated union as a bare `oneOf`: the events get their discriminator back. And it writes a pydantic RootModel
+    as an object with a `root` property, whose JSON is the root itself: unwrapped."""
     for path_item in (document.paths or {}).values():
         operations = (getattr(path_item, method) for method in ("get", "put", "post", "patch", "delete"))
         for operation in filter(None, operations):
@@ -28,6 +29,7 @@ def finish(document: OpenAPI) -> None:
             if isinstance(declared, OpenAPIResponse) and PROBLEM_MEDIA_TYPE not in (declared.content or {}):
                 del answers["400"]
     _discriminate_events(document.components.schemas or {})
+    _unwrap_root_models(document.components.schemas or {})
 
 
 def _discriminate_events(schemas: dict[str, Schema]) -> None:
@@ -41,3 +43,11 @@ def _discriminate_events(schemas: dict[str, Schema]) -> None:
     event_property = (schemas[RecordedEvent.__name__].properties or {})["event"]
     assert isinstance(event_property, Schema)
     event_property.discriminator = Discriminator(property_name=discriminator, mapping=mapping)
+
+
+def _unwrap_root_models(schemas: dict[str, Schema]) -> None:
+    for name, schema in schemas.items():
+        if set(schema.properties or {}) == {"root"}:
+            root = (schema.properties or {})["root"]
+            assert isinstance(root, Schema)
+            schemas[name] = Schema(one_of=root.one_of, any_of=root.any_of, description=schema.description)

@@ -11,7 +11,7 @@ from contracts.auth import TokenHolder
 from contracts.commands import ApproveWorkflow, RejectWorkflow
 from contracts.ids import new_id
 from contracts.links import DecisionLink, LinkRefused
-from contracts.notifications import Subscription, SubscriptionRequest
+from contracts.notifications import EmailSubscriptionRequest, Subscription, SubscriptionRequest
 from contracts.state import WorkflowState
 from contracts.topology import Topology
 from runtime.eventlog import current_entries, left_since
@@ -35,29 +35,30 @@ class LinkNotTaken(Exception):
         self.code = code
 
 
-class LinksNotConfigured(RuntimeError):
-    pass
-
-
 class Subscriptions:
     def __init__(self, link: NatsLink, topology: Topology) -> None:
         self.link, self.topology = link, topology
 
-    async def create(self, request: SubscriptionRequest, holder: TokenHolder) -> Subscription:
+    async def create(self, asked: SubscriptionRequest, holder: TokenHolder) -> Subscription:
         """Stored for `holder`; an e-mail goes to its profile's address unless the request names one. Whose waits it
         follows: the request's `people`, or else the holder's own (its name and roles)."""
-        email = request.email or holder.email if request.channel == "email" else None
-        if request.channel == "email" and not email:
-            raise NoEmailAddress(f"{holder.name}'s token has no e-mail address: give one as `email`")
-        people = request.people if "people" in request.model_fields_set else [holder.name, *_roles(holder)]
+        request = asked.root
+        if isinstance(request, EmailSubscriptionRequest):
+            email = request.email or holder.email
+            if not email:
+                raise NoEmailAddress(f"{holder.name}'s token has no e-mail address: give one as `email`")
+            channel: dict = {"email": email}
+        else:
+            channel = {"url": request.url, "format": request.format, "secret": f"whsec_{secrets.token_urlsafe(24)}"}
         subscription = Subscription(
-            **request.model_dump(exclude={"email", "people"}),
-            email=email,
-            people=people,
             id=new_id(),
             owner=holder.name,
             owner_roles=sorted(holder.roles),
-            secret=f"whsec_{secrets.token_urlsafe(24)}" if request.channel == "webhook" else "",
+            channel=request.channel,
+            **channel,
+            types=request.types,
+            kinds=request.kinds,
+            people=[holder.name, *_roles(holder)] if request.people is None else request.people,
             created_at=datetime.now(UTC),
         )
         kv = await self.link.js.key_value(self.topology.subscriptions_bucket)
@@ -96,8 +97,10 @@ class DecisionLinks:
     async def check(self, token: str) -> tuple[DecisionLink, WorkflowState]:
         """The link a token holds and its workflow, if the link may still be used: signed here, not expired, not
         used, and its workflow still in the waiting state it was sent for. LinkNotTaken says why not."""
-        if self.key is None:
-            raise LinksNotConfigured("decision links are off: WF_LINK_SECRET is not set")
+        if self.key is None:  # so no link was issued here
+            raise LinkNotTaken(
+                "bad_link", "decision links are off here (WF_LINK_SECRET is not set): not a link of ours"
+            )
         try:
             decision = DecisionLink.verified(token, self.key)
         except LinkRefused as refused:

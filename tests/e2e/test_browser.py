@@ -472,6 +472,33 @@ async def test_an_expense_escalates_to_the_director_and_needs_two_distinct_finan
         assert (view["business_state"], view["infra_status"]) == ("Paid", "Completed")
 
 
+async def test_a_person_subscribes_to_notifications_sees_the_secret_once_and_stops_it(launched, browser, screenshots):
+    async with pages_of(browser, launched) as pages:
+        page = await pages.open("ada")
+        await page.get_by_test_id("nav-subscriptions").click()
+        await page.get_by_test_id("subscribe-address").fill("http://127.0.0.1:9/hooks")
+        await page.get_by_test_id("subscribe").click()
+        await expect(page.get_by_test_id("subscription-secret")).to_contain_text("whsec_")
+        rows = page.get_by_test_id("subscription-row")
+        await expect(rows).to_have_count(1)
+        await expect(rows.first).to_contain_text("http://127.0.0.1:9/hooks")
+        await expect(rows.first).to_contain_text("ada, role:approver")  # whose waits: hers, by default
+
+        await page.get_by_test_id("subscribe-channel").select_option("email")
+        await page.get_by_test_id("subscribe").click()  # ada's token has no e-mail address, and none was given
+        await expect(page.get_by_test_id("subscriptions-error")).to_contain_text("no e-mail address")
+        await page.get_by_test_id("subscribe-address").fill("ada@example.com")
+        await page.get_by_test_id("subscribe").click()
+        await expect(rows).to_have_count(2)
+        await screenshots.take(page, "subscriptions")
+
+        await rows.first.get_by_role("button", name="Stop").click()
+        await expect(rows).to_have_count(1)
+        await expect(rows.first).to_contain_text("ada@example.com")
+        async with httpx.AsyncClient(base_url=launched.api, headers=bearer("ada")) as http:
+            assert [s["channel"] for s in (await http.get("/subscriptions")).json()] == ["email"]
+
+
 async def test_a_decision_link_opens_a_confirmation_page_without_signing_in_and_decides_once(
     launched, browser, screenshots
 ):

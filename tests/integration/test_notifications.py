@@ -248,8 +248,10 @@ async def test_bad_subscriptions_are_refused_with_the_reason(nats_url, topology,
     async with api_client(settings_for(nats_url, topology)) as api:
         no_url = await api.post("/subscriptions", json={"channel": "webhook"})
         assert no_url.status_code == 422 and "url" in no_url.json()["detail"]
-        no_address = await api.post("/subscriptions", json={"channel": "email"})  # admin's token has none
+        no_address = await api.post("/subscriptions", json={"channel": "email"}, headers=bearer("carol"))  # none
         assert (no_address.status_code, no_address.json()["code"]) == (422, "invalid")
         unknown_kind = await api.post("/subscriptions", json={"channel": "webhook", "url": "http://x", "kinds": ["x"]})
         assert unknown_kind.status_code == 422
         assert (await api.delete("/subscriptions/" + "0" * 32)).status_code == 404
+        profile = await api.post("/subscriptions", json={"channel": "email"})  # to admin's profile address
+        assert (profile.status_code, profile.json()["email"]) == (201, "admin@example.test")

@@ -159,7 +159,7 @@ export const api = {
     return (await request<SubscriptionView[]>("GET", "/subscriptions")).data;
   },
 
-  async subscribe(subscription: Partial<SubscriptionRequest>): Promise<SubscriptionCreated> {
+  async subscribe(subscription: SubscriptionRequest): Promise<SubscriptionCreated> {
     return (await request<SubscriptionCreated>("POST", "/subscriptions", subscription)).data;
   },
 

@@ -508,6 +508,25 @@ export interface components {
             person: string;
             workflow: components["schemas"]["WorkflowView"];
         };
+        /** EmailSubscriptionRequest */
+        EmailSubscriptionRequest: {
+            /** @constant */
+            channel: "email";
+            /** @default  */
+            email: string;
+            /**
+             * @default [
+             *       "waiting",
+             *       "reminder",
+             *       "escalated",
+             *       "ended"
+             *     ]
+             */
+            kinds: ("waiting" | "reminder" | "escalated" | "ended")[];
+            people?: string[] | null;
+            /** @default [] */
+            types: string[];
+        };
         /** ExportPlace */
         ExportPlace: {
             name: string;
@@ -721,31 +740,7 @@ export interface components {
             types: string[];
             url: string | null;
         };
-        /** SubscriptionRequest */
-        SubscriptionRequest: {
-            /** @enum {string} */
-            channel: "webhook" | "email";
-            email?: string | null;
-            /**
-             * @default json
-             * @enum {string}
-             */
-            format: "json" | "slack";
-            /**
-             * @default [
-             *       "waiting",
-             *       "reminder",
-             *       "escalated",
-             *       "ended"
-             *     ]
-             */
-            kinds: ("waiting" | "reminder" | "escalated" | "ended")[];
-            /** @default [] */
-            people: string[];
-            /** @default [] */
-            types: string[];
-            url?: string | null;
-        };
+        SubscriptionRequest: components["schemas"]["WebhookSubscriptionRequest"] | components["schemas"]["EmailSubscriptionRequest"];
         /** SubscriptionView */
         SubscriptionView: {
             /** @enum {string} */
@@ -797,6 +792,30 @@ export interface components {
              */
             type: "TransitionTaken";
             workflow_id: string;
+        };
+        /** WebhookSubscriptionRequest */
+        WebhookSubscriptionRequest: {
+            /** @constant */
+            channel: "webhook";
+            /**
+             * @default json
+             * @enum {string}
+             */
+            format: "json" | "slack";
+            /**
+             * @default [
+             *       "waiting",
+             *       "reminder",
+             *       "escalated",
+             *       "ended"
+             *     ]
+             */
+            kinds: ("waiting" | "reminder" | "escalated" | "ended")[];
+            people?: string[] | null;
+            /** @default [] */
+            types: string[];
+            /** Format: url */
+            url: string;
         };
         /** WorkflowArchived */
         WorkflowArchived: {
