@@ -6,6 +6,9 @@ Every request but the open ones (/healthz, /metrics, /schema and the web page's 
 nothing more. A command needs one of the roles COMMAND_ROLES gives it. All of this is decided before the request's
 body is read and before anything reaches NATS."""
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 from litestar.connection import ASGIConnection, Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -92,3 +95,22 @@ def commands_rate_limit(commands_per_second: int) -> DefineMiddleware:
         exclude=OPEN_PATHS,
     )
     return config.middleware
+
+
+def still_may(tokens: TokensFile | None) -> Callable[[str, str], bool]:
+    """Whether `person` still holds a token, unexpired, with a role that `command` takes: a decision link sent to
+    them is refused once they no longer may (a token revoked, expired, or its role taken away). Anyone, with
+    WF_AUTH=off."""
+
+    def may(person: str, command: str) -> bool:
+        if tokens is None:
+            return True
+        now, roles = datetime.now(UTC), COMMAND_ROLES[command]
+        return any(
+            holder.name == person
+            and not holder.roles.isdisjoint(roles)
+            and (holder.expires_at is None or holder.expires_at > now)
+            for holder in tokens.current().by_digest.values()
+        )
+
+    return may

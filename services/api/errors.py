@@ -142,11 +142,16 @@ def command_refused(error: CommandRefused) -> ProblemDetailsException:
     return problem(STATUS_OF_REJECTION.get(error.code, HTTP_409_CONFLICT), str(error), error.code)
 
 
-STATUS_OF_LINK_REFUSAL = {"bad_link": HTTP_400_BAD_REQUEST, "link_expired": HTTP_410_GONE}
+STATUS_OF_LINK_REFUSAL = {
+    "bad_link": HTTP_400_BAD_REQUEST,
+    "link_expired": HTTP_410_GONE,
+    "forbidden": HTTP_403_FORBIDDEN,
+}
 
 
 def link_not_taken(error: LinkNotTaken) -> ProblemDetailsException:
-    """A decision link that cannot be used: malformed or forged (400), expired (410), used or moved on (409)."""
+    """A decision link that cannot be used: malformed or forged (400), its person no longer may (403), expired (410),
+    used or moved on (409)."""
     return problem(STATUS_OF_LINK_REFUSAL.get(error.code, HTTP_409_CONFLICT), str(error), error.code)
 
 

@@ -91,8 +91,9 @@ class DecisionLinks:
         topology: Topology,
         key: bytes | None,
         find: Callable[[str], Awaitable[WorkflowState | None]],
+        still_may: Callable[[str, str], bool],
     ) -> None:
-        self.link, self.topology, self.key, self.find = link, topology, key, find
+        self.link, self.topology, self.key, self.find, self.still_may = link, topology, key, find, still_may
 
     async def check(self, token: str) -> tuple[DecisionLink, WorkflowState]:
         """The link a token holds and its workflow, if the link may still be used: signed here, not expired, not
@@ -107,6 +108,8 @@ class DecisionLinks:
             raise LinkNotTaken("bad_link", str(refused)) from None
         if decision.expires_at <= datetime.now(UTC):
             raise LinkNotTaken("link_expired", f"the link expired at {decision.expires_at:%Y-%m-%d %H:%M} UTC")
+        if not self.still_may(decision.person, decision.decision):
+            raise LinkNotTaken("forbidden", f"{decision.person} may no longer {decision.decision}: nothing changed")
         if await self._used(decision):
             raise LinkNotTaken("link_used", "the link was used already: each link decides once")
         state = await self.find(decision.workflow_id)

@@ -74,9 +74,10 @@ class DecisionController(Controller):
     tags = ["notifications"]
     opt = {OPEN_ROUTE_OPT: True}
 
-    @get("/{token:str}", operation_id="previewDecision", responses=error_answers(400, 409, 410, 422, 503))
+    @get("/{token:str}", operation_id="previewDecision", responses=error_answers(400, 403, 409, 410, 422, 503))
     async def preview(self, request: Request, token: LinkTokenPath) -> DecisionPreview:
-        """What the link would decide, if it still may: 409 once used or once the workflow moved on, 410 expired."""
+        """What the link would decide, if it still may: 403 once its person may not, 409 once used or once the workflow
+        moved on, 410 expired."""
         links: DecisionLinks = request.app.state.decision_links
         decision, state = await links.check(token)
         return DecisionPreview(decision=decision.decision, person=decision.person, workflow=view(state))
@@ -85,7 +86,7 @@ class DecisionController(Controller):
         "/{token:str}",
         operation_id="decide",
         status_code=HTTP_200_OK,
-        responses=error_answers(400, 409, 410, 422, 503),
+        responses=error_answers(400, 403, 409, 410, 422, 503),
     )
     async def decide(self, request: Request, token: LinkTokenPath) -> Response[CommandResult]:
         """Apply the link's decision as its person, once (202 when its outcome is not known within the wait)."""

@@ -71,6 +71,10 @@ async def api(nats_url, topology, js, settings_for, system):
         yield client
 
 
+def link_of(token: str) -> DecisionLink:
+    return DecisionLink.verified(token, LINK_SECRET.encode())
+
+
 def token_of(link: str) -> str:
     return urlparse(link).fragment.removeprefix("/decide/")
 
@@ -138,6 +142,12 @@ async def test_a_waiting_expense_sends_a_signed_webhook_and_an_email_whose_link_
             reject = token_of(body["links"]["reject"])
             moved_on = await api.post(f"/decisions/{reject}", headers={})
             assert (moved_on.status_code, moved_on.json()["code"]) == (409, "moved_on")
+            secret_key = LINK_SECRET.encode()
+            stranger = DecisionLink.new(
+                create.workflow_id, link_of(token).entered_sequence, "mallory", "reject", link_of(token).expires_at
+            )
+            refused = await api.get(f"/decisions/{stranger.sign(secret_key)}", headers={})
+            assert (refused.status_code, refused.json()["code"]) == (403, "forbidden")  # holds no token that may
             forged = token.rsplit(".", 1)[0] + ".AAAA"
             assert (await api.get(f"/decisions/{forged}", headers={})).json()["code"] == "bad_link"
             link = DecisionLink.verified(token, LINK_SECRET.encode())

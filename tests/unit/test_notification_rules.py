@@ -14,9 +14,9 @@ from contracts.events import (
     WorkflowStarted,
 )
 from contracts.links import DecisionLink, LinkRefused
-from contracts.notifications import Subscription
+from contracts.notifications import Delivery, Subscription
 from services.notifier.catcher import signature_is_valid
-from services.notifier.channels import signature
+from services.notifier.channels import Composer, signature, slack
 from services.notifier.rules import decider, matches, notifications_of, reminded, reminder_of
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 
@@ -119,3 +119,22 @@ def test_a_webhook_signature_verifies_only_the_same_body_secret_and_a_recent_tim
     assert not signature_is_valid("whsec_other", header, body, now=now)
     assert not signature_is_valid("whsec_s", header, body, now=now + 301)  # a replay, later
     assert not signature_is_valid("whsec_s", "garbage", body, now=now)
+
+
+def test_a_slack_body_is_the_summary_with_slack_links_and_the_json_body_has_the_links_of_the_one_it_goes_to():
+    [waiting] = notifications_of(moved("Validating", "Manager Approval"), EXPENSE)
+    delivery = Delivery(subscription_id="s1", notification=waiting)
+    message = Composer("http://ui.test/", SECRET).message(delivery, subscription(people=[]))
+    assert message.body["url"] == "http://ui.test/#/workflows/x-1" and set(message.body["links"]) == {
+        "approve",
+        "reject",
+    }
+    approve = message.body["links"]["approve"].removeprefix("http://ui.test/#/decide/")
+    assert DecisionLink.verified(approve, SECRET).person == "ada"
+    text = slack(message)["text"]
+    assert text.startswith(
+        "Expense x-1 waits in Manager Approval for role:approver\n<http://ui.test/#/workflows/x-1|Open it>"
+    )
+    assert "|Approve> · <" in text and text.endswith("|Reject>")
+    other = Composer("http://ui.test", SECRET).message(delivery, subscription(owner="cy", owner_roles=["requester"]))
+    assert other.body["links"] == {} and "Approve:" not in other.text

@@ -1130,6 +1130,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description the token's holder has no role the command takes (code `forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description the workflow's state refused the command, or it exists already (the rejection's code) */
             409: {
                 headers: {
@@ -1190,6 +1199,15 @@ export interface operations {
             };
             /** @description a body that is not JSON (code `malformed`), or a filter the list cannot take: an unknown field, a bad operator or value (code `bad_filter`) */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the token's holder has no role the command takes (code `forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
