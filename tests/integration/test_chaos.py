@@ -1,8 +1,9 @@
 """Chaos (bench/chaos.py): workflows driven to an end with every simulated failure on, while each service (two
-orchestrators, two processors, the api, the broadcaster) is killed with -9 at a random moment and started again, and
-nats-server too. Nothing may be lost: every workflow ends, the log holds no illegal transition and no command applied
-twice, every command sent is answered, the read model equals a replay, and a WebSocket client that resumes from the
-last sequence it saw gets every event once, in order. The short run is part of every test run; the full one (1 000
+orchestrators, two processors, the api, the broadcaster, the notifier) is killed with -9 at a random moment and
+started again, and nats-server too. Nothing may be lost: every workflow ends, the log holds no illegal transition and
+no command applied twice, every command sent is answered, the read model equals a replay, a WebSocket client that
+resumes from the last sequence it saw gets every event once, in order, and a webhook subscribed to every notification
+gets each one the log calls for. The short run is part of every test run; the full one (1 000
 workflows, a few minutes) runs with `-m chaos`."""
 
 import pytest
@@ -26,7 +27,10 @@ def assert_nothing_lost(result: ChaosResult, plan: ChaosPlan) -> None:
     killed = {kill.target for kill in result.kills if kill.killed_at_s is not None and kill.healthy_after_s is not None}
     instances = {f"orchestrator-{n}" for n in range(1, plan.orchestrators + 1)}
     instances |= {f"processor-{n}" for n in range(1, plan.processors + 1)}
-    assert killed == instances | {"api", "broadcaster", NATS}, report
+    assert killed == instances | {"api", "broadcaster", "notifier", NATS}, report
+    # Every notification the log calls for reached the webhook, none that it does not (a repeat keeps its key).
+    assert result.notifications_expected > plan.workflows, report
+    assert (result.notifications_lost, result.notifications_unexpected) == (0, 0), report
     assert result.ok, report
 
 
