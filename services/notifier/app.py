@@ -52,7 +52,7 @@ class Notifier:
         deliverers = Deliverers(js, topology, subscriptions, composer, channels, settings.retry, self.metrics)
         loops = {
             "subscriptions": subscriptions.run(),
-            "events": EventFeed(js, topology, types, outbox, self.metrics).run(),
+            "events": EventFeed(js, topology, types, outbox).run(),
             "reminders": ReminderFeed(js, topology, types, outbox).run(),
             "deliveries": deliverers.run(),
         }

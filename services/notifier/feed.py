@@ -25,6 +25,7 @@ from contracts.state import WorkflowState
 from contracts.topology import Topology
 from contracts.types import WorkflowTypeInfo
 from runtime.eventlog import current_entries, left_since
+from services.notifier.metrics import NotifierMetrics
 from services.notifier.rules import matches, notifications_of, reminded, reminder_of
 
 log = logging.getLogger("notifier")
@@ -127,7 +128,9 @@ class Types:
 class Outbox:
     """Queues deliveries and schedules reminders, each idempotently."""
 
-    def __init__(self, js: JetStreamContext, topology: Topology, subscriptions: Subscriptions, metrics) -> None:
+    def __init__(
+        self, js: JetStreamContext, topology: Topology, subscriptions: Subscriptions, metrics: NotifierMetrics
+    ) -> None:
         self.js, self.topology, self.subscriptions, self.metrics = js, topology, subscriptions, metrics
 
     async def deliver(self, notification: Notification) -> None:
@@ -154,8 +157,8 @@ class Outbox:
 class EventFeed:
     """Follows the log through the notifier's durable consumer, one batch at a time, in order."""
 
-    def __init__(self, js: JetStreamContext, topology: Topology, types: Types, outbox: Outbox, metrics) -> None:
-        self.js, self.topology, self.types, self.outbox, self.metrics = js, topology, types, outbox, metrics
+    def __init__(self, js: JetStreamContext, topology: Topology, types: Types, outbox: Outbox) -> None:
+        self.js, self.topology, self.types, self.outbox = js, topology, types, outbox
 
     async def run(self) -> None:
         await self.outbox.subscriptions.loaded.wait()  # else what it handled first would match no one
