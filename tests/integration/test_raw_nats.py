@@ -224,7 +224,11 @@ async def test_a_command_the_broker_passes_over_is_swept_into_the_dead_letters(c
 
     [(_, headers)] = await eventually(lambda: [dead for dead in client.dead_letters if dead[0] == body], WAIT_S)
     assert headers["Wf-Subject"] == f"{client.prefix}.commands.\\x7f"
-    assert headers["Wf-Error"].startswith("never delivered to the orchestrator"), headers
+    # Kept either way: passed over by the broker and swept (as a rule), or, when the orchestrator's waiting pull ran
+    # out just as it came in (seen on CI's busy machine), delivered and dead-lettered as not matching its subject.
+    # (tests/integration/test_sweeper.py pins the sweep itself down.)
+    reasons = ("never delivered to the orchestrator", "workflow_id anything does not match the subject")
+    assert headers["Wf-Error"].startswith(reasons), headers
 
     async def stream_empty() -> bool:
         return (await client.js.stream_info(f"{client.prefix.upper()}_COMMANDS")).state.messages == 0
