@@ -1,6 +1,7 @@
 """Who may do what: the roles a token holder has, the roles each command takes, and a holder as the services see
 it. How tokens are issued, stored and checked is runtime/tokens.py."""
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -28,6 +29,11 @@ COMMAND_ROLES: dict[str, frozenset[Role]] = {
     "retry": frozenset({Role.OPERATOR}),
     "archive": frozenset({Role.OPERATOR}),
 }
+
+
+def answering_for(name: str, roles: Iterable[str]) -> tuple[str, ...]:
+    """Who a person answers a wait for, as `waiting_for` names them: themselves, and "role:<role>" for each role."""
+    return (name, *(f"role:{role}" for role in sorted(roles)))
 
 
 class TokenHolder(BaseModel):

@@ -113,15 +113,3 @@ class Delivery(BaseModel):
     @property
     def idempotency_key(self) -> str:
         return f"{self.notification.id}.{self.subscription_id}"
-
-
-class Reminder(BaseModel):
-    """Scheduled when a workflow starts a wait with a deadline and a reminder: fires `remind_before` the deadline."""
-
-    workflow_id: str
-    workflow_type: str
-    state: str
-    entered_sequence: int
-    people: tuple[str, ...]
-    decisions: tuple[Decision, ...] = ()
-    deadline_at: AwareDatetime

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from contracts.auth import TokenHolder
+from contracts.auth import TokenHolder, answering_for
 from contracts.commands import ApproveWorkflow, RejectWorkflow
 from contracts.ids import new_id
 from contracts.links import DecisionLink, LinkRefused
@@ -58,7 +58,7 @@ class Subscriptions:
             **channel,
             types=request.types,
             kinds=request.kinds,
-            people=[holder.name, *_roles(holder)] if request.people is None else request.people,
+            people=list(answering_for(holder.name, holder.roles)) if request.people is None else request.people,
             created_at=datetime.now(UTC),
         )
         kv = await self.link.js.key_value(self.topology.subscriptions_bucket)
@@ -143,10 +143,6 @@ class DecisionLinks:
         except KeyNotFoundError:
             return False
         return True
-
-
-def _roles(holder: TokenHolder) -> list[str]:
-    return [f"role:{role}" for role in sorted(holder.roles)]
 
 
 def _sees(holder: TokenHolder, subscription: Subscription) -> bool:

@@ -10,7 +10,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
-from contracts.auth import TokenHolder
+from contracts.auth import TokenHolder, answering_for
 from contracts.commands import (
     ApproveWorkflow,
     ArchiveWorkflow,
@@ -391,6 +391,6 @@ async def inbox(
     `deadline_at`, in each). Takes the list's filters too (e.g. `type=expense`)."""
     holder = request.user
     search = parse(request.url.query, await workflows.known_types(), state.settings.max_page, "updated_at")
-    asked_of = (holder.name, *(f"role:{role}" for role in sorted(holder.roles)))
+    asked_of = answering_for(holder.name, holder.roles)
     page, reflects = await state.index.search(replace(search, waiting_for=asked_of))
     return listed(request, page, reflects)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import nats
 from nats.js.errors import KeyWrongLastSequenceError
 
-from contracts.auth import Role
+from contracts.auth import Role, answering_for
 from contracts.notifications import Subscription
 from contracts.topology import Topology
 
@@ -25,7 +25,7 @@ def _id(name: str) -> str:
 
 def local_subscriptions() -> list[Subscription]:
     roles = sorted(Role)
-    owner = {"owner": DEV, "owner_roles": roles, "people": [DEV, *(f"role:{role}" for role in roles)]}
+    owner = {"owner": DEV, "owner_roles": roles, "people": list(answering_for(DEV, roles))}
     made = {"created_at": datetime.now(UTC)}
     webhook = {"id": _id("webhook"), "channel": "webhook", "url": CATCHER_WEBHOOK}
     email = {"id": _id("email"), "channel": "email", "email": DEV_EMAIL}

@@ -20,7 +20,7 @@ from nats.js.errors import KeyNotFoundError
 from pydantic import ValidationError
 
 from contracts.events import EVENT, RecordedEvent, WorkflowCreated
-from contracts.notifications import Delivery, Notification, Reminder, Subscription
+from contracts.notifications import Delivery, Notification, Subscription
 from contracts.state import WorkflowState
 from contracts.topology import Topology
 from contracts.types import WorkflowTypeInfo
@@ -143,15 +143,16 @@ class Outbox:
             )
             self.metrics.queued.labels(kind=notification.kind).inc()
 
-    async def schedule(self, reminder: Reminder, due_at: datetime) -> None:
+    async def schedule(self, waiting: Notification, due_at: datetime) -> None:
+        """A wait's reminder: its notification, which the broker publishes to the reminders subject at `due_at`."""
         due = due_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         headers = {
-            "Nats-Msg-Id": f"{reminder.workflow_id}.{reminder.entered_sequence}.remind",
+            "Nats-Msg-Id": f"{waiting.workflow_id}.{waiting.entered_sequence}.remind",
             "Nats-Schedule": f"@at {due}",
-            "Nats-Schedule-Target": self.topology.reminders_subject(reminder.workflow_id),
+            "Nats-Schedule-Target": self.topology.reminders_subject(waiting.workflow_id),
         }
-        subject = self.topology.reminder_schedule_subject(reminder.workflow_id, reminder.entered_sequence)
-        await self.js.publish(subject, reminder.model_dump_json().encode(), headers=headers)
+        subject = self.topology.reminder_schedule_subject(waiting.workflow_id, waiting.entered_sequence)
+        await self.js.publish(subject, waiting.model_dump_json().encode(), headers=headers)
 
 
 class EventFeed:
@@ -200,9 +201,10 @@ class EventFeed:
         declared = await self.types.of(event.workflow_id)
         if declared is None:
             return
-        for notification in notifications_of(recorded, declared):
+        told = notifications_of(recorded, declared)
+        for notification in told:
             await self.outbox.deliver(notification)
-        if reminder := reminder_of(recorded, declared):
+        if reminder := reminder_of(recorded, told):
             await self.outbox.schedule(*reminder)
 
 
@@ -230,12 +232,12 @@ class ReminderFeed:
 
     async def handle(self, data: bytes) -> None:
         try:
-            reminder = Reminder.model_validate_json(data)
+            waiting = Notification.model_validate_json(data)
         except ValidationError as error:
             log.error("an unreadable reminder, dropped: %s", error)
             return
-        if await left_since(self.js, self.topology, reminder.workflow_id, reminder.entered_sequence):
+        if await left_since(self.js, self.topology, waiting.workflow_id, waiting.entered_sequence):
             return
-        declared = await self.types.described_as(reminder.workflow_type)
-        title = declared.title if declared else reminder.workflow_type
-        await self.outbox.deliver(reminded(reminder, title, datetime.now(UTC)))
+        declared = await self.types.described_as(waiting.workflow_type)
+        title = declared.title if declared else waiting.workflow_type
+        await self.outbox.deliver(reminded(waiting, title, datetime.now(UTC)))

@@ -8,6 +8,7 @@
 
 from datetime import datetime
 
+from contracts.auth import answering_for
 from contracts.events import (
     DEADLINE_PASSED,
     RecordedEvent,
@@ -16,7 +17,7 @@ from contracts.events import (
     WorkflowStarted,
     WorkflowTerminated,
 )
-from contracts.notifications import Decision, Notification, Reminder, Subscription
+from contracts.notifications import Decision, Notification, Subscription
 from contracts.types import StateInfo, WorkflowTypeInfo
 
 ENDS = ("succeeded", "failed")
@@ -62,44 +63,22 @@ def notifications_of(recorded: RecordedEvent, declared: WorkflowTypeInfo) -> lis
     ]
 
 
-def reminder_of(recorded: RecordedEvent, declared: WorkflowTypeInfo) -> tuple[Reminder, datetime] | None:
-    """The reminder an event that entered a wait asks for, and when it is due."""
-    event = recorded.event
-    remind_at = getattr(event, "remind_at", None)
-    deadline_at = getattr(event, "deadline_at", None)
-    if remind_at is None or deadline_at is None:
-        return None
-    entered = event.dest if isinstance(event, TransitionTaken) else declared.initial
-    state = _state(declared, entered)
-    reminder = Reminder(
-        workflow_id=event.workflow_id,
-        workflow_type=declared.name,
-        state=entered,
-        entered_sequence=recorded.sequence,
-        people=tuple(state.waits_for),
-        decisions=_decisions(state),
-        deadline_at=deadline_at,
-    )
-    return reminder, remind_at
+def reminder_of(recorded: RecordedEvent, told: list[Notification]) -> tuple[Notification, datetime] | None:
+    """The reminder an event that entered a wait asks for (its `remind_at`): the wait's notification, told again
+    then, and when that is."""
+    remind_at = getattr(recorded.event, "remind_at", None)
+    waits = [notification for notification in told if notification.kind != "ended"]
+    return (waits[0], remind_at) if remind_at and waits else None
 
 
-def reminded(reminder: Reminder, title: str, now: datetime) -> Notification:
-    """The notification of a reminder that came due while its workflow still waits."""
-    left = max(0, int((reminder.deadline_at - now).total_seconds()))
-    return Notification(
-        id=f"{reminder.workflow_id}.{reminder.entered_sequence}.reminder",
-        kind="reminder",
-        workflow_id=reminder.workflow_id,
-        workflow_type=reminder.workflow_type,
-        state=reminder.state,
-        entered_sequence=reminder.entered_sequence,
-        people=reminder.people,
-        decisions=reminder.decisions,
-        deadline_at=reminder.deadline_at,
-        occurred_at=now,
-        summary=f"Reminder: {title} {reminder.workflow_id} still waits in {reminder.state}; "
-        f"its deadline passes in {_duration(left)}",
-    )
+def reminded(waiting: Notification, title: str, now: datetime) -> Notification:
+    """A wait's notification once its reminder came due while it still waits."""
+    assert waiting.deadline_at is not None  # a reminder comes before a deadline
+    left = max(0, int((waiting.deadline_at - now).total_seconds()))
+    summary = f"Reminder: {title} {waiting.workflow_id} still waits in {waiting.state}; "
+    summary += f"its deadline passes in {_duration(left)}"
+    reminder_id = f"{waiting.workflow_id}.{waiting.entered_sequence}.reminder"
+    return waiting.model_copy(update={"id": reminder_id, "kind": "reminder", "occurred_at": now, "summary": summary})
 
 
 def matches(subscription: Subscription, notification: Notification) -> bool:
@@ -117,8 +96,8 @@ def decider(subscription: Subscription, notification: Notification) -> str | Non
     theirs to answer (named, or by a role the owner held when subscribing). None: the notification carries no links."""
     if not notification.decisions or not notification.people:
         return None
-    mine = {subscription.owner} | {f"role:{role}" for role in subscription.owner_roles}
-    return subscription.owner if mine & set(notification.people) else None
+    mine = answering_for(subscription.owner, subscription.owner_roles)
+    return subscription.owner if set(mine) & set(notification.people) else None
 
 
 def _ended(recorded: RecordedEvent, declared: WorkflowTypeInfo, how: str, state: str) -> Notification:

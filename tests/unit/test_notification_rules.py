@@ -71,14 +71,16 @@ def test_an_end_is_told_to_no_one_in_particular_and_steps_and_inputs_tell_nothin
 
 def test_a_wait_with_a_reminder_asks_for_one_at_its_time_which_then_tells_the_same_people():
     deadline = NOW + timedelta(hours=24)
-    asked = reminder_of(moved("Validating", "Manager Approval", deadline_at=deadline, remind_at=deadline), EXPENSE)
+    entered = moved("Validating", "Manager Approval", deadline_at=deadline, remind_at=deadline)
+    asked = reminder_of(entered, notifications_of(entered, EXPENSE))
     assert asked is not None
     reminder, due = asked
     assert due == deadline and (reminder.entered_sequence, reminder.people) == (7, ("role:approver",))
     told = reminded(reminder, "Expense", deadline - timedelta(minutes=90))
     assert (told.id, told.kind) == ("x-1.7.reminder", "reminder")
     assert told.summary.endswith("its deadline passes in 1 h 30 min")
-    assert reminder_of(moved("Validating", "Manager Approval", deadline_at=deadline), EXPENSE) is None
+    unreminded = moved("Validating", "Manager Approval", deadline_at=deadline)
+    assert reminder_of(unreminded, notifications_of(unreminded, EXPENSE)) is None
 
 
 def test_a_subscription_matches_by_kind_type_and_people_and_links_only_what_its_owner_may_answer():
