@@ -5,15 +5,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, Response, get
+from litestar import Litestar
 from litestar.datastructures import State
-from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from nats.aio.client import Client
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel
+from prometheus_client import CollectorRegistry
 
 from runtime.index_db import connect
 from runtime.nats_link import NatsLink, cancel_all
+from runtime.probes import healthz, metrics
 from services.indexer.feed import ReadModelFeed
 from services.indexer.metrics import IndexerMetrics
 from services.indexer.projection import IndexProjection, migrate
@@ -54,30 +53,11 @@ class Indexer:
             await self.engine.dispose()
 
 
-class Health(BaseModel):
-    status: str
-
-
-@get("/healthz")
-async def healthz(state: State) -> Response[Health]:
-    """200 once connected to NATS and caught up with the read model; 503 before."""
-    ready = state.indexer.ready
-    return Response(
-        Health(status="ok" if ready else "unavailable"),
-        status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE,
-    )
-
-
-@get("/metrics", media_type=CONTENT_TYPE_LATEST)
-async def metrics(state: State) -> bytes:
-    return generate_latest(state.indexer.registry)
-
-
 def create_app(settings: IndexerSettings) -> Litestar:
     indexer = Indexer(settings)
     return Litestar(
         route_handlers=[healthz, metrics],
-        state=State({"indexer": indexer}),
+        state=State({"service": indexer}),
         lifespan=[indexer.lifespan],
         openapi_config=None,
     )

@@ -7,14 +7,13 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import httpx
-from litestar import Litestar, Response, get
+from litestar import Litestar
 from litestar.datastructures import State
-from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from nats.aio.client import Client
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel
+from prometheus_client import CollectorRegistry
 
 from runtime.nats_link import NatsLink, cancel_all
+from runtime.probes import healthz, metrics
 from runtime.streams import patiently
 from services.notifier.channels import WEBHOOK_TIMEOUT_S, Composer, Mail, Webhooks
 from services.notifier.deliverers import Deliverers
@@ -58,6 +57,10 @@ class Notifier:
         }
         self.tasks |= {asyncio.create_task(loop, name=f"notifier-{name}") for name, loop in loops.items()}
 
+    @property
+    def ready(self) -> bool:
+        return self.link.ready
+
     @asynccontextmanager
     async def lifespan(self, *_: object) -> AsyncIterator[None]:
         try:
@@ -70,30 +73,11 @@ class Notifier:
             await self.http.aclose()
 
 
-class Health(BaseModel):
-    status: str
-
-
-@get("/healthz")
-async def healthz(state: State) -> Response[Health]:
-    """200 once connected to NATS; 503 before."""
-    ready = state.notifier.link.ready
-    return Response(
-        Health(status="ok" if ready else "unavailable"),
-        status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE,
-    )
-
-
-@get("/metrics", media_type=CONTENT_TYPE_LATEST)
-async def metrics(state: State) -> bytes:
-    return generate_latest(state.notifier.registry)
-
-
 def create_app(settings: NotifierSettings) -> Litestar:
     notifier = Notifier(settings)
     return Litestar(
         route_handlers=[healthz, metrics],
-        state=State({"notifier": notifier}),
+        state=State({"service": notifier}),
         lifespan=[notifier.lifespan],
         openapi_config=None,
     )

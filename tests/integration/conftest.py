@@ -128,7 +128,7 @@ async def indexer(nats_url: str, topology: Topology, js: JetStreamContext, index
     """The indexer, in the test's loop, keeping the test's index from its read model."""
     app = create_indexer(IndexerSettings(NATS_URL=nats_url, WF_PREFIX=topology.prefix, WF_INDEX_URL=index_url))
     async with running(app):
-        yield app.state.indexer
+        yield app.state.service
 
 
 @pytest.fixture

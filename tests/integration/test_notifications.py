@@ -248,7 +248,7 @@ async def test_a_delivery_nobody_takes_is_a_dead_letter_with_its_last_error(nats
         dead = await js.pull_subscribe(topology.dead_subject("deliveries"), stream=topology.dead_stream)
         [letter] = await dead.fetch(1, timeout=20)
         assert "503" in letter.headers["Wf-Error"] and create.workflow_id.encode() in letter.data
-        metrics = app.state.notifier.metrics
+        metrics = app.state.service.metrics
         assert metrics.dead_letters.labels(channel="webhook")._value.get() == 1
         assert metrics.retries.labels(channel="webhook")._value.get() >= 2
 

@@ -216,13 +216,13 @@ async def test_an_indexer_stopped_midway_resumes_where_it_stopped_and_loses_and_
     async with running(app):
         for state in first_half:
             await bucket.put(state.id, state.model_dump_json().encode())
-        await indexed(app.state.indexer, js, topology)
-        stopped_at = await app.state.indexer.feed.projection.position()
+        await indexed(app.state.service, js, topology)
+        stopped_at = await app.state.service.feed.projection.position()
     for state in second_half:  # while no indexer runs
         await bucket.put(state.id, state.model_dump_json().encode())
     again = create_indexer(settings)
     async with running(again):
-        indexer = again.state.indexer
+        indexer = again.state.service
         assert await indexer.feed.projection.position() == stopped_at  # it starts where it stopped
         await indexed(indexer, js, topology)
         async with indexer.engine.connect() as connection:
