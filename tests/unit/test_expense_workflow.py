@@ -57,31 +57,19 @@ def test_an_expense_is_drafted_then_submitted_to_the_policy_check():
     assert pending_job(history.state).step == "validate"
 
 
+# A passed policy check: the manager's wait, its deadline a day on, its reminder an hour before that.
+TO_THE_MANAGER = moved(
+    "validated", "Validating", "Manager Approval", deadline_at=seconds_later(DAY), remind_at=seconds_later(DAY - HOUR)
+)
+
+
 @pytest.mark.parametrize(
     ("output", "routed"),
     [
         (0.0, moved("fail", "Validating", "Error", note="The policy check refused the expense (score 0)")),
         (0.049, moved("fail", "Validating", "Error", note="The policy check refused the expense (score 0.049)")),
-        (
-            0.05,
-            moved(
-                "validated",
-                "Validating",
-                "Manager Approval",
-                deadline_at=seconds_later(DAY),
-                remind_at=seconds_later(DAY - HOUR),
-            ),
-        ),
-        (
-            0.9,
-            moved(
-                "validated",
-                "Validating",
-                "Manager Approval",
-                deadline_at=seconds_later(DAY),
-                remind_at=seconds_later(DAY - HOUR),
-            ),
-        ),
+        (0.05, TO_THE_MANAGER),
+        (0.9, TO_THE_MANAGER),
     ],
 )
 def test_the_policy_check_refuses_an_expense_scoring_below_the_floor(output, routed):
