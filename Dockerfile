@@ -16,9 +16,10 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/venv UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECO
 COPY deploy/build-ca/ /tmp/build-ca/
 WORKDIR /app
 COPY pyproject.toml uv.lock ./
+COPY worker/pyproject.toml ./worker/
 RUN if [ -f /tmp/build-ca/ca.pem ]; then export PIP_CERT=/tmp/build-ca/ca.pem SSL_CERT_FILE=/tmp/build-ca/ca.pem; fi \
     && python -m venv /opt/uv && /opt/uv/bin/pip install -q "uv==0.13.9" \
-    && /opt/uv/bin/uv sync --frozen --no-dev --no-install-project --no-cache --python "$(command -v python)"
+    && /opt/uv/bin/uv sync --frozen --no-dev --no-install-workspace --no-cache --python "$(command -v python)"
 
 FROM ${PYTHON_IMAGE} AS service
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
@@ -28,6 +29,8 @@ WORKDIR /app
 COPY contracts ./contracts
 COPY runtime ./runtime
 COPY services ./services
+COPY worker/wfworker ./wfworker
+COPY types ./types
 USER app
 EXPOSE 8000 8001 8002 8003 8004
 

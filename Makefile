@@ -1,6 +1,6 @@
 # The two commands a fresh machine needs: `make run` runs the whole system, `make test` runs the tests.
 # Each installs what it needs first (scripts/bootstrap.sh; fast when nothing changed).
-.PHONY: run test lint web-types
+.PHONY: run test lint web-types types-schema
 
 # Extra arguments: to pytest for `make test` (ARGS="-k launcher"), to the launcher for `make run`
 # (ARGS="--cluster --replicas 2": a 3-node JetStream cluster, two orchestrators and two processors).
@@ -25,3 +25,8 @@ web-types:
 	bash scripts/bootstrap.sh
 	.venv/bin/python -m services.api.export_schema > web/openapi.json
 	cd web && npm run types
+
+# The JSON Schema of a type definition, for editors (types/*.yaml name it); a unit test fails while it is behind.
+types-schema:
+	bash scripts/bootstrap.sh
+	.venv/bin/python -c 'import json; from contracts.definitions import TypeDefinition as T; print(json.dumps(T.model_json_schema(), indent=2))' > types/definition.schema.json

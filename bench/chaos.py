@@ -22,10 +22,14 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.js.client import JetStreamContext
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
@@ -43,12 +47,14 @@ from bench.system import (
     subscribe_to_everything,
     wait_http_ok,
 )
-from contracts.events import WorkflowCreated
+from contracts.definitions import ApplyType, PublishedType, TypeApplied, version_key
+from contracts.events import WorkflowCreated, WorkflowMigrated
 from contracts.types import WorkflowTypeInfo
 from runtime.eventlog import read_events
 from runtime.streams import UNAVAILABLE, ensure_topology
 from services.notifier.catcher import WebhookCatcher
 from services.notifier.rules import notifications_of
+from services.orchestrator.domain.types import SHIPPED_DOCUMENTS
 from services.orchestrator.maintenance import Report, check
 
 NATS = "nats-server"
@@ -82,6 +88,7 @@ class ChaosPlan:
     start_per_s: float = 25.0  # workflows started each second: work is in flight all along
     reject_share: float = 0.2  # of the workflows, rejected once before being approved
     kill_between: tuple[float, float] = (0.1, 0.9)  # each kill comes at a random share of the time spent starting
+    publish_at: float = 0.5  # a new version of the approval type is published at this share of the time spent starting
     deadline_s: float = 900.0
     sweep_interval_s: float = 0.5
 
@@ -123,6 +130,8 @@ class ChaosResult:
     notifications_unexpected: int = 0
     notifications_repeated: int = 0
     kills: list[Kill] = field(default_factory=list)
+    published_version: int | None = None  # the approval version published mid-run (None: it was not)
+    on_version: dict[int, int] = field(default_factory=dict)  # how many workflows ran on each approval version
     total_s: float = 0.0
 
     @property
@@ -140,6 +149,9 @@ class ChaosResult:
             "notifications lost": self.notifications_lost,
             "notifications unexpected": self.notifications_unexpected,
             "not killed": sum(kill.killed_at_s is None for kill in self.kills),
+            "type version not published": self.published_version is None,
+            "published version unused": self.published_version is not None
+            and not self.on_version.get(self.published_version),
             "not recovered": sum(kill.killed_at_s is not None and kill.healthy_after_s is None for kill in self.kills),
         }
         return [f"{count} {what}" for what, count in counts.items() if count]
@@ -198,7 +210,9 @@ class Chaos:
         self.started_at = time.monotonic()
         self.all_ended = asyncio.Event()
         self.js: JetStreamContext | None = None
+        self.client: Client | None = None
         self.events_seen = 0
+        self.published: int | None = None
 
     def start(self, instance: str) -> Service:
         name, _, number = instance.partition("-")
@@ -309,7 +323,7 @@ class Chaos:
         async with connected(
             self.system.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=_connection_trouble
         ) as client:
-            self.js = client.jetstream(timeout=5)
+            self.js, self.client = client.jetstream(timeout=5), client
             await ensure_topology(self.js, self.topology)
             await subscribe_to_everything(self.js, self.topology, self.catcher_url)
             following = asyncio.create_task(self.follower.follow())
@@ -346,6 +360,7 @@ class Chaos:
         last_said = [self.started_at]
         starting = asyncio.create_task(fleet.start_all(plan.start_per_s))
         crashes = [asyncio.create_task(self.crash(kill, fleet)) for kill in kills]
+        crashes.append(asyncio.create_task(self.publish_version()))
         try:
             await fleet.run_until(plan.workflows, plan.deadline_s, lambda _: self.after_sweep(fleet, last_said))
         except AssertionError as late:
@@ -353,6 +368,25 @@ class Chaos:
         self.all_ended.set()
         await asyncio.gather(starting, *crashes)
         return fleet
+
+    async def publish_version(self) -> None:
+        """Mid-run, publish the approval type again with one more try for its step, as `wf types apply` would: the
+        workflows started from then on run on it, the others finish on theirs."""
+        await asyncio.sleep(self.plan.publish_at * self.plan.workflows / self.plan.start_per_s - self.elapsed())
+        document = yaml.safe_load((SHIPPED_DOCUMENTS / "approval.yaml").read_text())
+        document["states"]["Sending To Queue"]["retry"]["max_tries"] += 1
+        request = ApplyType(definition=document, published_by="chaos").model_dump_json().encode()
+        assert self.client is not None, "connected in run()"
+        for _ in range(60):  # through the kills: an orchestrator answers again within seconds
+            try:
+                reply = await self.client.request(self.topology.types_apply_subject(), request, timeout=5)
+            except (NatsError, TimeoutError):
+                await asyncio.sleep(1)
+                continue
+            applied = TypeApplied.model_validate_json(reply.data)
+            say(f"{self.elapsed():6.1f} s  approval version {applied.version}: {applied.outcome}")
+            self.published = applied.version if applied.outcome == "published" else None
+            return
 
     def tally(self, result: ChaosResult, fleet: Fleet, report: Report) -> None:
         result.started = sum(f"{wf}-create" in sent for wf, sent in fleet.sent.items())  # creates the broker stored
@@ -362,6 +396,8 @@ class Chaos:
         result.illegal, result.applied_twice = report.illegal, report.applied_twice
         result.unanswered, result.read_model_mismatches = report.unanswered, report.read_model_mismatches
         result.broken_chains = report.broken_chains
+        result.published_version = self.published
+        result.on_version = dict(Counter(state.type_version for state in fleet.states.values() if state))
         received = self.follower.sequences  # the log as checked, and any event a late job result appended since
         result.websocket_events, result.websocket_connections = len(received), self.follower.connections
         expected = range(1, max(self.follower.position, report.events) + 1)
@@ -374,17 +410,24 @@ class Chaos:
 async def expected_notifications(js: JetStreamContext, topology, workflow_ids) -> set[str]:
     """Every notification the workflows' logs call for (services/notifier/rules.py), by id."""
     types = await js.key_value(topology.types_bucket)
-    described: dict[str, WorkflowTypeInfo] = {}
+    described: dict[tuple[str, int], WorkflowTypeInfo] = {}
+
+    async def version(name: str, number: int) -> WorkflowTypeInfo:
+        if (name, number) not in described:
+            value = (await types.get(version_key(name, number))).value or b""
+            described[name, number] = PublishedType.model_validate_json(value).info
+        return described[name, number]
+
     expected: set[str] = set()
     for workflow_id in workflow_ids:
         log = await read_events(js, topology, workflow_id)
         if not log or not isinstance(created := log[0].event, WorkflowCreated):
             continue
-        if created.workflow_type not in described:
-            value = (await types.get(created.workflow_type)).value or b""
-            described[created.workflow_type] = WorkflowTypeInfo.model_validate_json(value)
-        declared = described[created.workflow_type]
-        expected |= {notification.id for recorded in log for notification in notifications_of(recorded, declared)}
+        declared = await version(created.workflow_type, created.type_version)
+        for recorded in log:
+            if isinstance(recorded.event, WorkflowMigrated):
+                declared = await version(created.workflow_type, recorded.event.to_version)
+            expected |= {told.id for told in notifications_of(recorded, declared, created.input)}
     return expected
 
 
@@ -453,6 +496,8 @@ def report_lines(result: ChaosResult) -> list[str]:
         f"notifications (webhook)   {result.notifications_delivered} of {result.notifications_expected} the log asks "
         f"for: {result.notifications_lost} lost, {result.notifications_unexpected} unexpected, "
         f"{result.notifications_repeated} sent again under their key",
+        f"approval version published mid-run: {result.published_version or 'none'}; workflows by version: "
+        + ", ".join(f"v{version} {count}" for version, count in sorted(result.on_version.items())),
         "kill -9, started again at once             at   healthy after   working after   WebSocket live after",
     ]
     for kill in sorted(result.kills, key=lambda k: k.killed_at_s if k.killed_at_s is not None else float("inf")):

@@ -17,6 +17,8 @@ import httpx
 
 from bench.cycles import percentile
 from bench.system import System, connected, drop_topology, new_topology, say, wait_http_ok
+from contracts.definitions import PublishedType, version_key
+from contracts.envelope import utcnow
 from contracts.state import Bookkeeping, InfraStatus, WorkflowState
 from runtime.index_db import connect
 from runtime.streams import ensure_topology
@@ -105,8 +107,15 @@ async def measure(system: System, databases: dict[str, str], sizes: list[int], r
         js = nc.jetstream()
         await ensure_topology(js, topology)
         types = await js.key_value(topology.types_bucket)
-        for declared in WORKFLOW_TYPES.values():
-            await types.put(declared.name, declared.describe().model_dump_json().encode())
+        for declared in WORKFLOW_TYPES.values():  # as the orchestrator publishes the shipped types' first versions
+            published = PublishedType(
+                version=1,
+                definition=declared.definition,
+                info=declared.describe(),
+                published_at=utcnow(),
+                published_by="bench",
+            )
+            await types.put(version_key(declared.name, 1), published.model_dump_json().encode())
         try:
             for database, url in databases.items():
                 figures += await _on(system, topology, database, url, sizes, requests)

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts.commands import Actor
+from contracts.commands import Actor, Group
 
 EMAIL = r"^[^@\s<>]+@[^@\s<>]+$"
 
@@ -28,12 +28,16 @@ COMMAND_ROLES: dict[str, frozenset[Role]] = {
     "terminate": frozenset({Role.OPERATOR}),
     "retry": frozenset({Role.OPERATOR}),
     "archive": frozenset({Role.OPERATOR}),
+    "migrate": frozenset({Role.OPERATOR}),
+    "reassign": frozenset({Role.OPERATOR}),
+    "publish_type": frozenset({Role.OPERATOR}),
 }
 
 
-def answering_for(name: str, roles: Iterable[str]) -> tuple[str, ...]:
-    """Who a person answers a wait for, as `waiting_for` names them: themselves, and "role:<role>" for each role."""
-    return (name, *(f"role:{role}" for role in sorted(roles)))
+def answering_for(name: str, roles: Iterable[str], groups: Iterable[str] = ()) -> tuple[str, ...]:
+    """Who a person answers a wait for, as `waiting_for` names them: themselves, "role:<role>" for each role and
+    "group:<group>" for each group."""
+    return (name, *(f"role:{role}" for role in sorted(roles)), *(f"group:{group}" for group in sorted(groups)))
 
 
 class TokenHolder(BaseModel):
@@ -41,6 +45,7 @@ class TokenHolder(BaseModel):
 
     name: Actor
     roles: frozenset[Role] = Field(min_length=1)
+    groups: frozenset[Group] = frozenset()  # e.g. "managers": a type's wait may take a command from a group
     expires_at: AwareDatetime | None = None  # refused from then on; None: until it is removed from the file
     email: str | None = Field(default=None, pattern=EMAIL)  # its profile: where its e-mail notifications go
 

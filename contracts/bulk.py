@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
 BULK_ACTIONS = ("cancel", "approve", "reject", "retry", "archive")
-BulkAction = Literal["cancel", "approve", "reject", "retry", "archive"]
+BulkAction = Literal["cancel", "approve", "reject", "retry", "archive", "migrate"]
 # A new_id(): with the prefix and a workflow id (at most 64) the command's id stays within contracts.ids.CommandId.
 BulkId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 IDS_PER_KEY = 1000  # ~70 KB of ids at most: far below the broker's message size
@@ -58,7 +58,9 @@ class BulkRecord(BaseModel):
     filter: str  # the query string of GET /workflows that found its workflows
     reason: str = ""  # given to cancel and reject
     comment: str = ""  # given to approve
-    by: str  # who started it: approve and reject decide as them
+    by: str  # who started it: every command is sent as them (approve and reject decide as them)
+    groups: list[str] = []  # and the groups they were in
+    to_version: int | None = None  # given to migrate
     # The digest of the token that started it: its commands are sent while that token holds (None: WF_AUTH=off).
     token_digest: str | None = None
     total: int

@@ -17,11 +17,13 @@ class LoggedEvent(Message):
     SHA-256 of the event stored before it, set by the orchestrator as it appends."""
 
     previous_hash: str | None = None
+    actor: str | None = None  # who sent the command that caused it (None: a step's result, a timer, the system)
 
 
 class WorkflowCreated(LoggedEvent):
     type: Literal["WorkflowCreated"] = "WorkflowCreated"
     workflow_type: str
+    type_version: int = 1  # the version of its type it runs on (a log written before versions: the first)
     input: dict[str, Any] = {}
 
 
@@ -43,7 +45,6 @@ class TransitionTaken(LoggedEvent):
     trigger: str
     source: str
     dest: str
-    actor: str | None = None
     note: str = ""
     deadline_at: AwareDatetime | None = None  # when the state entered waits with a deadline
     remind_at: AwareDatetime | None = None  # when to remind who it waits for (its wait's `remind_before_s`)
@@ -54,7 +55,6 @@ class InputRecorded(LoggedEvent):
 
     type: Literal["InputRecorded"] = "InputRecorded"
     command_kind: str
-    actor: str | None = None
     note: str = ""
 
 
@@ -118,6 +118,23 @@ class WorkflowArchived(LoggedEvent):
     type: Literal["WorkflowArchived"] = "WorkflowArchived"
 
 
+class WorkflowMigrated(LoggedEvent):
+    """The workflow runs on another version of its type from here on."""
+
+    type: Literal["WorkflowMigrated"] = "WorkflowMigrated"
+    from_version: int
+    to_version: int
+
+
+class WorkflowReassigned(LoggedEvent):
+    """The wait it is in is answered by these people from here on, until it moves on."""
+
+    type: Literal["WorkflowReassigned"] = "WorkflowReassigned"
+    state: str
+    to: list[str]
+    reason: str = ""
+
+
 RejectionCode = Literal["not_allowed", "unknown_workflow", "already_exists", "unknown_type", "stale", "invalid"]
 
 
@@ -144,6 +161,8 @@ Event = Annotated[
     | WorkflowTerminated
     | WorkflowRetried
     | WorkflowArchived
+    | WorkflowMigrated
+    | WorkflowReassigned
     | CommandRejected,
     Field(discriminator="type"),
 ]
@@ -151,7 +170,7 @@ EVENT = TypeAdapter(Event)
 
 # What every event carries that does not say what happened: the envelope, its link in the chain and its type. Clients
 # show an event by its other fields (the CLI; the web page, from GET /config).
-ENVELOPE_FIELDS: frozenset[str] = frozenset(LoggedEvent.model_fields) | {"type"}
+ENVELOPE_FIELDS: frozenset[str] = (frozenset(LoggedEvent.model_fields) - {"actor"}) | {"type"}
 
 
 class RecordedEvent(BaseModel):

@@ -2,6 +2,8 @@
 
 from typing import Any, Literal
 
+from pydantic import AwareDatetime
+
 from contracts.envelope import Message
 from contracts.ids import MessageId
 
@@ -16,3 +18,4 @@ class ProcessJob(Message):
     attempt: int  # how many times the workflow entered this step's state
     try_number: int  # the try of the step within that entry
     context: dict[str, Any] = {}
+    timeout_at: AwareDatetime | None = None  # when the orchestrator gives this try up: a worker stops it then

@@ -52,6 +52,7 @@ class Subscription(BaseModel):
     id: str
     owner: Actor
     owner_roles: list[str] = []  # the owner's roles when it subscribed: which waits it may answer with a link
+    owner_groups: list[str] = []  # and the owner's groups
     channel: Channel
     url: HttpUrl | None = None
     format: Literal["json", "slack"] = "json"
@@ -80,7 +81,7 @@ class SubscriptionView(BaseModel):
     @classmethod
     def of(cls, subscription: Subscription) -> "SubscriptionView":
         return cls.model_validate(
-            subscription.model_dump(exclude={"secret", "owner_roles"})
+            subscription.model_dump(exclude={"secret", "owner_roles", "owner_groups"})
             | {"url": subscription.url and str(subscription.url)}
         )
 

@@ -65,6 +65,7 @@ class Bookkeeping(BaseModel):
     step_try: int = 0  # tries of the current step in this visit
     rounds: dict[str, int] = {}  # times each state was entered
     inputs: list[dict[str, Any]] = []  # commands the current waiting state took without moving (toward a quorum)
+    assignees: tuple[str, ...] = ()  # who the current wait was reassigned to: they alone may answer it
     last_step_state: str | None = None  # where a retry from Error goes back to
     applied_commands: tuple[str, ...] = ()  # the last APPLIED_COMMANDS_KEPT commands' ids, for idempotency
     chain_head: str | None = None  # the hash of the last event folded in: what the next one links to (contracts/chain)
@@ -82,6 +83,7 @@ class WorkflowState(BaseModel):
 
     id: str
     type: str | None = None  # None until the workflow is created
+    type_version: int = 1  # the version of its type it runs on
     business_state: str | None = None
     infra_status: InfraStatus = InfraStatus.QUEUED
     output: float | None = None  # the last step result's output

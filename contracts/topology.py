@@ -141,6 +141,10 @@ class Topology:
     def reminders_subject(self, workflow_id: str = "*") -> str:
         return f"{self.prefix}.reminders.{workflow_id}"
 
+    def types_apply_subject(self) -> str:
+        """Where the api asks the orchestrators to publish a version of a type (request/reply; no stream keeps it)."""
+        return f"{self.prefix}.types.apply"
+
     def dead_subject(self, source: str) -> str:
         return f"{self.prefix}.dead.{source}"
 

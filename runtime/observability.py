@@ -63,7 +63,7 @@ def configure_logging(service: str, level: int = logging.INFO, stream: TextIO = 
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=stamped,
+        foreign_pre_chain=[*stamped, structlog.stdlib.ExtraAdder()],  # a record's `extra=` (the worker library's ids)
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             hide_tokens_in_urls,

@@ -4,14 +4,21 @@ README."""
 import re
 import ssl
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topology import Topology
 
+if TYPE_CHECKING:
+    from wfworker import Worker
+
 URL_SAFE = re.compile(r"[A-Za-z0-9._~-]*")
+# A server that vanishes without closing the connection (a power cut, a partition, a killed container whose goodbye
+# never arrives) answers no ping: the client gives it up after about 20 s and fails over, where nats-py's defaults
+# (a ping every 2 min, two unanswered) would leave it waiting on the dead link for up to 6 minutes.
+LIVENESS = {"ping_interval": 5, "max_outstanding_pings": 3}
 
 
 class ServiceSettings(BaseSettings):
@@ -89,8 +96,8 @@ class ServiceSettings(BaseSettings):
 
     def nats_connection(self, service: str) -> dict[str, Any]:
         """How `service` connects with nats-py: to every server, over TLS with NATS_CA_FILE when set, with its
-        replies on inboxes of its own."""
-        connection = {"servers": self.nats_servers, "inbox_prefix": inbox_prefix(service)}
+        replies on inboxes of its own, giving up a silent server within seconds (LIVENESS)."""
+        connection = {"servers": self.nats_servers, "inbox_prefix": inbox_prefix(service), **LIVENESS}
         return connection | ({"tls": self.nats_tls} if self.nats_ca_file else {})
 
     def broker_connection(self, service: str) -> dict[str, Any]:
@@ -100,6 +107,16 @@ class ServiceSettings(BaseSettings):
         connection = self.nats_connection(service)
         tls = connection.pop("tls", None)
         return connection | ({"security": NatsSecurity(ssl_context=tls)} if tls else {})
+
+    def worker(self, name: str, nats_user: str, concurrency: int, port: int) -> "Worker":
+        """A worker of the worker library (worker/) that takes jobs under the consumer `name`, connected as
+        `nats_user` (its inboxes, and TLS as NATS_CA_FILE says), serving /metrics and /healthz on `port`."""
+        from wfworker import Worker  # only the workers need the library
+
+        connection = self.nats_connection(nats_user)
+        servers = connection.pop("servers")
+        return Worker(servers, name=name, prefix=self.prefix, concurrency=concurrency, port=port, host=self.bind_host,
+                      connect_options=connection)  # fmt: skip
 
     @property
     def https(self) -> "HttpsFiles":

@@ -6,6 +6,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
@@ -15,7 +16,9 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.auth import Role, TokenHolder
+from contracts.definitions import PublishedType, TypeDefinition, version_key
 from contracts.topology import Topology
+from contracts.types import WorkflowTypeInfo
 from runtime.streams import ensure_topology
 from runtime.tokens import write_tokens_file
 from services.launcher.nats_server import NatsServer
@@ -31,7 +34,10 @@ TEST_TOKEN_ROLES: dict[str, frozenset[Role]] = {
     "operator": frozenset({Role.OPERATOR}),
     **{name: frozenset(Role) for name in ("admin", "ann", "bob")},
     **{name: frozenset({Role.APPROVER}) for name in ("ada", "carol", "director", "fin-ann", "fin-bob", "fin-cy")},
+    "mia": frozenset({Role.APPROVER}),
 }
+# The groups of some: the expense type's manager approval takes anyone in `managers` (or the manager its input names).
+TEST_GROUPS: dict[str, frozenset[str]] = {name: frozenset({"managers"}) for name in ("admin", "ann", "bob", "mia")}
 TEST_TOKENS: dict[str, str] = {name: f"test-token-{name}" for name in TEST_TOKEN_ROLES}  # holder name -> token
 TEST_EMAILS = {"admin": "admin@example.test"}  # the others' profiles have none
 
@@ -47,7 +53,9 @@ def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     TEST_EMAILS have an e-mail address."""
     path = tmp_path_factory.mktemp("secrets") / "api-tokens.json"
     holders = {
-        TEST_TOKENS[name]: TokenHolder(name=name, roles=roles, email=TEST_EMAILS.get(name))
+        TEST_TOKENS[name]: TokenHolder(
+            name=name, roles=roles, groups=TEST_GROUPS.get(name, frozenset()), email=TEST_EMAILS.get(name)
+        )
         for name, roles in TEST_TOKEN_ROLES.items()
     }
     write_tokens_file(path, holders)
@@ -214,3 +222,32 @@ async def eventually(probe, timeout_s: float = 20.0, interval_s: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s (last value: {value!r})")
         await asyncio.sleep(interval_s)
+
+
+async def publish_type_info(js, topology: Topology, info: WorkflowTypeInfo) -> None:
+    """A type description in the types bucket as the orchestrator publishes a version (key `<name>.<version>`), for
+    tests of its readers (the API, the notifier), which read the description alone: its definition is shaped after it,
+    not checked."""
+    shapes = {
+        "wait": {"kind": "wait"},
+        "step": {"kind": "step", "step": "work", "routes": [{"trigger": "done"}]},
+        "succeeded": {"kind": "end"},
+        "failed": {"kind": "end", "succeeded": False},
+    }
+    states = {state.name: shapes.get(state.kind, shapes["wait"]) for state in info.states} or {
+        info.initial: shapes["wait"]
+    }
+    definition = TypeDefinition.model_validate(
+        {
+            "name": info.name,
+            "title": info.title,
+            "initial": info.initial,
+            "states": states,
+            "transitions": [t.model_dump() for t in info.transitions],
+        }
+    )
+    published = PublishedType(
+        version=info.version, definition=definition, info=info, published_at=datetime.now(UTC), published_by="test"
+    )
+    kv = await js.key_value(topology.types_bucket)
+    await kv.put(version_key(info.name, info.version), published.model_dump_json().encode())

@@ -10,7 +10,8 @@ from runtime.http_metrics import prometheus
 from runtime.index_db import connect
 from runtime.nats_link import NatsLink
 from runtime.tokens import load_tokens
-from services.api.auth import OPEN_ROUTE_OPT, authentication, commands_rate_limit, still_may
+from services.api.asyncapi_routes import asyncapi, asyncapi_page
+from services.api.auth import OPEN_ROUTE_OPT, authentication, commands_rate_limit, holder_who_may
 from services.api.bulk_routes import get_bulk, start_bulk
 from services.api.bulks import BulkRunner, BulkStore
 from services.api.errors import EXCEPTION_HANDLERS, PROBLEM_DETAILS
@@ -41,10 +42,10 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     workflows = Workflows(link, settings)
     bulks = BulkRunner(link, BulkStore(link, settings), workflows, tokens, settings)
     subscriptions = Subscriptions(link, topology)
-    decision_links = DecisionLinks(link, topology, settings.link_key, workflows.find, still_may(tokens))
+    decision_links = DecisionLinks(link, topology, settings.link_key, workflows.find, holder_who_may(tokens))
     metrics, metrics_route = prometheus("api")
     route_handlers = [WorkflowController, TypeController, healthz, client_config, inbox, who_am_i, metrics_route]
-    route_handlers += [start_bulk, get_bulk, SubscriptionController, DecisionController]
+    route_handlers += [start_bulk, get_bulk, SubscriptionController, DecisionController, asyncapi, asyncapi_page]
     if settings.web_dir.is_dir():  # open: the page asks for a token, then sends it with every request
         web_page = create_static_files_router(
             "/", directories=[settings.web_dir], html_mode=True, opt={OPEN_ROUTE_OPT: True}

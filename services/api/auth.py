@@ -21,7 +21,7 @@ from contracts.auth import ANYONE, COMMAND_ROLES, TokenHolder
 from runtime.tokens import TokenRefused, TokensFile, bearer_token, token_digest
 
 # Open to anyone: probes, scrapers, the API's description, and the web page (which then signs in with a token).
-OPEN_PATHS = ["^/healthz$", "^/metrics$", "^/schema"]
+OPEN_PATHS = ["^/healthz$", "^/metrics$", "^/schema", "^/asyncapi"]
 OPEN_ROUTE_OPT = "exclude_from_auth"  # a route handler's opt key that makes it open (the web page's files)
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="approval-workflows"'}
@@ -97,20 +97,24 @@ def commands_rate_limit(commands_per_second: int) -> DefineMiddleware:
     return config.middleware
 
 
-def still_may(tokens: TokensFile | None) -> Callable[[str, str], bool]:
-    """Whether `person` still holds a token, unexpired, with a role that `command` takes: a decision link sent to
-    them is refused once they no longer may (a token revoked, expired, or its role taken away). Anyone, with
-    WF_AUTH=off."""
+def holder_who_may(tokens: TokensFile | None) -> Callable[[str, str], TokenHolder | None]:
+    """The token holder `person` is now, if they still hold a token, unexpired, with a role that `command` takes: a
+    decision link sent to them is refused once they no longer may (a token revoked, expired, or its role taken away),
+    and acts with the groups they are in now. Anyone, with every role, with WF_AUTH=off."""
 
-    def may(person: str, command: str) -> bool:
+    def holder(person: str, command: str) -> TokenHolder | None:
         if tokens is None:
-            return True
+            return TokenHolder(name=person, roles=ANYONE.roles)
         now, roles = datetime.now(UTC), COMMAND_ROLES[command]
-        return any(
-            holder.name == person
-            and not holder.roles.isdisjoint(roles)
-            and (holder.expires_at is None or holder.expires_at > now)
-            for holder in tokens.current().by_digest.values()
+        return next(
+            (
+                holder
+                for holder in tokens.current().by_digest.values()
+                if holder.name == person
+                and not holder.roles.isdisjoint(roles)
+                and (holder.expires_at is None or holder.expires_at > now)
+            ),
+            None,
         )
 
-    return may
+    return holder

@@ -19,7 +19,7 @@ from services.api.auth import may
 from services.api.bulks import BulkBody, BulkRunner, matching_ids
 from services.api.errors import error_answers
 from services.api.schemas import BulkRequest, BulkView
-from services.api.search import BadFilter, parse
+from services.api.search import BadFilter
 from services.api.workflows import Workflows
 
 # What each action's commands take from the body.
@@ -29,6 +29,7 @@ TAKES: dict[str, tuple[str, ...]] = {
     "approve": ("comment",),
     "retry": (),
     "archive": (),
+    "migrate": ("to_version",),
 }
 PAGING = ("limit", "cursor")  # a bulk acts on every workflow the filter matches, not on a page of them
 DEFAULT_LIMIT = 100  # what parse() checks when no limit is given
@@ -52,6 +53,8 @@ def _body(action: str, data: BulkRequest) -> BulkBody:
     if unfit := sorted(set(given) - set(TAKES[action])):
         takes = " or ".join(TAKES[action]) or "nothing"
         raise ValidationException(f"body {unfit[0]}: {action} takes {takes}")
+    if action == "migrate" and "to_version" not in given:
+        raise ValidationException("body to_version: migrate needs the version to move the workflows to")
     return BulkBody(**given)
 
 
@@ -79,7 +82,7 @@ async def start_bulk(
     query = request.url.query
     if paging := sorted({unquote_plus(part).partition("=")[0] for part in query.split("&")} & set(PAGING)):
         raise BadFilter(f"{paging[0]}: a bulk acts on every workflow the filter matches: no limit or cursor")
-    search = parse(query, await workflows.known_types(), DEFAULT_LIMIT)  # (a page's limit: not asked for here)
+    search = await workflows.search_of(query, DEFAULT_LIMIT)  # (a page's limit: not asked for here)
     ids = await matching_ids(state.index, search, state.settings.max_page, state.settings.bulk_max)
     bulks: BulkRunner = state.bulks
     record = await bulks.start(action, query, body, request.user, request.auth, ids)

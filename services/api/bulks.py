@@ -38,6 +38,7 @@ from contracts.commands import (
     ArchiveWorkflow,
     CancelWorkflow,
     CommandMessage,
+    MigrateWorkflow,
     RejectWorkflow,
     RetryWorkflow,
 )
@@ -61,8 +62,12 @@ TRANSIENT = (NatsError, NotConnected, TimeoutError)
 
 
 class CommandIds(TypedDict):
+    """What each of a bulk's commands carries besides its action's own: which workflow, its id, and who sends it."""
+
     workflow_id: str
     message_id: str
+    actor: str
+    groups: list[str]
 
 
 class BulkBody(TypedDict, total=False):
@@ -70,6 +75,7 @@ class BulkBody(TypedDict, total=False):
 
     reason: str
     comment: str
+    to_version: int
 
 
 class Lease(TypedDict):
@@ -84,6 +90,7 @@ COMMANDS: dict[str, Callable[[BulkRecord, CommandIds], CommandMessage]] = {
     "reject": lambda bulk, ids: RejectWorkflow(**ids, approver=bulk.by, reason=bulk.reason),
     "retry": lambda bulk, ids: RetryWorkflow(**ids),
     "archive": lambda bulk, ids: ArchiveWorkflow(**ids),
+    "migrate": lambda bulk, ids: MigrateWorkflow(**ids, to_version=bulk.to_version or 0),  # (the route requires it)
 }
 
 
@@ -96,7 +103,10 @@ class NoOutcomeYet(Exception):
 
 
 def command_for(bulk: BulkRecord, workflow_id: str) -> CommandMessage:
-    return COMMANDS[bulk.action](bulk, {"workflow_id": workflow_id, "message_id": command_id(bulk.id, workflow_id)})
+    ids = CommandIds(
+        workflow_id=workflow_id, message_id=command_id(bulk.id, workflow_id), actor=bulk.by, groups=bulk.groups
+    )
+    return COMMANDS[bulk.action](bulk, ids)
 
 
 async def matching_ids(index: WorkflowIndex, search: Search, page_size: int, most: int) -> list[str]:
@@ -220,6 +230,7 @@ class BulkRunner:
             filter=query,
             **body,
             by=caller.name,
+            groups=sorted(caller.groups),
             token_digest=digest,
             total=len(ids),
             chunks=math.ceil(len(ids) / IDS_PER_KEY),

@@ -93,6 +93,18 @@ class CommandTooLarge(Exception):
     pass
 
 
+class DefinitionRefused(Exception):
+    """A type definition with problems: each one is named."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"the definition has {len(problems)} problem(s): " + "; ".join(problems))
+        self.problems = problems
+
+
+def definition_refused(error: DefinitionRefused) -> ProblemDetailsException:
+    return problem(HTTP_422_UNPROCESSABLE_ENTITY, str(error), "invalid_definition", problems=error.problems)
+
+
 def problem(
     status: int, detail: str, code: str | None = None, headers: dict[str, str] | None = None, **members: Any
 ) -> ProblemDetailsException:
@@ -174,6 +186,7 @@ PROBLEMS: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
     SubscriptionNotFound: answer(HTTP_404_NOT_FOUND, "unknown_subscription"),
     NoEmailAddress: answer(HTTP_422_UNPROCESSABLE_ENTITY, "invalid"),
     LinkNotTaken: link_not_taken,
+    DefinitionRefused: definition_refused,
 }
 
 
@@ -223,6 +236,7 @@ class Problem(BaseModel):
     detail: str  # what went wrong, in words a person reads
     code: str | None = None  # e.g. `unknown_workflow`, `bad_filter`, `not_allowed` (a rejection's code)
     export: ExportPlace | None = None  # 410 only: where retention exported the workflow's log
+    problems: list[str] | None = None  # 422 of a type definition only: every problem found in it
 
 
 ERROR_MEANINGS: dict[int, str] = {

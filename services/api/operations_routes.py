@@ -40,6 +40,9 @@ async def client_config(request: Request, state: State) -> ClientConfig:
 
 @get("/me", operation_id="whoAmI", tags=["operations"], responses=error_answers(401))
 async def who_am_i(request: Request[TokenHolder, str | None, State]) -> Identity:
-    """The token's holder: the name the log records for their decisions, and their roles."""
+    """The token's holder: the name the log records for their decisions, their roles and their groups."""
     holder = request.user
-    return Identity(name=holder.name, roles=sorted(holder.roles), authenticated=request.auth is not None)
+    authenticated = request.auth is not None
+    return Identity(
+        name=holder.name, roles=sorted(holder.roles), groups=sorted(holder.groups), authenticated=authenticated
+    )

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.auth import Role
 from contracts.bulk import BulkAction, BulkRefusal
@@ -17,6 +17,7 @@ class WorkflowView(BaseModel):
 
     id: str
     type: str | None  # None until the workflow is created
+    type_version: int  # the version of its type it runs on
     business_state: str | None
     infra_status: InfraStatus
     output: float | None  # the last step result's output
@@ -29,7 +30,7 @@ class WorkflowView(BaseModel):
     last_sequence: int  # stream sequence of the last event folded in
     archived: bool  # hidden from the default list once ended
     stopped: Literal["cancelled", "terminated"] | None  # ended by a lifecycle command
-    waiting_for: list[str]  # who may answer it now: actors' names, or "role:<role>"
+    waiting_for: list[str]  # who may answer it now: names, "group:<group>" or "role:<role>"
     search_values: dict[str, float | str]  # its type's search fields, read off its context
 
 
@@ -39,6 +40,7 @@ class RequestBody(BaseModel):
 
 class CreateRequest(RequestBody):
     type: Annotated[str, CreateWorkflow.model_fields["workflow_type"]]  # same rule and default as the command
+    type_version: Annotated[int, Field(ge=1)] | None = None  # None: the type's latest version
     input: dict[str, Any] = {}
     workflow_id: WorkflowId | None = None
     start: bool = False  # process it at once: the answer shows it once processing has begun
@@ -47,6 +49,15 @@ class CreateRequest(RequestBody):
 class ApproveRequest(RequestBody):
     approver: Actor | None = None  # who approves is the token's holder; when given, it must be them
     comment: Text = ""
+
+
+class MigrateRequest(RequestBody):
+    to_version: Annotated[int, Field(ge=1)]
+
+
+class ReassignRequest(RequestBody):
+    to: Annotated[list[Actor], Field(min_length=1, max_length=100)]  # who answers the wait from now on
+    reason: Text = ""
 
 
 class RejectRequest(RequestBody):
@@ -61,10 +72,11 @@ class StopRequest(RequestBody):
 
 
 class BulkRequest(RequestBody):
-    """What a bulk's commands carry: a `reason` (cancel, reject) or a `comment` (approve)."""
+    """What a bulk's commands carry: a `reason` (cancel, reject), a `comment` (approve) or `to_version` (migrate)."""
 
     reason: Text | None = None
     comment: Text | None = None
+    to_version: Annotated[int, Field(ge=1)] | None = None
 
 
 class BulkView(BaseModel):
@@ -119,6 +131,7 @@ class Identity(BaseModel):
 
     name: str
     roles: list[Role]
+    groups: list[str]  # a type's wait may take a command from a group
     authenticated: bool
 
 

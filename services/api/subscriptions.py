@@ -54,11 +54,14 @@ class Subscriptions:
             id=new_id(),
             owner=holder.name,
             owner_roles=sorted(holder.roles),
+            owner_groups=sorted(holder.groups),
             channel=request.channel,
             **channel,
             types=request.types,
             kinds=request.kinds,
-            people=list(answering_for(holder.name, holder.roles)) if request.people is None else request.people,
+            people=list(answering_for(holder.name, holder.roles, holder.groups))
+            if request.people is None
+            else request.people,
             created_at=datetime.now(UTC),
         )
         kv = await self.link.js.key_value(self.topology.subscriptions_bucket)
@@ -91,9 +94,10 @@ class DecisionLinks:
         topology: Topology,
         key: bytes | None,
         find: Callable[[str], Awaitable[WorkflowState | None]],
-        still_may: Callable[[str, str], bool],
+        holder_who_may: Callable[[str, str], TokenHolder | None],
     ) -> None:
-        self.link, self.topology, self.key, self.find, self.still_may = link, topology, key, find, still_may
+        self.link, self.topology, self.key, self.find = link, topology, key, find
+        self.holder_who_may = holder_who_may
 
     async def check(self, token: str) -> tuple[DecisionLink, WorkflowState]:
         """The link a token holds and its workflow, if the link may still be used: signed here, not expired, not
@@ -108,7 +112,7 @@ class DecisionLinks:
             raise LinkNotTaken("bad_link", str(refused)) from None
         if decision.expires_at <= datetime.now(UTC):
             raise LinkNotTaken("link_expired", f"the link expired at {decision.expires_at:%Y-%m-%d %H:%M} UTC")
-        if not self.still_may(decision.person, decision.decision):
+        if self.holder_who_may(decision.person, decision.decision) is None:
             raise LinkNotTaken("forbidden", f"{decision.person} may no longer {decision.decision}: nothing changed")
         if await self._used(decision):
             raise LinkNotTaken("link_used", "the link was used already: each link decides once")
@@ -123,11 +127,13 @@ class DecisionLinks:
     def command(self, decision: DecisionLink) -> ApproveWorkflow | RejectWorkflow:
         """The decision as its person's command; its id is the link's, so a second click is the same command."""
         workflow_id, message_id, person = decision.workflow_id, f"link-{decision.nonce}", decision.person
+        holder = self.holder_who_may(person, decision.decision)
+        by = {"approver": person, "actor": person, "groups": sorted(holder.groups) if holder else []}
         if decision.decision == "approve":
             comment = "approved from a notification's link"
-            return ApproveWorkflow(workflow_id=workflow_id, message_id=message_id, approver=person, comment=comment)
+            return ApproveWorkflow(workflow_id=workflow_id, message_id=message_id, comment=comment, **by)
         reason = "rejected from a notification's link"
-        return RejectWorkflow(workflow_id=workflow_id, message_id=message_id, approver=person, reason=reason)
+        return RejectWorkflow(workflow_id=workflow_id, message_id=message_id, reason=reason, **by)
 
     async def mark_used(self, decision: DecisionLink) -> None:
         kv = await self.link.js.key_value(self.topology.links_bucket)

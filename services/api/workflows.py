@@ -4,6 +4,7 @@ log."""
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from contracts.chain import Link, Verification, verify
 from contracts.commands import CommandMessage
+from contracts.definitions import ApplyType, PublishedType, TypeApplied, version_key
 from contracts.events import EVENT, CommandRejected, Event, RecordedEvent
 from contracts.state import WorkflowState
 from contracts.topology import MAX_COMMAND_BYTES, export_name
@@ -23,6 +25,7 @@ from runtime.eventlog import read_events, read_stored
 from runtime.nats_link import NatsLink
 from services.api.errors import CommandRefused, CommandTooLarge, TypeNotFound, WorkflowNotFound, WorkflowRemoved
 from services.api.pagination import Page
+from services.api.search import BadFilter, Search, parse
 from services.api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ SCAN_IDLE_LIMIT_S = 60.0  # the broker deletes a scan's consumer left this long 
 # second the lingering ones reached that (a bulk action's commands were refused "maximum consumers limit reached").
 LISTEN_IDLE_LIMIT_S = 1.0
 TYPES_KEPT_S = 5.0  # a new type shows in searches within this long
+APPLY_TIMEOUT_S = 10.0  # how long the orchestrators may take to check and publish a type version
 
 
 @dataclass(frozen=True)
@@ -140,13 +144,17 @@ class Workflows:
             await self.get(workflow_id)  # 404 for an unknown workflow
         return b"".join(data + b"\n" for _, data in stored)
 
+    async def published(self, name: str | None = None) -> list[PublishedType]:
+        """Every published version (of one type, given its name), oldest first."""
+        keys = f"{name}.*" if name else ">"
+        values = await current_values(self._link.js, self._topology.types_bucket, keys)
+        found = [PublishedType.model_validate_json(value) for value in values]
+        return sorted(found, key=lambda published: (published.definition.name, published.version))
+
     async def types(self) -> list[WorkflowTypeInfo]:
-        """Every workflow type the orchestrator published, by name."""
-        infos = [
-            WorkflowTypeInfo.model_validate_json(value)
-            for value in await current_values(self._link.js, self._topology.types_bucket)
-        ]
-        return sorted(infos, key=lambda info: info.name)
+        """Every workflow type, by name, as its latest version describes it."""
+        latest = {published.definition.name: published.info for published in await self.published()}
+        return [latest[name] for name in sorted(latest)]
 
     async def known_types(self) -> list[WorkflowTypeInfo]:
         """The types as of at most TYPES_KEPT_S ago: what every search is checked against, read once in a while."""
@@ -155,14 +163,42 @@ class Workflows:
             self._types, self._types_read_at = await self.types(), now
         return self._types
 
-    async def type_info(self, name: str) -> WorkflowTypeInfo:
+    async def search_of(self, query: str, max_limit: int, default_sort: str = "-created_at") -> Search:
+        """The search a query asks for, checked against the types; read again at once when it names a field the types
+        kept here lack (a type published since they were read: at start-up, before the orchestrator's)."""
         try:
-            entry = await (await self._bucket(self._topology.types_bucket)).get(name)
-        except KeyNotFoundError:
-            raise TypeNotFound(name) from None
-        if not entry.value:
+            return parse(query, await self.known_types(), max_limit, default_sort)
+        except BadFilter:
+            self._types_read_at = None
+            return parse(query, await self.known_types(), max_limit, default_sort)
+
+    async def type_info(self, name: str) -> WorkflowTypeInfo:
+        """The latest version of a type."""
+        if not (versions := await self.published(name)):
             raise TypeNotFound(name)
-        return WorkflowTypeInfo.model_validate_json(entry.value)
+        return versions[-1].info
+
+    async def type_version(self, name: str, version: int) -> PublishedType:
+        try:
+            entry = await (await self._bucket(self._topology.types_bucket)).get(version_key(name, version))
+        except KeyNotFoundError:
+            raise TypeNotFound(f"{name} version {version}") from None
+        if not entry.value:
+            raise TypeNotFound(f"{name} version {version}")
+        return PublishedType.model_validate_json(entry.value)
+
+    async def require_version(self, name: str, version: int) -> None:
+        """Refuse a version of a type that was never published, as the orchestrator would (422, unknown_type)."""
+        try:
+            await self.type_version(name, version)
+        except TypeNotFound:
+            raise CommandRefused("unknown_type", f"type '{name}' has no version {version}") from None
+
+    async def apply_type(self, definition: dict[str, Any], published_by: str) -> TypeApplied:
+        """Ask the orchestrators to publish a definition as its type's next version."""
+        request = ApplyType(definition=definition, published_by=published_by).model_dump_json().encode()
+        reply = await self._link.nc.request(self._topology.types_apply_subject(), request, timeout=APPLY_TIMEOUT_S)
+        return TypeApplied.model_validate_json(reply.data)
 
     async def recorded_outcome(self, workflow_id: str, command_id: str) -> Event | None:
         """The first event the command caused, from the log (a CommandRejected when it was refused); None when the

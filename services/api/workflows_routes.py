@@ -1,7 +1,7 @@
 """The workflows: create one, send it commands, read it, its log and its check; list them, and a person's inbox."""
 
 from dataclasses import replace
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, TypeVar, get_args
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader, State
@@ -17,7 +17,9 @@ from contracts.commands import (
     CancelWorkflow,
     CommandMessage,
     CreateWorkflow,
+    MigrateWorkflow,
     ProcessWorkflow,
+    ReassignWorkflow,
     RejectWorkflow,
     RetryWorkflow,
     TerminateWorkflow,
@@ -33,13 +35,16 @@ from services.api.schemas import (
     ChainCheck,
     CommandResult,
     CreateRequest,
+    MigrateRequest,
+    ReassignRequest,
     RejectRequest,
     StopRequest,
     WorkflowView,
 )
-from services.api.search import parse
 from services.api.settings import MAX_WAIT_S
 from services.api.workflows import Outcome, Workflows
+
+C = TypeVar("C", bound=CommandMessage)
 
 # Litestar leaves a bound of 0 out of the OpenAPI document (it tests the bound for truth): say it again there.
 NOT_NEGATIVE = {"minimum": 0}
@@ -117,9 +122,16 @@ def command_response(workflow_id: str, outcome: Outcome, created: bool = False) 
     return Response(result, status_code=HTTP_200_OK)
 
 
-async def decide(workflows: Workflows, command: CommandMessage, wait: float | None) -> Response[CommandResult]:
-    """Send a command for an existing workflow and answer with its outcome."""
-    return command_response(command.workflow_id, await workflows.send_to_existing(command, wait))
+def from_holder(command: C, holder: TokenHolder) -> C:
+    """The command as the token's holder sends it: the log records who, and a wait may take them by their groups."""
+    return command.model_copy(update={"actor": holder.name, "groups": sorted(holder.groups)})
+
+
+async def decide(
+    workflows: Workflows, command: CommandMessage, wait: float | None, holder: TokenHolder
+) -> Response[CommandResult]:
+    """Send a command for an existing workflow, as the token's holder, and answer with its outcome."""
+    return command_response(command.workflow_id, await workflows.send_to_existing(from_holder(command, holder), wait))
 
 
 class WorkflowController(Controller):
@@ -134,18 +146,33 @@ class WorkflowController(Controller):
         responses=CREATE_ANSWERS,
     )
     async def create(
-        self, workflows: NamedDependency[Workflows], data: JSONBody[CreateRequest | None] = None, wait: Wait = None
+        self,
+        request: Request[TokenHolder, str | None, State],
+        workflows: NamedDependency[Workflows],
+        data: JSONBody[CreateRequest | None] = None,
+        wait: Wait = None,
     ) -> Response[CommandResult]:
-        """Create a workflow (an `approval` unless `type` says otherwise); 201 once the read model shows it, with its
+        """Create a workflow (an `approval` unless `type` says otherwise, on the type's latest version unless
+        `type_version` names one); 201 once the read model shows it, with its
         URL in `Location`. With
         `"start": true` it is also processed: the answer shows it once processing has begun (`command_id` is still
         the Create's)."""
         # model_validate: `type`'s default is in its Annotated, which type checkers do not read.
         data = data or CreateRequest.model_validate({})
+        if data.type_version is not None:  # named: it must exist (else the orchestrator would refuse it, later)
+            await workflows.require_version(data.type, data.type_version)
         workflow_id = data.workflow_id or new_id()
         # With `start`, one command: the orchestrator creates and processes it in one decision.
-        command = CreateWorkflow(workflow_id=workflow_id, workflow_type=data.type, input=data.input, start=data.start)
-        return command_response(workflow_id, await workflows.send(command, wait), created=True)
+        command = CreateWorkflow(
+            workflow_id=workflow_id,
+            workflow_type=data.type,
+            type_version=data.type_version,
+            input=data.input,
+            start=data.start,
+        )
+        return command_response(
+            workflow_id, await workflows.send(from_holder(command, request.user), wait), created=True
+        )
 
     @get(operation_id="listWorkflows", response_headers=LIST_HEADERS, responses=SEARCH_ERRORS)
     async def list_workflows(
@@ -175,7 +202,7 @@ class WorkflowController(Controller):
         (`=`, `!=`, `>=`, `<=`, `>`, `<`; text takes `=` and `!=`). An unknown field or operator answers 400 naming
         it. Archived workflows are left out unless `archived=true`. A page of `limit`; headers point at the next
         one, and `X-Index-Sequence` says up to which log sequence the index had taken in."""
-        search = parse(request.url.query, await workflows.known_types(), state.settings.max_page)
+        search = await workflows.search_of(request.url.query, state.settings.max_page)
         page, reflects = await state.index.search(search)
         return listed(request, page, reflects)
 
@@ -241,6 +268,7 @@ class WorkflowController(Controller):
     )
     async def process(
         self,
+        request: Request[TokenHolder, str | None, State],
         workflows: NamedDependency[Workflows],
         workflow_id: WorkflowIdPath,
         idempotency_key: IdempotencyKey = None,
@@ -248,7 +276,7 @@ class WorkflowController(Controller):
     ) -> Response[CommandResult]:
         """Start processing a workflow."""
         command = ProcessWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id())
-        return await decide(workflows, command, wait)
+        return await decide(workflows, command, wait, request.user)
 
     @post(
         "/{workflow_id:str}/approve",
@@ -274,7 +302,7 @@ class WorkflowController(Controller):
             approver=acting_as(request.user, data.approver),
             comment=data.comment,
         )
-        return await decide(workflows, command, wait)
+        return await decide(workflows, command, wait, request.user)
 
     @post(
         "/{workflow_id:str}/reject",
@@ -299,7 +327,7 @@ class WorkflowController(Controller):
         command = RejectWorkflow(
             workflow_id=workflow_id, message_id=idempotency_key or new_id(), approver=approver, reason=data.reason
         )
-        return await decide(workflows, command, wait)
+        return await decide(workflows, command, wait, request.user)
 
     @post(
         "/{workflow_id:str}/cancel",
@@ -310,6 +338,7 @@ class WorkflowController(Controller):
     )
     async def cancel(
         self,
+        request: Request[TokenHolder, str | None, State],
         workflows: NamedDependency[Workflows],
         workflow_id: WorkflowIdPath,
         data: JSONBody[StopRequest | None] = None,
@@ -319,7 +348,7 @@ class WorkflowController(Controller):
         """Stop a workflow that has not ended: it ends Cancelled."""
         data = data or StopRequest()
         command = CancelWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id(), reason=data.reason)
-        return await decide(workflows, command, wait)
+        return await decide(workflows, command, wait, request.user)
 
     @post(
         "/{workflow_id:str}/terminate",
@@ -330,6 +359,7 @@ class WorkflowController(Controller):
     )
     async def terminate(
         self,
+        request: Request[TokenHolder, str | None, State],
         workflows: NamedDependency[Workflows],
         workflow_id: WorkflowIdPath,
         data: JSONBody[StopRequest | None] = None,
@@ -339,7 +369,7 @@ class WorkflowController(Controller):
         """End a workflow that has not ended, at once, as Errored: nothing it was doing is waited for."""
         data = data or StopRequest()
         command = TerminateWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id(), reason=data.reason)
-        return await decide(workflows, command, wait)
+        return await decide(workflows, command, wait, request.user)
 
     @post(
         "/{workflow_id:str}/retry",
@@ -350,6 +380,7 @@ class WorkflowController(Controller):
     )
     async def retry(
         self,
+        request: Request[TokenHolder, str | None, State],
         workflows: NamedDependency[Workflows],
         workflow_id: WorkflowIdPath,
         idempotency_key: IdempotencyKey = None,
@@ -357,7 +388,7 @@ class WorkflowController(Controller):
     ) -> Response[CommandResult]:
         """Run an errored workflow again from the step that failed, with the results recorded before it."""
         command = RetryWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id())
-        return await decide(workflows, command, wait)
+        return await decide(workflows, command, wait, request.user)
 
     @post(
         "/{workflow_id:str}/archive",
@@ -368,6 +399,7 @@ class WorkflowController(Controller):
     )
     async def archive(
         self,
+        request: Request[TokenHolder, str | None, State],
         workflows: NamedDependency[Workflows],
         workflow_id: WorkflowIdPath,
         idempotency_key: IdempotencyKey = None,
@@ -375,7 +407,50 @@ class WorkflowController(Controller):
     ) -> Response[CommandResult]:
         """Hide an ended workflow from the default list (`GET /workflows?archived=true` lists it). Its log stays."""
         command = ArchiveWorkflow(workflow_id=workflow_id, message_id=idempotency_key or new_id())
-        return await decide(workflows, command, wait)
+        return await decide(workflows, command, wait, request.user)
+
+    @post(
+        "/{workflow_id:str}/migrate",
+        operation_id="migrateWorkflow",
+        status_code=HTTP_200_OK,
+        guards=[may("migrate")],
+        responses=WITH_BODY_ANSWERS,
+    )
+    async def migrate(
+        self,
+        request: Request[TokenHolder, str | None, State],
+        workflows: NamedDependency[Workflows],
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[MigrateRequest],
+        idempotency_key: IdempotencyKey = None,
+        wait: Wait = None,
+    ) -> Response[CommandResult]:
+        """Move a live workflow onto another version of its type. 409 with why when its state is not in that version
+        (or is of another kind there), or its input does not fit that version."""
+        message_id = idempotency_key or new_id()
+        command = MigrateWorkflow(workflow_id=workflow_id, message_id=message_id, to_version=data.to_version)
+        return await decide(workflows, command, wait, request.user)
+
+    @post(
+        "/{workflow_id:str}/reassign",
+        operation_id="reassignWorkflow",
+        status_code=HTTP_200_OK,
+        guards=[may("reassign")],
+        responses=WITH_BODY_ANSWERS,
+    )
+    async def reassign(
+        self,
+        request: Request[TokenHolder, str | None, State],
+        workflows: NamedDependency[Workflows],
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[ReassignRequest],
+        idempotency_key: IdempotencyKey = None,
+        wait: Wait = None,
+    ) -> Response[CommandResult]:
+        """Give the wait a workflow is in to other people: until it moves on, only they may answer it."""
+        message_id = idempotency_key or new_id()
+        command = ReassignWorkflow(workflow_id=workflow_id, message_id=message_id, to=data.to, reason=data.reason)
+        return await decide(workflows, command, wait, request.user)
 
 
 @get("/me/inbox", operation_id="myInbox", tags=["workflows"], response_headers=LIST_HEADERS, responses=SEARCH_ERRORS)
@@ -390,7 +465,7 @@ async def inbox(
     voted yet, or through one of their roles; the longest unchanged first (`updated_at`: since when it waits, and
     `deadline_at`, in each). Takes the list's filters too (e.g. `type=expense`)."""
     holder = request.user
-    search = parse(request.url.query, await workflows.known_types(), state.settings.max_page, "updated_at")
-    asked_of = answering_for(holder.name, holder.roles)
+    search = await workflows.search_of(request.url.query, state.settings.max_page, "updated_at")
+    asked_of = answering_for(holder.name, holder.roles, holder.groups)
     page, reflects = await state.index.search(replace(search, waiting_for=asked_of))
     return listed(request, page, reflects)

@@ -74,5 +74,7 @@ def _refusal(status: int, content: Any) -> str:
     (a proxy's page) is shown as is."""
     if isinstance(content, dict) and "detail" in content:
         code = f", {content['code']}" if content.get("code") else ""
+        if problems := content.get("problems"):  # a type definition's: each on its own line
+            return f"the definition was refused (HTTP {status}{code}):" + "".join(f"\n  - {p}" for p in problems)
         return f"{content['detail']} (HTTP {status}{code})"
     return f"HTTP {status}: {str(content)[:500]}"

@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 from services.cli.api import Api, CliError
 from services.cli.output import table
 
-ACTIONS = ("cancel", "approve", "reject", "retry", "archive")
+ACTIONS = ("cancel", "approve", "reject", "retry", "archive", "migrate")
 EXIT_OK, EXIT_FAILED = 0, 1
 OPEN_TIMEOUT_S = 10.0
 POLL_S = 0.5
@@ -33,12 +33,14 @@ def add_arguments(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--reason", help="why (cancel, reject)")
     command.add_argument("--comment", help="a comment (approve)")
+    command.add_argument("--to-version", type=int, metavar="N", help="the version to move them to (migrate)")
     command.set_defaults(run=bulk)
 
 
 def bulk(api: Api, args: argparse.Namespace) -> int:
     query = "&".join(quote(expression, safe="") for expression in args.filters)
-    body = {name: value for name, value in (("reason", args.reason), ("comment", args.comment)) if value is not None}
+    given = (("reason", args.reason), ("comment", args.comment), ("to_version", args.to_version))
+    body = {name: value for name, value in given if value is not None}
     path = f"/workflows/bulk/{args.action}" + (f"?{query}" if query else "")
     started = api.request("POST", path, body=body or None).body
     bulk_id = started["id"]

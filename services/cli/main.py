@@ -12,6 +12,8 @@ from importlib.metadata import version
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import yaml
+
 from services.cli import bulk
 from services.cli.api import Api, CliError
 from services.cli.output import event_line, workflow_details, workflow_line, workflow_table
@@ -46,7 +48,8 @@ def outcome(args: argparse.Namespace, result: dict[str, Any]) -> int:
 
 
 def create(api: Api, args: argparse.Namespace) -> int:
-    body = {"type": args.type, "start": args.start, "workflow_id": args.id, "input": args.input}
+    body = {"type": args.type, "type_version": args.type_version, "start": args.start, "workflow_id": args.id}
+    body |= {"input": args.input}
     body = {key: value for key, value in body.items() if value is not None}
     return outcome(args, api.request("POST", "/workflows", params={"wait": args.wait}, body=body).body)
 
@@ -126,6 +129,41 @@ def list_types(api: Api, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def apply_type(api: Api, args: argparse.Namespace) -> int:
+    """Publish a definition file (YAML or JSON) as its type's next version; its problems, every one, when refused."""
+    try:
+        with open(args.file) as file:
+            definition = yaml.safe_load(file)
+    except (OSError, yaml.YAMLError) as error:
+        print(f"wf: cannot read {args.file}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    name = definition.get("name") if isinstance(definition, dict) else None
+    if not isinstance(name, str) or not name:
+        print(f"wf: {args.file} names no type (`name:`)", file=sys.stderr)
+        return EXIT_FAILED
+    reply = api.request("PUT", f"/types/{quote(name, safe='')}", body=definition)
+    if args.json:
+        show_json(reply.body)
+    elif reply.body["outcome"] == "unchanged":
+        print(f"{name} v{reply.body['version']}  unchanged (the latest version is the same)")
+    else:
+        print(f"{name} v{reply.body['version']}  published")
+        for change in reply.body["changes"]:
+            print(f"  {change}")
+    return EXIT_OK
+
+
+def type_versions(api: Api, args: argparse.Namespace) -> int:
+    versions = api.request("GET", f"/types/{quote(args.name, safe='')}/versions").body
+    if args.json:
+        show_json(versions)
+        return EXIT_OK
+    for each in versions:
+        changes = "; ".join(each["changes"]) or "first version"
+        print(f"v{each['version']:<4} {each['published_at'][:19]}  by {each['published_by']:<12} {changes}")
+    return EXIT_OK
+
+
 def follow(api: Api, args: argparse.Namespace) -> int:
     return watch(api, args.workflow_id, args.since, args.count, args.json)
 
@@ -180,6 +218,7 @@ def parser() -> argparse.ArgumentParser:
 
     command = add_command("create", waiting, help="create a workflow")
     command.add_argument("--type", default="approval", help="its workflow type (default approval)")
+    command.add_argument("--type-version", type=positive, metavar="N", help="its type's version (default: the latest)")
     command.add_argument("--start", action="store_true", help="and process it at once")
     command.add_argument("--id", help="choose its id")
     command.add_argument("--input", type=json_object, metavar="JSON", help="its input, a JSON object")
@@ -235,7 +274,23 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("workflow_id", metavar="ID")
     command.set_defaults(run=show)
 
-    add_command("types", help="the workflow types and what each state accepts").set_defaults(run=list_types)
+    command = add_command("types", help="the workflow types and what each state accepts; publish a version")
+    command.set_defaults(run=list_types)
+    versions = command.add_subparsers(dest="types_command", metavar="apply FILE | versions NAME")
+    publish = versions.add_parser("apply", parents=[common], help="publish a definition (YAML or JSON) as a version")
+    publish.add_argument("file", metavar="FILE")
+    publish.set_defaults(run=apply_type)
+    listing = versions.add_parser("versions", parents=[common], help="a type's versions: when, who, what changed")
+    listing.add_argument("name", metavar="NAME")
+    listing.set_defaults(run=type_versions)
+
+    command = add_command("migrate", on_workflow, help="move it onto another version of its type")
+    command.add_argument("--to", dest="to_version", type=positive, required=True, metavar="VERSION")
+    command.set_defaults(run=decision("migrate", lambda a: {"to_version": a.to_version}))
+    command = add_command("reassign", on_workflow, help="give the wait it is in to other people")
+    command.add_argument("--to", action="append", required=True, metavar="NAME", help="who answers it (repeatable)")
+    command.add_argument("--reason", default="")
+    command.set_defaults(run=decision("reassign", lambda a: {"to": a.to, "reason": a.reason}))
 
     command = add_command("watch", help="events as they happen (of one workflow, given its id)")
     command.add_argument("workflow_id", metavar="ID", nargs="?")

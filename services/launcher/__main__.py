@@ -3,9 +3,10 @@
 Without NATS_URL it starts a nats-server of its own (JetStream, data under WF_DATA_DIR), or with `--cluster` three of
 them as a cluster, with the users of deploy/nats/auth.conf (passwords in WF_DATA_DIR/secrets/nats.env, generated at
 the first run), then every service as a child process, each as its own NATS user (`--replicas N`: N orchestrators
-and N processors), waits until the HTTP services answer /healthz and prints where to go. Ctrl-C or SIGTERM stops the
-services (SIGTERM, a kill after a grace period), then nats-server. A service that exits on its own stops everything,
-and the launcher exits non-zero."""
+and N processors). The payments worker pays through WF_PAYMENTS_URL, else through a sandbox the launcher starts. It
+waits until the HTTP services answer /healthz and prints where to go. Ctrl-C or SIGTERM stops the services (SIGTERM,
+a kill after a grace period), then nats-server. A service that exits on its own stops everything, and the launcher
+exits non-zero."""
 
 import argparse
 import asyncio
@@ -25,11 +26,14 @@ from typing import IO
 from contracts.topology import Topology
 from services.launcher.api_tokens import api_tokens
 from services.launcher.local_subscriptions import CATCHER_WEBHOOK, DEV_EMAIL, ensure_local_subscriptions
-from services.launcher.nats_server import DURABLE, NatsCluster, NatsServer, free_port
+from services.launcher.nats_server import DURABLE, NatsCluster, NatsServer, free_port, free_ports
 from services.launcher.nats_users import NatsUsers, secrets_file
 from services.launcher.settings import LauncherSettings  # after the handler
 
-SERVICES = ("api", "orchestrator", "processor", "broadcaster", "indexer", "notifier")
+SERVICES = ("api", "orchestrator", "processor", "broadcaster", "indexer", "notifier", "payments")
+# The payments worker takes the expense's pay step, the processor simulates the rest (as WF_PROCESSOR_STEPS may say).
+PROCESSOR_STEPS = "approval.process,expense.validate"
+SANDBOX = "payments-sandbox"  # a stand-in payment provider, when WF_PAYMENTS_URL names none
 REPLICATED = {"orchestrator": "WF_ORCHESTRATOR_PORT", "processor": "WF_PROCESSOR_PORT"}  # their metrics port
 CLUSTER_SIZE = 3
 READY_TIMEOUT_S = 60.0
@@ -133,7 +137,12 @@ def own_nats(settings: LauncherSettings, cluster: bool) -> NatsServer | NatsClus
             ports = {"client_port": 4222, "cluster_port": 6222, "monitor_port": 8222}
             return NatsCluster(root, CLUSTER_SIZE, **ports, log_dir=root, users=users, sync_interval=sync_interval)
         data = settings.data_dir
-        port, monitor_port = free_port(4222), free_port(8222)
+        # Not a port a service is told to take: those are not bound yet, so a free port may be one of them.
+        services = {settings.api_port, settings.broadcaster_port, settings.indexer_port, settings.notifier_port}
+        services |= {settings.orchestrator_port, settings.processor_port, settings.payments_port}
+        services |= {settings.payments_sandbox_port}
+        [port] = free_ports(1, 4222, taken=services)
+        [monitor_port] = free_ports(1, 8222, taken=services | {port})
         return NatsServer(
             data / "nats", port, data / "nats.log", users=users, monitor_port=monitor_port, sync_interval=sync_interval
         )
@@ -141,9 +150,19 @@ def own_nats(settings: LauncherSettings, cluster: bool) -> NatsServer | NatsClus
         raise LaunchFailed(f"WF_UNSAFE_NATS_SYNC_INTERVAL: {error}") from error
 
 
+def nats_ports(nats: NatsServer | NatsCluster | None) -> set[int]:
+    """The ports the launcher's own NATS listens on (none for someone else's)."""
+    if nats is None:
+        return set()
+    servers = nats.nodes if isinstance(nats, NatsCluster) else [nats]
+    return {port for server in servers for port in (server.port, server.monitor_port)}
+
+
 def nats_credentials(nats: NatsServer | NatsCluster | None, service: str) -> dict[str, str]:
-    """On the launcher's own NATS, each service connects as the user of its name (deploy/nats/auth.conf)."""
-    return nats.users.service_environment(service) if nats and nats.users else {}
+    """On the launcher's own NATS, each service connects as the user of its name (deploy/nats/auth.conf); the payments
+    worker as a team's worker does, as `worker`."""
+    user = "worker" if service == "payments" else service
+    return nats.users.service_environment(user) if nats and nats.users else {}
 
 
 def stream_replicas(settings: LauncherSettings, nats: NatsServer | NatsCluster | None) -> dict[str, str]:
@@ -306,15 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     exit_code = 0
     try:
         planned = plan_services(settings, arguments.replicas)
-        _name_width = max(_name_width, *(len(each.name) for each in planned))
+        _name_width = max(_name_width, len(SANDBOX), *(len(each.name) for each in planned))
         nats = own_nats(settings, arguments.cluster)
         replicas = stream_replicas(settings, nats)
         ensure_ports_free(settings)
         nats_url = start_nats(nats) if nats else settings.nats_url
         index_url = settings.index_url or f"sqlite+aiosqlite:///{settings.data_dir / 'index.sqlite'}"
-        indexer_port, notifier_port = free_port(settings.indexer_port), free_port(settings.notifier_port)
+        taken = {settings.api_port, settings.broadcaster_port, *nats_ports(nats)}
+        [indexer_port] = free_ports(1, settings.indexer_port, taken=taken)
+        [notifier_port] = free_ports(1, settings.notifier_port, taken=taken | {indexer_port})
+        [payments_port] = free_ports(1, settings.payments_port, taken=taken | {indexer_port, notifier_port})
         env = (
-            {"WF_BIND_HOST": "127.0.0.1"}
+            {"WF_BIND_HOST": "127.0.0.1", "WF_PROCESSOR_STEPS": PROCESSOR_STEPS}
             | os.environ
             | replicas
             | {  # local runs stay on this machine by default
@@ -323,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                 "WF_BROADCASTER_PORT": str(settings.broadcaster_port),
                 "WF_INDEXER_PORT": str(indexer_port),
                 "WF_NOTIFIER_PORT": str(notifier_port),
+                "WF_PAYMENTS_PORT": str(payments_port),
                 "WF_PUBLIC_URL": os.environ.get("WF_PUBLIC_URL", f"http://127.0.0.1:{settings.api_port}"),
                 "WF_LINK_SECRET": link_secret(nats),
                 "WF_INDEX_URL": index_url,
@@ -333,7 +356,15 @@ def main(argv: list[str] | None = None) -> int:
         env |= tokens.environment
         for line in tokens.where_to_sign_in(f"http://127.0.0.1:{settings.api_port}"):
             say("launcher", line)
-        children = [
+        if not settings.payments_url:
+            sandbox_taken = taken | {indexer_port, notifier_port, payments_port}
+            [sandbox_port] = free_ports(1, settings.payments_sandbox_port, taken=sandbox_taken)
+            env |= {
+                "WF_PAYMENTS_URL": f"http://127.0.0.1:{sandbox_port}",
+                "WF_PAYMENTS_SANDBOX_PORT": str(sandbox_port),
+            }
+            children.append(start_service(SANDBOX, env, "payments.sandbox"))
+        children += [
             start_service(each.name, env | each.env | nats_credentials(nats, each.service), each.service)
             for each in planned
         ]
@@ -342,10 +373,13 @@ def main(argv: list[str] | None = None) -> int:
             "broadcaster": f"http://127.0.0.1:{settings.broadcaster_port}/healthz",
             "indexer": f"http://127.0.0.1:{indexer_port}/healthz",  # once it has caught up with the read model
             "notifier": f"http://127.0.0.1:{notifier_port}/healthz",
+            "payments": f"http://127.0.0.1:{payments_port}/healthz",
         }
         if wait_until_ready(health_urls, children, stop_requested):
             print_where_to_go(settings, nats_for_clients(settings, nats, nats_url), planned, index_url)
             if nats and nats.users:
+                workers = nats.users.url("worker", nats_url)
+                say("launcher", f"  workers    {workers}   (your own steps: README, Write your own step)")
                 admin = nats.users.url("admin", nats_url)
                 secret = asyncio.run(ensure_local_subscriptions(admin, Topology(prefix=env.get("WF_PREFIX", "wf"))))
                 say(
@@ -353,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"  notices    e-mail to {DEV_EMAIL} and webhooks to {CATCHER_WEBHOOK} (secret {secret})",
                 )
                 say("launcher", "             see them: .venv/bin/python -m services.notifier.catcher")
+            if not settings.payments_url:
+                say("launcher", f"  payments   {env['WF_PAYMENTS_URL']}   (a sandbox: nothing is paid for real; "
+                                "WF_PAYMENTS_URL names a provider)")  # fmt: skip
             supervise(children, stop_requested)
     except LaunchFailed as failure:
         say("launcher", str(failure))

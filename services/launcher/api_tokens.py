@@ -22,9 +22,9 @@ from runtime.tokens import DIGEST_PREFIX, AuthNotConfigured, Tokens, new_token, 
 from services.launcher.settings import LauncherSettings
 
 # Who a local run's tokens belong to: one that may do everything, and the approvers the expense type names.
-DEV_HOLDERS = [TokenHolder(name="dev", roles=frozenset(Role), email="dev@localhost")] + [
-    TokenHolder(name=name, roles=frozenset({Role.APPROVER})) for name in ("director", "fin-ann", "fin-bob", "fin-cy")
-]
+DEV_HOLDERS = [
+    TokenHolder(name="dev", roles=frozenset(Role), groups=frozenset({"managers"}), email="dev@localhost")
+] + [TokenHolder(name=name, roles=frozenset({Role.APPROVER})) for name in ("director", "fin-ann", "fin-bob", "fin-cy")]
 DURATION = re.compile(r"([1-9][0-9]*)([smhdw])")
 DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 SHOWN_DIGEST = len(DIGEST_PREFIX) + 12  # `list` shows this much of a digest: enough to revoke it by
@@ -81,12 +81,13 @@ def issue(
     expires_in: timedelta | None,
     now: datetime,
     email: str | None = None,
+    groups: frozenset[str] = frozenset(),
 ) -> str:
     """A new token for `name`, added to the file (made when missing): returns the token, which the file does not keep.
     A name may hold several tokens (one being replaced by another). `email`: its profile's address (notifications)."""
     try:
         expires_at = now + expires_in if expires_in else None
-        holder = TokenHolder(name=name, roles=roles, expires_at=expires_at, email=email)
+        holder = TokenHolder(name=name, roles=roles, groups=groups, expires_at=expires_at, email=email)
     except ValidationError as error:
         problem = error.errors()[0]
         raise Refused(f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}") from None
@@ -192,6 +193,13 @@ def parse_arguments(argv: list[str] | None, settings: LauncherSettings) -> argpa
         help="refused after this long: 45s, 90m, 12h, 30d, 2w (default: never)",
     )
     command.add_argument("--email", metavar="ADDRESS", help="where its e-mail notifications go (its profile)")
+    command.add_argument(
+        "--groups",
+        type=lambda text: frozenset(filter(None, text.split(","))),
+        default=frozenset(),
+        metavar="GROUP,...",
+        help="the groups it is in (a type's wait may take a command from a group), comma separated",
+    )
     command = commands.add_parser("revoke", help="remove NAME's tokens, or the one of a digest")
     command.add_argument("who", metavar="NAME|sha256:DIGEST", help="a holder's name, or the start of a digest")
     commands.add_parser("list", help="each token's holder, roles and expiry (no token: the file has none)")
@@ -208,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             for line in tokens.where_to_sign_in(f"http://127.0.0.1:{settings.api_port}"):
                 print(line)
         elif arguments.command == "issue":
-            token = issue(path, arguments.name, arguments.roles, arguments.expires_in, now, arguments.email)
+            token = issue(
+                path, arguments.name, arguments.roles, arguments.expires_in, now, arguments.email, arguments.groups
+            )
             expiry = f"expires {(now + arguments.expires_in).isoformat()}" if arguments.expires_in else "no expiry"
             roles = ", ".join(sorted(arguments.roles))
             print(

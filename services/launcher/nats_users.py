@@ -24,7 +24,8 @@ SERVICE_USERS = (
     "indexer",
     "notifier",
 )  # each service connects as the user of its name
-USERS = (*SERVICE_USERS, "client", "admin")  # client: anything outside the services; admin: maintenance, operators
+# client: anything outside the services; admin: maintenance, operators; worker: a team's own workers (worker/)
+USERS = (*SERVICE_USERS, "client", "admin", "worker")
 PASSWORD_CHARACTERS = string.ascii_letters + string.digits
 # Not NATS users': secrets compose takes from the same file. WF_POSTGRES_PASSWORD: its postgres service's (the index);
 # WF_LINK_SECRET: the key of one-click decision links (the notifier signs them, the api checks them).

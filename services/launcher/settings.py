@@ -30,6 +30,11 @@ class LauncherSettings(BaseSettings):
     index_url: str = Field(default="", alias="WF_INDEX_URL")
     indexer_port: int = Field(default=8004, alias="WF_INDEXER_PORT", ge=0, lt=65536)  # its /metrics, /healthz
     notifier_port: int = Field(default=8005, alias="WF_NOTIFIER_PORT", ge=0, lt=65536)  # its /metrics, /healthz
+    payments_port: int = Field(default=8007, alias="WF_PAYMENTS_PORT", ge=0, lt=65536)  # its /metrics, /healthz
+    # The payment provider the payments worker pays through. Unset: a sandbox of the launcher's own, on
+    # WF_PAYMENTS_SANDBOX_PORT, that pays nothing for real (services/payments/sandbox.py).
+    payments_url: str = Field(default="", alias="WF_PAYMENTS_URL")
+    payments_sandbox_port: int = Field(default=8026, alias="WF_PAYMENTS_SANDBOX_PORT", gt=0, lt=65536)
     # Unset: the launcher's own nats-server syncs every write to disk before acknowledging it. Set (a duration in
     # seconds, e.g. 120s): it syncs that often, and a power cut loses what was acknowledged since (jetstream.conf).
     unsafe_nats_sync_interval: str = Field(default="", alias="WF_UNSAFE_NATS_SYNC_INTERVAL")

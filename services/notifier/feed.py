@@ -6,11 +6,12 @@ before its ack) queues nothing twice within the broker's duplicate window, and b
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -19,7 +20,8 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from pydantic import ValidationError
 
-from contracts.events import EVENT, RecordedEvent, WorkflowCreated
+from contracts.definitions import PublishedType, version_key
+from contracts.events import EVENT, Event, RecordedEvent, WorkflowCreated, WorkflowMigrated
 from contracts.notifications import Delivery, Notification, Subscription
 from contracts.state import WorkflowState
 from contracts.topology import Topology
@@ -34,8 +36,8 @@ BATCH = 100
 FETCH_WAIT_S = 1.0
 RETRY_S = 1.0
 SUBSCRIPTIONS_REFRESH_S = 1.0
-TYPES_KEPT_S = 30.0
-WORKFLOW_TYPES_KEPT = 100_000  # workflow id -> its type, for the events that do not say it
+WORKFLOW_TYPES_KEPT = 100_000  # workflow id -> its type version, for the events that do not say it
+NAME_KEPT = 200  # the longest input text kept: a name a wait may be for
 
 
 @asynccontextmanager
@@ -83,46 +85,71 @@ class Subscriptions:
         return [subscription for subscription in self.by_id.values() if matches(subscription, notification)]
 
 
+@dataclass(frozen=True)
+class Instance:
+    """What the notifier keeps of a workflow: its type's name and version, and the text fields of its input (a wait
+    may be for the person one of them names)."""
+
+    type_name: str
+    version: int
+    named: dict[str, str]
+
+    @classmethod
+    def of(cls, type_name: str, version: int, given: dict[str, Any]) -> "Instance":
+        named = {key: value for key, value in given.items() if isinstance(value, str) and len(value) <= NAME_KEPT}
+        return cls(type_name, version, named)
+
+
 class Types:
-    """Each workflow's type description (from the types bucket), and which type each workflow is."""
+    """Each type version's description (from the types bucket), and which type version each workflow runs on."""
 
     def __init__(self, js: JetStreamContext, topology: Topology) -> None:
         self.js, self.topology = js, topology
-        self.described: dict[str, tuple[float, WorkflowTypeInfo]] = {}
-        self.of_workflow: OrderedDict[str, str] = OrderedDict()
+        self.described: dict[tuple[str, int], WorkflowTypeInfo] = {}  # versions never change: kept for good
+        self.of_workflow: OrderedDict[str, Instance] = OrderedDict()
 
-    def saw_created(self, workflow_id: str, workflow_type: str) -> None:
-        self.of_workflow[workflow_id] = workflow_type
+    def saw(self, workflow_id: str, instance: Instance) -> None:
+        self.of_workflow[workflow_id] = instance
+        self.of_workflow.move_to_end(workflow_id)
         if len(self.of_workflow) > WORKFLOW_TYPES_KEPT:
             self.of_workflow.popitem(last=False)
 
-    async def of(self, workflow_id: str) -> WorkflowTypeInfo | None:
-        name = self.of_workflow.get(workflow_id) or await self._type_in_read_model(workflow_id)
-        return await self.described_as(name) if name else None
+    def saw_event(self, event: Event) -> None:
+        if isinstance(event, WorkflowCreated):
+            self.saw(event.workflow_id, Instance.of(event.workflow_type, event.type_version, event.input))
+        elif isinstance(event, WorkflowMigrated) and (known := self.of_workflow.get(event.workflow_id)):
+            self.saw(event.workflow_id, replace(known, version=event.to_version))
 
-    async def described_as(self, name: str) -> WorkflowTypeInfo | None:
-        kept = self.described.get(name)
-        if kept and time.monotonic() - kept[0] < TYPES_KEPT_S:
-            return kept[1]
+    async def of(self, workflow_id: str) -> tuple[WorkflowTypeInfo, Instance] | None:
+        instance = self.of_workflow.get(workflow_id) or await self._in_read_model(workflow_id)
+        if instance is None or (info := await self.described_as(instance.type_name, instance.version)) is None:
+            return None
+        return info, instance
+
+    async def described_as(self, name: str, version: int) -> WorkflowTypeInfo | None:
+        if kept := self.described.get((name, version)):
+            return kept
         try:
-            entry = await (await self.js.key_value(self.topology.types_bucket)).get(name)
+            entry = await (await self.js.key_value(self.topology.types_bucket)).get(version_key(name, version))
         except KeyNotFoundError:
             return None
         assert entry.value is not None  # a get's entry has its value; nats-py types it optional
-        info = WorkflowTypeInfo.model_validate_json(entry.value)
-        self.described[name] = (time.monotonic(), info)
+        info = PublishedType.model_validate_json(entry.value).info
+        self.described[name, version] = info
         return info
 
-    async def _type_in_read_model(self, workflow_id: str) -> str | None:
+    async def _in_read_model(self, workflow_id: str) -> Instance | None:
         try:
             entry = await (await self.js.key_value(self.topology.state_bucket)).get(workflow_id)
         except KeyNotFoundError:
             return None
         assert entry.value is not None
-        name = WorkflowState.model_validate_json(entry.value).type
-        if name:
-            self.saw_created(workflow_id, name)
-        return name
+        state = WorkflowState.model_validate_json(entry.value)
+        if not state.type:
+            return None
+        instance = Instance.of(state.type, state.type_version, state.context.get("input", {}))
+        self.saw(workflow_id, instance)
+        return instance
 
 
 class Outbox:
@@ -196,12 +223,11 @@ class EventFeed:
             log.error("event %d of the log is unreadable, told no one: %s", sequence, error)
             return
         event = recorded.event
-        if isinstance(event, WorkflowCreated):
-            self.types.saw_created(event.workflow_id, event.workflow_type)
-        declared = await self.types.of(event.workflow_id)
-        if declared is None:
+        self.types.saw_event(event)
+        if (known := await self.types.of(event.workflow_id)) is None:
             return
-        told = notifications_of(recorded, declared)
+        declared, instance = known
+        told = notifications_of(recorded, declared, instance.named)
         for notification in told:
             await self.outbox.deliver(notification)
         if reminder := reminder_of(recorded, told):
@@ -238,6 +264,6 @@ class ReminderFeed:
             return
         if await left_since(self.js, self.topology, waiting.workflow_id, waiting.entered_sequence):
             return
-        declared = await self.types.described_as(waiting.workflow_type)
-        title = declared.title if declared else waiting.workflow_type
+        known = await self.types.of(waiting.workflow_id)
+        title = known[0].title if known else waiting.workflow_type
         await self.outbox.deliver(reminded(waiting, title, datetime.now(UTC)))

@@ -1,12 +1,15 @@
 """What the notifier tells whom, decided from the log alone: pure functions, no I/O.
 
-- A workflow that enters a waiting state tells who it waits for (its type's `waits_for`: names, or "role:<role>");
-  `escalated` when the state's deadline moved it there, `waiting` otherwise.
+- A workflow that enters a waiting state tells who it waits for (its type version's `waits_for`: names,
+  "group:<group>", "role:<role>", and the person its input names for "input:<field>"); `escalated` when the state's
+  deadline moved it there, `waiting` otherwise. A wait reassigned tells its new assignees.
 - A wait with a reminder (`remind_at`, from its `remind_before_s`) is reminded then, if it still waits.
 - A workflow that ends (succeeds, fails, is cancelled or terminated) says so, to the subscriptions of no one in
   particular (their `people` is empty)."""
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any, Literal
 
 from contracts.auth import answering_for
 from contracts.events import (
@@ -14,6 +17,7 @@ from contracts.events import (
     RecordedEvent,
     TransitionTaken,
     WorkflowCancelled,
+    WorkflowReassigned,
     WorkflowStarted,
     WorkflowTerminated,
 )
@@ -21,13 +25,20 @@ from contracts.notifications import Decision, Notification, Subscription
 from contracts.types import StateInfo, WorkflowTypeInfo
 
 ENDS = ("succeeded", "failed")
+INPUT = "input:"  # a wait's `waits_for` entry naming a field of the input that names the person
 DECISIONS: tuple[Decision, ...] = ("approve", "reject")
 
 
-def notifications_of(recorded: RecordedEvent, declared: WorkflowTypeInfo) -> list[Notification]:
-    """What one event of the log tells people (most events tell nothing)."""
+def notifications_of(
+    recorded: RecordedEvent, declared: WorkflowTypeInfo, given: Mapping[str, Any] | None = None
+) -> list[Notification]:
+    """What one event of the log tells people (most events tell nothing); `given` is the workflow's input."""
     event = recorded.event
     match event:
+        case WorkflowReassigned():
+            state = _state(declared, event.state)
+            summary = f"{declared.title} {event.workflow_id} waits in {event.state} for {', '.join(event.to)}"
+            return [_waiting(recorded, declared, state, "waiting", tuple(event.to), summary, None)]
         case WorkflowStarted():
             entered, kind = declared.initial, "waiting"
         case TransitionTaken():
@@ -40,27 +51,49 @@ def notifications_of(recorded: RecordedEvent, declared: WorkflowTypeInfo) -> lis
     state = _state(declared, entered)
     if state.kind in ENDS:
         return [_ended(recorded, declared, f"ended in {entered}", entered)]
-    if state.kind != "wait" or not state.waits_for:
+    people = _people(state.waits_for, given or {})
+    if state.kind != "wait" or not people:
         return []
-    deadline_at = getattr(event, "deadline_at", None)
-    summary = f"{declared.title} {event.workflow_id} waits in {entered} for {', '.join(state.waits_for)}"
+    summary = f"{declared.title} {event.workflow_id} waits in {entered} for {', '.join(people)}"
     if kind == "escalated":
         summary = f"{declared.title} {event.workflow_id} was escalated: its deadline passed; it now waits in {entered}"
-    return [
-        Notification(
-            id=f"{event.workflow_id}.{recorded.sequence}.{kind}",
-            kind=kind,
-            workflow_id=event.workflow_id,
-            workflow_type=declared.name,
-            state=entered,
-            entered_sequence=recorded.sequence,
-            people=tuple(state.waits_for),
-            decisions=_decisions(state),
-            deadline_at=deadline_at,
-            occurred_at=event.occurred_at,
-            summary=summary,
-        )
-    ]
+    return [_waiting(recorded, declared, state, kind, people, summary, getattr(event, "deadline_at", None))]
+
+
+def _people(waits_for: list[str], given: Mapping[str, Any]) -> tuple[str, ...]:
+    """Who a wait is for: "input:<field>" is the person the instance's input names there (no one, if it names none)."""
+    found = []
+    for who in waits_for:
+        if not who.startswith(INPUT):
+            found.append(who)
+        elif isinstance(named := given.get(who.removeprefix(INPUT)), str) and named:
+            found.append(named)
+    return tuple(sorted(set(found)))
+
+
+def _waiting(
+    recorded: RecordedEvent,
+    declared: WorkflowTypeInfo,
+    state: StateInfo,
+    kind: Literal["waiting", "escalated"],
+    people: tuple[str, ...],
+    summary: str,
+    deadline_at: datetime | None,
+) -> Notification:
+    event = recorded.event
+    return Notification(
+        id=f"{event.workflow_id}.{recorded.sequence}.{kind}",
+        kind=kind,
+        workflow_id=event.workflow_id,
+        workflow_type=declared.name,
+        state=state.name,
+        entered_sequence=recorded.sequence,
+        people=people,
+        decisions=_decisions(state),
+        deadline_at=deadline_at,
+        occurred_at=event.occurred_at,
+        summary=summary,
+    )
 
 
 def reminder_of(recorded: RecordedEvent, told: list[Notification]) -> tuple[Notification, datetime] | None:
@@ -93,10 +126,10 @@ def matches(subscription: Subscription, notification: Notification) -> bool:
 
 def decider(subscription: Subscription, notification: Notification) -> str | None:
     """Who a notification's decision links act as: the subscription's owner, when the wait takes a decision and is
-    theirs to answer (named, or by a role the owner held when subscribing). None: the notification carries no links."""
+    theirs to answer (named, or by a role or group the owner had when subscribing). None: the notification carries no links."""
     if not notification.decisions or not notification.people:
         return None
-    mine = answering_for(subscription.owner, subscription.owner_roles)
+    mine = answering_for(subscription.owner, subscription.owner_roles, subscription.owner_groups)
     return subscription.owner if set(mine) & set(notification.people) else None
 
 

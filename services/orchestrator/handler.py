@@ -1,15 +1,17 @@
 """The orchestrator's one use case: load a workflow, decide on a command, append the events, send what is owed."""
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from contracts.commands import Command, CreateWorkflow, FireTimer
+from contracts.commands import Command, CreateWorkflow, FireTimer, MigrateWorkflow
 from contracts.events import CommandRejected
 from contracts.ids import new_id
 from contracts.jobs import ProcessJob
 from contracts.state import PendingTimer, WorkflowState
 from runtime.randomness import Randomness
+from services.orchestrator.domain.declaration import UnknownTypeVersion
 from services.orchestrator.domain.engine import Context, Engine, outbox
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.store import ConcurrencyConflict, EventStore
@@ -26,6 +28,10 @@ class Outbox(Protocol):
         """Withdraw timers no longer owed, so they do not fire later as commands that change nothing."""
 
 
+async def nothing_to_refresh() -> None:
+    """The engine's types are all it will ever run (a test's own)."""
+
+
 class CommandHandler:
     def __init__(
         self,
@@ -35,8 +41,10 @@ class CommandHandler:
         send_failure_rate: float,
         metrics: OrchestratorMetrics,
         engine: Engine,
+        refresh_types: Callable[[], Awaitable[None]] = nothing_to_refresh,
     ) -> None:
         self.store, self.send_outbox, self.engine = store, send_outbox, engine
+        self.refresh_types = refresh_types
         self.randomness, self.send_failure_rate = randomness, send_failure_rate
         self.metrics = metrics
 
@@ -49,7 +57,13 @@ class CommandHandler:
     async def handle(self, command: Command) -> WorkflowState:
         """Apply a command exactly once. (The consumer hands one workflow's commands over one at a time, in order.)"""
         with self.metrics.seconds.time():
-            return await self._apply(command)
+            if (wanted := _version_named(command)) and wanted > self.engine.types.highest_version():
+                await self.refresh_types()  # a version published a moment ago, maybe through another replica
+            try:
+                return await self._apply(command)
+            except UnknownTypeVersion:  # published through another replica a moment ago: read the bucket, go on
+                await self.refresh_types()
+                return await self._apply(command)
 
     async def _apply(self, command: Command) -> WorkflowState:
         # A conflict means another replica appended first: reload and decide again.
@@ -109,6 +123,12 @@ class CommandHandler:
                 return
             except ConcurrencyConflict:
                 continue
+
+
+def _version_named(command: Command) -> int | None:
+    if isinstance(command, CreateWorkflow):
+        return command.type_version
+    return command.to_version if isinstance(command, MigrateWorkflow) else None
 
 
 def _settled_timers(before: WorkflowState, after: WorkflowState, command: Command) -> list[PendingTimer]:

@@ -34,8 +34,9 @@ from runtime.eventlog import current_entries, recorded_event
 from runtime.index_db import IndexSettings, connect
 from runtime.settings import ServiceSettings
 from runtime.streams import UNAVAILABLE, UNAVAILABLE_RETRY_S, patiently
+from services.orchestrator.catalog import published_versions
 from services.orchestrator.domain.declaration import IllegalTransition
-from services.orchestrator.domain.types import SHIPPED
+from services.orchestrator.domain.engine import Engine
 from services.orchestrator.store import JetStreamEventStore
 
 FETCH_BATCH = 1000
@@ -154,6 +155,7 @@ async def check(
     state_bucket = await js.key_value(topology.state_bucket)
     report = Report(workflows=len(logs), events=sum(len(log) for log in logs.values()))
     replays: dict[str, WorkflowState] = {}
+    engine = Engine(await published_versions(js, topology))
     for workflow_id, log in logs.items():
         read_model = await _read_model(state_bucket, workflow_id)
         head = (
@@ -164,7 +166,7 @@ async def check(
         if broken := verify(workflow_id, (recorded.link for recorded in log), head).broken:
             report.broken_chains.append(f"{workflow_id}: at sequence {broken.at}, {broken.reason}")
         try:
-            replayed = SHIPPED.fold(WorkflowState(id=workflow_id), log)
+            replayed = engine.fold(WorkflowState(id=workflow_id), log)
         except IllegalTransition as error:
             report.illegal.append(f"{workflow_id}: {error}")
             continue
@@ -250,9 +252,10 @@ async def rebuild(
     for key in await current_entries(js, topology, topology.state_bucket):
         await bucket.purge(key)
     logs = await read_all_events(js, topology, progress)
-    store = JetStreamEventStore(nc, js, bucket, topology)
+    engine = Engine(await published_versions(js, topology))
+    store = JetStreamEventStore(nc, js, bucket, topology, engine=engine)
     for workflow_id, log in logs.items():
-        await store.save(SHIPPED.fold(WorkflowState(id=workflow_id), log))
+        await store.save(engine.fold(WorkflowState(id=workflow_id), log))
     return len(logs)
 
 

@@ -11,9 +11,11 @@ from runtime.observability import report_consumer_lag
 from runtime.randomness import Randomness
 from runtime.settings import pull_inbox_prefix
 from runtime.streams import ensure_topology, patiently
+from services.orchestrator.catalog import TypeCatalog, run_forever
 from services.orchestrator.consumer import CommandConsumer
+from services.orchestrator.domain.declaration import TypeVersions
 from services.orchestrator.domain.engine import Engine
-from services.orchestrator.domain.types import WORKFLOW_TYPES
+from services.orchestrator.domain.types import SHIPPED_DEFINITIONS
 from services.orchestrator.handler import CommandHandler
 from services.orchestrator.intake import CommandIntake, DeadLetters
 from services.orchestrator.metrics import OrchestratorMetrics
@@ -30,11 +32,13 @@ class OrchestratorService:
     def __init__(self, settings: OrchestratorSettings, broker: NatsBroker, metrics: OrchestratorMetrics) -> None:
         self.settings, self.broker, self.metrics = settings, broker, metrics
         self.intake: CommandIntake | None = None
+        self.catalog: TypeCatalog | None = None
         self.consumer: CommandConsumer | None = None
         self.background: set[asyncio.Task] = set()
 
     async def connect(self) -> None:
-        """Connect, make or check the streams and buckets it owns, publish the types, and build the intake."""
+        """Connect, make or check the streams and buckets it owns, load the types (publishing the shipped ones the
+        bucket lacks), and build the intake."""
         topology = self.settings.topology
         await self.broker.connect()
         nc = self.broker.connection
@@ -45,15 +49,16 @@ class OrchestratorService:
         writes += [topology.kv_subjects(topology.types_bucket)]
         await ensure_topology(js, topology, writes)
         state_bucket = await js.key_value(topology.state_bucket)
-        engine = Engine(WORKFLOW_TYPES)
+        versions = TypeVersions()
+        self.catalog = TypeCatalog(nc, js, topology, versions)
+        await self.catalog.open(SHIPPED_DEFINITIONS.values())
+        engine = Engine(versions)  # runs every version the catalog loads, as it loads them
         commits = self.metrics.batch_commits.inc
         store = JetStreamEventStore(nc, js, state_bucket, topology, on_batch_commit=commits, engine=engine)
-        types = await js.key_value(topology.types_bucket)
-        for declared in WORKFLOW_TYPES.values():  # what clients draw the machines and offer commands from
-            await types.put(declared.name, declared.describe().model_dump_json().encode())
         randomness = Randomness(self.settings.seed)
         outbox = JetStreamOutbox(js, topology)
-        handler = CommandHandler(store, outbox, randomness, self.settings.send_failure_rate, self.metrics, engine)
+        rate = self.settings.send_failure_rate
+        handler = CommandHandler(store, outbox, randomness, rate, self.metrics, engine, self.catalog.refresh)
         max_deliver = topology.orchestrator_consumer().max_deliver
         assert max_deliver is not None  # orchestrator_consumer() sets it (nats-py types each field optional)
         self.intake = CommandIntake(
@@ -62,8 +67,10 @@ class OrchestratorService:
 
     async def start(self) -> None:
         """Consume the commands, and run the lag gauge, the sweeper and (when configured) retention beside it."""
-        assert self.intake, "connect() comes first"
+        assert self.intake and self.catalog, "connect() comes first"
         settings, topology = self.settings, self.settings.topology
+        self._beside(run_forever(self.catalog.follow, "types watch"), "types watch")
+        await self.catalog.serve()
         js = self.broker.connection.jetstream()
         # Created here, or an existing one brought to this config (its subjects, its ack wait). Patiently: on a
         # cluster just formed, a new consumer's raft group may take longer than one request's timeout.

@@ -1,7 +1,7 @@
 """The system as compose.yaml runs it, on a real Docker engine: the images built from the Dockerfile, one container per
 service, the generated secrets, NATS users and TLS. Workflows are driven through the API container (HTTPS) and a raw
 NATS client, followed on the broadcaster's WebSocket, across a kill of the orchestrator and NATS containers; the
-cluster profile loses a NATS node mid-run. Skipped, with the reason, where no Docker engine answers
+cluster profile loses the NATS node an orchestrator is connected to mid-run, killed or paused (gone silent). Skipped, with the reason, where no Docker engine answers
 (scripts/bootstrap.sh --test starts one where it can)."""
 
 import asyncio
@@ -147,6 +147,16 @@ class Compose:
             "orchestrator", "python", "-m", "services.orchestrator.maintenance", "check",
         )  # fmt: skip
 
+    def node_serving(self, user: str) -> str:
+        """The NATS node with the most connections of the NATS user `user` (from each node's /connz)."""
+
+        def connections(node: str) -> int:
+            url = "http://127.0.0.1:8222/connz?auth=true&limit=1024"
+            listed = json.loads(self.run("exec", "-T", node, "wget", "-q", "-O", "-", url))
+            return sum(connection.get("authorized_user") == user for connection in listed["connections"] or [])
+
+        return max(("nats", "nats-2", "nats-3"), key=connections)
+
     def down(self) -> None:
         self.run("down", "-v", "--remove-orphans", timeout_s=180)
 
@@ -163,6 +173,7 @@ def compose_factory(tmp_path: Path, base_images: dict[str, str]) -> Iterator:
 
     yield up
     for project in started:
+        print(project.run("logs", "--no-color", "--tail", "300"))  # pytest shows it when the test failed
         project.down()
         assert project.containers() == [], "compose down left containers behind"
 
@@ -264,15 +275,21 @@ async def test_compose_runs_every_service_and_a_kill_of_the_orchestrator_and_nat
     assert compose.check_invariants().startswith(f"{len(everyone)} workflows")  # it exits 1 on any problem
 
 
-async def test_the_cluster_profile_finishes_every_workflow_when_a_nats_node_is_killed(compose_factory):
+@pytest.mark.parametrize(
+    ("lose", "bring_back"),
+    [("kill", "start"), ("pause", "unpause")],  # paused, a node closes nothing: its clients must notice the silence
+    ids=["killed", "silent"],
+)
+async def test_the_cluster_profile_finishes_every_workflow_when_a_nats_node_is_lost(compose_factory, lose, bring_back):
     compose = compose_factory(cluster=True)
     await compose.until_healthy(CLUSTER_SERVICES)
     workflows = approvable("cluster", 6)
+    lost = compose.node_serving("orchestrator")  # mid-run, so the orchestrator must fail over to another node
     verify = ssl.create_default_context(cafile=str(compose.ca))
     async with httpx.AsyncClient(base_url=compose.api, headers=bearer("ann"), verify=verify, timeout=90) as http:
         for index, wf in enumerate(workflows):
             if index == len(workflows) // 2:
-                compose.run("kill", "nats-2")  # mid-run: R3 streams keep a quorum of two
+                compose.run(lose, lost)  # R3 streams keep a quorum of two
             created = await command(http, "/workflows", {"type": "approval", "workflow_id": wf})
             assert created.status_code == 201 or created.json().get("code") == "already_exists", created.text
             assert (await command(http, f"/workflows/{wf}/process")).status_code == 200
@@ -280,6 +297,6 @@ async def test_the_cluster_profile_finishes_every_workflow_when_a_nats_node_is_k
         for wf in workflows:
             assert (await command(http, f"/workflows/{wf}/approve")).status_code == 200
         await until_all(http, workflows, "Finished")
-    compose.run("start", "nats-2")
+    compose.run(bring_back, lost)
     await compose.until_healthy(CLUSTER_SERVICES)
     assert compose.check_invariants().startswith(f"{len(workflows)} workflows")  # it exits 1 on any problem

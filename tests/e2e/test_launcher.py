@@ -97,7 +97,8 @@ def assert_nats_ran_with_its_users(data: Path, nats_logs: list[Path]) -> None:
 def test_launcher_starts_the_system_and_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
     log = run_launcher_until_ready_then_ctrl_c(tmp_path)
     started = [int(pid) for pid in re.findall(r"\(pid (\d+)\)", log)]
-    assert len(started) == 7, f"expected nats-server and six services:\n{log}"
+    assert len(started) == 9, f"expected nats-server, seven services and the payment sandbox:\n{log}"
+    assert "started payments (pid" in log and "started payments-sandbox (pid" in log
     assert [pid for pid in started if is_running(pid)] == [], log
     assert (tmp_path / "data" / "nats").is_dir()
     assert_nats_ran_with_its_users(tmp_path / "data", [tmp_path / "data" / "nats.log"])
@@ -105,8 +106,9 @@ def test_launcher_starts_the_system_and_stops_every_process_on_ctrl_c(tmp_path: 
 
 def test_launcher_runs_a_cluster_of_three_and_two_replicas_of_the_workers(tmp_path: Path) -> None:
     log = run_launcher_until_ready_then_ctrl_c(tmp_path, "--cluster", "--replicas", "2")
-    started = dict(re.findall(r"started (nats-server n\d|[a-z]+(?:-\d)?) \(pid (\d+)\)", log))
+    started = dict(re.findall(r"started (nats-server n\d|[a-z]+(?:-\d|-sandbox)?) \(pid (\d+)\)", log))
     expected = {"nats-server n1", "nats-server n2", "nats-server n3", "api", "broadcaster", "indexer", "notifier"}
+    expected |= {"payments", "payments-sandbox"}
     expected |= {f"{service}-{replica}" for service in ("orchestrator", "processor") for replica in (1, 2)}
     assert set(started) == expected, log
     assert [pid for pid in map(int, started.values()) if is_running(pid)] == [], log

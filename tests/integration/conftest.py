@@ -11,17 +11,22 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import nats
+import nats.errors
 import pytest
 from litestar import Litestar
 from nats.js.client import JetStreamContext
 
+from contracts.asyncapi import asyncapi_document
 from contracts.state import WorkflowState
 from contracts.topology import Topology
+from runtime.streams import PROBE_TOKEN
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.indexer.app import Indexer
 from services.indexer.app import create_app as create_indexer
 from services.indexer.settings import IndexerSettings
+from tests.asyncapi_check import AsyncApiCheck
 from tests.conftest import bearer
 
 
@@ -160,3 +165,39 @@ async def indexed(indexer: Indexer, js: JetStreamContext, topology: Topology) ->
         return await indexer.feed.projection.position() >= last
 
     await eventually(caught_up)
+
+
+@pytest.fixture(autouse=True)
+async def messages_fit_the_asyncapi_document(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Every message a test of the session's nats-server (its own topology) publishes or receives under its prefix,
+    and every state and type written, fits the AsyncAPI document (GET /asyncapi). A test that sends malformed
+    messages on purpose, or on subjects no client should use, says so (`@pytest.mark.malformed_messages`) and is not
+    checked: what the system publishes in it, every other test checks."""
+    checked = "topology" in request.fixturenames and "nats_url" in request.fixturenames
+    if not checked or request.node.get_closest_marker("malformed_messages"):
+        yield
+        return
+    topology: Topology = request.getfixturevalue("topology")
+    check = AsyncApiCheck(asyncapi_document(topology))
+    nc = await nats.connect(request.getfixturevalue("nats_url"))
+
+    seen: list[tuple[str, bytes]] = []
+
+    async def keep(message) -> None:  # checked at the end: a test that publishes fast is not held up
+        headers = message.headers or {}
+        if headers.get("KV-Operation") in ("DEL", "PURGE") or headers.get("Nats-Expected-Stream") == PROBE_TOKEN:
+            return  # a key's removal; a service's probe of a stream it waits for, refused by it (runtime/streams.py)
+        seen.append((message.subject, message.data))
+
+    for subjects in (f"{topology.prefix}.>", f"$KV.{topology.state_bucket}.>", f"$KV.{topology.types_bucket}.>"):
+        await nc.subscribe(subjects, cb=keep, pending_msgs_limit=0, pending_bytes_limit=0)  # none dropped
+    await nc.flush()
+    yield
+    try:
+        await nc.drain()
+    except nats.errors.Error:  # it could not parse a subject a test sent on purpose (a vertical tab): what came counts
+        await nc.close()
+    for subject, data in seen:
+        check.check(subject, data)
+    problems = check.problems
+    assert not problems, "messages that do not fit the AsyncAPI document:\n" + "\n".join(problems[:20])

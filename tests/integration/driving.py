@@ -2,9 +2,13 @@
 
 Seeded draws are a pure function of (seed, key), so a test picks a workflow id whose draws take the path it tests."""
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from itertools import count
 
 from nats.js.errors import KeyNotFoundError
+from wfworker import Worker
 
 from contracts.state import WorkflowState
 from runtime.eventlog import read_events
@@ -101,3 +105,18 @@ class Driver:
             return replayed if resting and await self.state(workflow_id) == replayed else None
 
         return await eventually(read_model_equals_replay)
+
+
+@asynccontextmanager
+async def taking_jobs(worker: Worker) -> AsyncIterator[Worker]:
+    """The worker (of the worker library) taking jobs in this event loop, connected as it connects itself, until the
+    block ends; then stopped as SIGTERM stops it. A worker that could not start raises its error at the end."""
+    nc = await worker.connect()
+    serving = asyncio.create_task(worker.serve(nc))
+    await eventually(lambda: worker._ready or serving.done())
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await serving
+        await nc.drain()

@@ -24,7 +24,7 @@ from services.launcher.nats_server import free_port
 from services.orchestrator.domain.engine import Context
 from services.orchestrator.domain.types import SHIPPED
 from services.orchestrator.store import ConcurrencyConflict, JetStreamEventStore
-from tests.conftest import bearer
+from tests.conftest import bearer, publish_type_info
 from tests.integration.conftest import INDEX_DATABASES, api_client, eventually, indexed
 from tests.integration.fake_orchestrator import FakeOrchestrator
 
@@ -552,9 +552,8 @@ def workflow_type(name: str) -> WorkflowTypeInfo:
 
 
 async def test_types_are_listed_by_name_and_read_one_at_a_time(api, js, topology):
-    kv = await js.key_value(topology.types_bucket)
     for name in ("expense", "approval"):
-        await kv.put(name, workflow_type(name).model_dump_json().encode())
+        await publish_type_info(js, topology, workflow_type(name))
 
     listed = await api.get("/types")
     one = await api.get("/types/expense")

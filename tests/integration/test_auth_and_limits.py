@@ -121,7 +121,7 @@ async def test_any_valid_token_reads(anonymous):
 async def test_me_names_the_tokens_holder_and_roles(anonymous):
     response = await anonymous.get("/me", headers=bearer("fin-ann"))
 
-    assert response.json() == {"name": "fin-ann", "roles": ["approver"], "authenticated": True}
+    assert response.json() == {"name": "fin-ann", "roles": ["approver"], "groups": [], "authenticated": True}
 
 
 # the approver the log records
@@ -162,7 +162,7 @@ async def test_with_auth_turned_off_anyone_may_do_anything_as_whoever_they_say(
         workflow_id = (await api.post("/workflows")).json()["workflow_id"]
         response = await api.post(f"/workflows/{workflow_id}/approve", json={"approver": "ann"})
 
-    assert me == {"name": "anonymous", "roles": sorted(Role), "authenticated": False}
+    assert me == {"name": "anonymous", "roles": sorted(Role), "groups": [], "authenticated": False}
     assert response.status_code == 409
     assert orchestrator.received[-1].approver == "ann"
 

@@ -19,12 +19,14 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as open_socket
 from websockets.exceptions import ConnectionClosed
 
+from contracts.asyncapi import asyncapi_document
 from contracts.events import WorkflowCreated, WorkflowStarted
 from contracts.topology import Topology
 from runtime.streams import UNAVAILABLE, ensure_topology
 from services.broadcaster.app import create_app
 from services.broadcaster.settings import BroadcasterSettings
 from services.launcher.nats_server import NatsServer, free_port
+from tests.asyncapi_check import AsyncApiCheck
 from tests.conftest import bearer
 from tests.integration.serving import served
 
@@ -81,8 +83,15 @@ async def append(js: JetStreamContext, topology: Topology, workflow_id: str, blo
     return ack.seq
 
 
+FEED = AsyncApiCheck(asyncapi_document(Topology()))  # the WebSocket feed's channel, `/ws`
+
+
 async def receive(client: ClientConnection, timeout_s: float = RECEIVE_TIMEOUT_S) -> dict:
-    return json.loads(await asyncio.wait_for(client.recv(), timeout_s))
+    """The next frame, which must fit the AsyncAPI document's feed (an event with its sequence, or a heartbeat)."""
+    frame = await asyncio.wait_for(client.recv(), timeout_s)
+    FEED.check("/ws", frame.encode() if isinstance(frame, str) else frame)
+    assert not FEED.problems, FEED.problems
+    return json.loads(frame)
 
 
 async def receive_event(client: ClientConnection, timeout_s: float = RECEIVE_TIMEOUT_S) -> dict:

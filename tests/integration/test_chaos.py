@@ -31,6 +31,8 @@ def assert_nothing_lost(result: ChaosResult, plan: ChaosPlan) -> None:
     # Every notification the log calls for reached the webhook, none that it does not (a repeat keeps its key).
     assert result.notifications_expected > plan.workflows, report
     assert (result.notifications_lost, result.notifications_unexpected) == (0, 0), report
+    # A version of the approval type published mid-run: the workflows started before it ran on v1, the later ones on v2.
+    assert result.published_version == 2 and result.on_version.get(1) and result.on_version.get(2), report
     assert result.ok, report
 
 

@@ -21,7 +21,7 @@ from services.broadcaster.app import create_app as create_broadcaster
 from services.broadcaster.settings import BroadcasterSettings
 from services.cli.main import main
 from services.launcher.nats_server import free_port
-from tests.conftest import TEST_TOKENS, bearer, eventually
+from tests.conftest import TEST_TOKENS, bearer, eventually, publish_type_info
 from tests.integration.conftest import INDEX_DATABASES, indexed
 from tests.integration.fake_orchestrator import FakeOrchestrator
 from tests.integration.serving import served
@@ -243,7 +243,7 @@ async def test_ls_searches_by_declared_fields_and_inbox_lists_what_waits_for_the
         transitions=[],
         search_fields={"amount": "number", "requester": "text"},
     )
-    await (await js.key_value(topology.types_bucket)).put("expense", expense.model_dump_json().encode())
+    await publish_type_info(js, topology, expense)
     start = datetime(2026, 12, 1, tzinfo=UTC)
     await seed(
         js,
@@ -295,7 +295,7 @@ async def test_types_lists_each_type_and_what_its_states_accept(wf, js, topology
         states=[StateInfo(name="Unprocessed", kind="wait", accepts=["process", "cancel"])],
         transitions=[],
     )
-    await (await js.key_value(topology.types_bucket)).put("approval", approval.model_dump_json().encode())
+    await publish_type_info(js, topology, approval)
 
     run = await wf.run("types")
 

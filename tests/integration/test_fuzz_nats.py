@@ -36,7 +36,7 @@ from services.orchestrator.maintenance import check
 from tests.conftest import ServiceProcess, eventually
 from tests.integration.driving import Driver
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.malformed_messages]  # on purpose: placeholders and bad input
 
 EXAMPLES = 150
 WAIT_S = 20.0

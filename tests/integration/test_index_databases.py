@@ -16,6 +16,7 @@ from contracts.types import WorkflowTypeInfo
 from runtime.index_db import connect
 from services.api.search import Cursor
 from services.indexer.projection import migrate
+from tests.conftest import publish_type_info
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ def note(workflow_id: str, created_at: datetime = MOMENT, **fields) -> WorkflowS
 
 @pytest.fixture
 async def types(js, topology):
-    await (await js.key_value(topology.types_bucket)).put(NOTE.name, NOTE.model_dump_json().encode())
+    await publish_type_info(js, topology, NOTE)
 
 
 async def ids(api, query: str) -> list[str]:

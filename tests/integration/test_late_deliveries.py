@@ -15,7 +15,7 @@ from runtime.draining import FetchedMessages
 from services.orchestrator.consumer import CommandConsumer
 from tests.conftest import a_pull_waits, eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.malformed_messages]  # on purpose: placeholders and bad input
 
 
 def answer_the_last_pull_too_late(nc, js, subscription, subject: str, stopping) -> asyncio.Future:

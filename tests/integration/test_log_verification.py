@@ -34,7 +34,9 @@ async def waiting_workflow(nc, js, topology) -> str:
     await apply(CreateWorkflow(workflow_id="audited"))
     state = await apply(ProcessWorkflow(workflow_id="audited"))
     assert state.bookkeeping.pending_job is not None
-    state = await apply(CompleteJob(workflow_id="audited", job_id=state.bookkeeping.pending_job.job_id, output=0.9))
+    state = await apply(
+        CompleteJob(workflow_id="audited", job_id=state.bookkeeping.pending_job.job_id, result={"output": 0.9})
+    )
     assert state.business_state == "Waiting For Approval"
     return "audited"
 

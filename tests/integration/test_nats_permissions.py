@@ -15,9 +15,10 @@ import pytest
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 from websockets.asyncio.client import connect
+from wfworker import Job, Worker
 
 from contracts.commands import CompleteJob, CreateWorkflow
-from contracts.events import TransitionTaken
+from contracts.events import TransitionTaken, WorkflowCancelled
 from contracts.ids import job_id
 from contracts.jobs import ProcessJob
 from contracts.topology import ORCHESTRATOR_CONSUMER, Topology
@@ -26,7 +27,7 @@ from runtime.streams import ensure_topology
 from services.launcher.nats_server import NatsServer, free_port
 from services.launcher.nats_users import SERVICE_USERS, NatsUsers
 from tests.conftest import a_pull_waits, bearer, eventually
-from tests.integration.driving import SEED, Driver, Luck, first_id
+from tests.integration.driving import SEED, Driver, Luck, first_id, taking_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -217,7 +218,7 @@ async def test_every_service_runs_as_its_own_user_and_a_workflow_finishes_with_n
 async def test_the_processor_answers_jobs_but_cannot_append_an_event(admin, connect_as):
     processor = await connect_as("processor")
     js = processor.nc.jetstream()
-    result = CompleteJob(workflow_id="wf-1", job_id="wf-1-2-1", output=0.5)
+    result = CompleteJob(workflow_id="wf-1", job_id="wf-1-2-1", result={"output": 0.5})
     assert (await js.publish(TOPOLOGY.results_subject("wf-1"), result.model_dump_json().encode())).seq == 1
 
     finished = TransitionTaken(workflow_id="wf-1", trigger="approve", source="Waiting For Approval", dest="Finished")
@@ -227,6 +228,32 @@ async def test_the_processor_answers_jobs_but_cannot_append_an_event(admin, conn
     batched = TOPOLOGY.events_subject("wf-2")  # the way the events of a batch go: no answer asked
     await processor.refused("Publish", batched, lambda: processor.nc.publish(batched, forged))
     assert await stored(admin, TOPOLOGY.events_stream) == 0
+
+
+async def test_a_teams_worker_takes_its_jobs_and_reads_whether_their_workflow_was_cancelled(admin, secured_nats, users):
+    """The `worker` user, as the worker library runs it: its consumer, the fetch, the workflow's last event (a cancel
+    while the job waited in the queue: the job is not run) and the ack, with nothing refused."""
+    js = admin.nc.jetstream()
+    cancelled = WorkflowCancelled(workflow_id="wf-1", reason="no longer needed")
+    await js.publish(TOPOLOGY.events_subject("wf-1"), cancelled.model_dump_json().encode())
+    job = ProcessJob(workflow_id="wf-1", job_id="wf-1-2-1", workflow_type="approval", step="process", attempt=1,
+                     try_number=1)  # fmt: skip
+    await js.publish(TOPOLOGY.jobs_subject("approval", "process"), job.model_dump_json().encode())
+    ran: list[str] = []
+
+    async def recorded(job: Job[dict]) -> dict:
+        ran.append(job.id)
+        return {"output": 0.9}
+
+    worker = Worker(users.url("worker", secured_nats.url), name="team-worker",
+                    connect_options={"inbox_prefix": inbox_prefix("worker")})  # fmt: skip
+    worker.add_step("approval", "process", recorded)
+    async with taking_jobs(worker):
+        abandoned = worker.metrics.jobs.labels(step="process", outcome="abandoned")
+        await eventually(lambda: abandoned._value.get() == 1)
+    assert ran == []
+    assert await stored(admin, TOPOLOGY.jobs_stream) == 0  # acked
+    assert violations(secured_nats) == []
 
 
 async def test_a_client_publishes_commands_and_nothing_else(admin, connect_as):
@@ -245,7 +272,7 @@ async def test_a_client_publishes_commands_and_nothing_else(admin, connect_as):
     await client.refused("Publish", job, lambda: js.publish(job, forged.model_dump_json().encode()))
     assert await stored(admin, TOPOLOGY.events_stream) == await stored(admin, TOPOLOGY.jobs_stream) == 0
     # Nor a job's result or a timer: those subjects are the processor's and the broker's.
-    result = CompleteJob(workflow_id="wf-1", job_id="wf-1-2-1", output=0.99).model_dump_json().encode()
+    result = CompleteJob(workflow_id="wf-1", job_id="wf-1-2-1", result={"output": 0.99}).model_dump_json().encode()
     for subject in (TOPOLOGY.results_subject("wf-1"), TOPOLOGY.fired_subject("wf-1")):
         await client.refused("Publish", subject, lambda: js.publish(subject, result))
     assert await stored(admin, TOPOLOGY.commands_stream) == 1  # the create only

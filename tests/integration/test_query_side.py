@@ -20,7 +20,7 @@ from services.orchestrator.domain.engine import Context
 from services.orchestrator.domain.types import SHIPPED
 from services.orchestrator.maintenance import check
 from services.orchestrator.store import JetStreamEventStore
-from tests.conftest import bearer, eventually
+from tests.conftest import bearer, eventually, publish_type_info
 from tests.integration.conftest import indexed, running
 
 pytestmark = pytest.mark.integration
@@ -67,9 +67,8 @@ def expense(workflow_id: str, minute: int, amount: float, requester: str, **fiel
 @pytest.fixture
 async def types(js, topology):
     """The types as the orchestrator publishes them: what the API checks search fields against."""
-    bucket = await js.key_value(topology.types_bucket)
     for info in (EXPENSE, APPROVAL):
-        await bucket.put(info.name, info.model_dump_json().encode())
+        await publish_type_info(js, topology, info)
 
 
 @pytest.fixture
@@ -328,3 +327,16 @@ async def test_an_indexer_killed_mid_stream_and_started_again_loses_and_doubles_
         assert report.ok and report.workflows == 400, report.problems
     finally:
         await engine.dispose()
+
+
+async def test_a_search_by_the_field_of_a_type_published_after_the_api_read_the_types_is_answered_at_once(
+    api, js, topology, seed
+):
+    assert (await api.get("/workflows?amount>=100")).status_code == 400  # no type declares `amount` yet
+    await publish_type_info(js, topology, EXPENSE)
+    await seed(js, topology, expense("e1", 1, 120.0, "ann"))
+
+    found = await api.get("/workflows?amount>=100")  # within the time the API keeps the types it read
+
+    assert found.status_code == 200, found.text
+    assert [view["id"] for view in found.json()] == ["e1"]

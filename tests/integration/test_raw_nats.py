@@ -152,6 +152,7 @@ BAD_COMMANDS = {
 }
 
 
+@pytest.mark.malformed_messages
 @pytest.mark.parametrize("case", list(BAD_COMMANDS))
 async def test_a_bad_command_is_rejected_in_the_log_and_dead_lettered_with_the_reason(client, case):
     workflow_id = f"raw-{uuid.uuid4().hex[:8]}"

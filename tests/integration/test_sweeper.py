@@ -11,7 +11,7 @@ from services.orchestrator import sweeper
 from services.orchestrator.sweeper import PASSED_OVER, PassedOverSweeper
 from tests.conftest import a_pull_waits, eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.malformed_messages]  # on purpose: placeholders and bad input
 
 PASSED_OVER_TOKEN = "\x7f"  # a subject's last token nats-server 2.15 does not hand to a waiting pull request
 

@@ -206,7 +206,17 @@ async def test_a_changed_file_that_cannot_be_used_is_not_taken_and_is_logged(run
 
 
 async def test_a_token_issued_by_the_command_is_let_in_and_listed_without_its_secret(running):
-    issued = manage_tokens(running.tokens_file, "issue", "fay", "--roles", "approver,operator", "--expires-in", "1d")
+    issued = manage_tokens(
+        running.tokens_file,
+        "issue",
+        "fay",
+        "--roles",
+        "approver,operator",
+        "--expires-in",
+        "1d",
+        "--groups",
+        "managers",
+    )
     assert issued.returncode == 0, issued.stderr
     token = issued.stdout.strip()
 
@@ -214,7 +224,7 @@ async def test_a_token_issued_by_the_command_is_let_in_and_listed_without_its_se
     me = (await running.me(token)).json()
     listed = manage_tokens(running.tokens_file, "list")
 
-    assert me == {"name": "fay", "roles": ["approver", "operator"], "authenticated": True}
+    assert me == {"name": "fay", "roles": ["approver", "operator"], "groups": ["managers"], "authenticated": True}
     assert "shown only now" in issued.stderr and token not in issued.stderr
     assert listed.returncode == 0 and token not in listed.stdout
     fay = next(line.split() for line in listed.stdout.splitlines() if " fay " in line)

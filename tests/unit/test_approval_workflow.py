@@ -91,7 +91,7 @@ def test_create_records_the_workflow_and_starts_it_in_its_initial_state():
     events = History().when(create(input={"amount": 7}))
 
     assert facts(events) == [
-        ("WorkflowCreated", {"workflow_type": "approval", "input": {"amount": 7}}),
+        ("WorkflowCreated", {"workflow_type": "approval", "type_version": 1, "input": {"amount": 7}}),
         ("WorkflowStarted", {"deadline_at": None, "remind_at": None}),
     ]
 
@@ -139,6 +139,7 @@ def test_the_scheduled_job_is_owed_with_the_input_as_its_context_and_a_timeout_t
             attempt=1,
             try_number=1,
             context={"input": INPUT},
+            timeout_at=seconds_later(30),  # the worker stops the try when the orchestrator gives it up
         ),
         PendingTimer(
             purpose=TimerPurpose.TIMEOUT,
@@ -267,7 +268,7 @@ def test_create_with_start_creates_and_processes_in_one_decision():
     events = History().when(command)
 
     assert facts(events) == [
-        ("WorkflowCreated", {"workflow_type": "approval", "input": INPUT}),
+        ("WorkflowCreated", {"workflow_type": "approval", "type_version": 1, "input": INPUT}),
         ("WorkflowStarted", {"deadline_at": None, "remind_at": None}),
         moved("process", "Unprocessed", "Sending To Queue"),
         scheduled("process"),

@@ -87,7 +87,9 @@ def test_a_valid_command_is_handled_and_acked():
         ),
         (
             "wf.commands.wf-1",  # a job's result passed off as a client's command
-            CompleteJob(workflow_id="wf-1", message_id="r-1", job_id="j-1", output=0.5).model_dump_json().encode(),
+            CompleteJob(workflow_id="wf-1", message_id="r-1", job_id="j-1", result={"output": 0.5})
+            .model_dump_json()
+            .encode(),
             "taken only on wf.results.wf-1",
             ("wf-1", "r-1", "complete_job"),
         ),

@@ -10,6 +10,7 @@ Hypothesis (bounded and derandomized, so every run checks the same cases).
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from workflow_history import (
     WORKFLOW_ID,
     History,
@@ -28,10 +29,10 @@ from workflow_history import (
 )
 
 from contracts.commands import Command, FireTimer
+from contracts.definitions import MAX_SECONDS as MAX_INPUT_SECONDS
 from contracts.events import CommandRejected
 from contracts.state import WorkflowState
-from services.orchestrator.domain.declaration import MAX_INPUT_SECONDS
-from services.orchestrator.domain.types import SHIPPED
+from services.orchestrator.domain.types import SHIPPED, SHIPPED_DEFINITIONS
 
 PROPERTY_SETTINGS = settings(
     max_examples=200, derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -108,7 +109,7 @@ def test_any_commands_are_each_answered_and_write_a_legal_log_whose_fold_is_the_
 
 @PROPERTY_SETTINGS
 @given(workflow_type=st.sampled_from(["approval", "expense"]), given_input=inputs, start=st.booleans())
-def test_a_create_is_rejected_as_invalid_exactly_when_its_input_sets_an_unusable_duration(
+def test_a_create_is_rejected_as_invalid_exactly_when_its_input_sets_an_unusable_duration_or_misfits_its_schema(
     workflow_type, given_input, start
 ):
     history = History()
@@ -120,10 +121,13 @@ def test_a_create_is_rejected_as_invalid_exactly_when_its_input_sets_an_unusable
         isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_INPUT_SECONDS
         for value in durations_given
     )
-    if usable:
+    schema = SHIPPED_DEFINITIONS[workflow_type].input_schema
+    fits = schema is None or Draft202012Validator(schema).is_valid(given_input)
+    if usable and fits:
         assert events[0].type == "WorkflowCreated", events
     else:
-        assert "seconds from 0 to" in rejection(events, "invalid").reason
+        reason = rejection(events, "invalid").reason
+        assert ("seconds from 0 to" in reason) is not usable and reason.startswith("input"), reason
 
 
 def test_a_step_timeout_that_is_not_a_number_of_seconds_is_refused_with_the_reason():

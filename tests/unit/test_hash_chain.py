@@ -33,7 +33,7 @@ async def finished_log() -> tuple[list[tuple[int, bytes]], str]:
     state = await apply(ProcessWorkflow(workflow_id=WORKFLOW))
     job = state.bookkeeping.pending_job
     assert job is not None
-    await apply(CompleteJob(workflow_id=WORKFLOW, job_id=job.job_id, output=0.9))
+    await apply(CompleteJob(workflow_id=WORKFLOW, job_id=job.job_id, result={"output": 0.9}))
     state = await apply(ApproveWorkflow(workflow_id=WORKFLOW, approver="ann"))
     assert state.business_state == "Finished" and state.bookkeeping.chain_head
     stored = [(recorded.sequence, store.stored[recorded.sequence]) for recorded in store.logs[WORKFLOW]]

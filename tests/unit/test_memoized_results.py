@@ -17,52 +17,59 @@ from workflow_history import (
     process,
 )
 
+from contracts.definitions import StepState, TypeDefinition
 from contracts.jobs import ProcessJob
 from contracts.state import WorkflowState
-from services.orchestrator.domain.declaration import End, Route, Step, WorkflowType
+from services.orchestrator.domain.declaration import TypeVersions, WorkflowType
 from services.orchestrator.domain.engine import Engine, outbox
 from services.orchestrator.domain.types import WORKFLOW_TYPES
 
 
 class CountingRoutes:
-    """Routes that record every call, with the context each one saw."""
+    """A two-step type, run by an engine of the test's own, whose routes record every call with the context each one
+    saw: its first step runs as soon as it is created."""
 
-    def __init__(self) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.engine = Engine(WORKFLOW_TYPES)  # the fixture gives it the type whose routes these are
+        chain = TypeDefinition.model_validate(
+            {
+                "name": "chain",
+                "title": "Chain",
+                "initial": "Scoring",
+                "states": {
+                    "Scoring": {"kind": "step", "step": "score", "routes": [{"trigger": "scored"}]},
+                    # Reads the result recorded before it.
+                    "Reviewing": {
+                        "kind": "step",
+                        "step": "review",
+                        "routes": [{"when": "context.score.output > 0.5", "trigger": "reviewed"}, {"trigger": "fail"}],
+                    },
+                    "Done": {"kind": "end"},
+                    "Error": {"kind": "end", "succeeded": False},
+                },
+                "transitions": [
+                    {"trigger": "scored", "source": "Scoring", "dest": "Reviewing"},
+                    {"trigger": "reviewed", "source": "Reviewing", "dest": "Done"},
+                    {"trigger": "fail", "source": "Scoring", "dest": "Error"},
+                    {"trigger": "fail", "source": "Reviewing", "dest": "Error"},
+                ],
+            }
+        )
+        self.engine = Engine(TypeVersions([*WORKFLOW_TYPES.values(), WorkflowType.compile(chain)]))
+        route = WorkflowType.route
 
-    def to(self, step: str, trigger: str):
-        def route(result: Mapping[str, Any], context: Mapping[str, Any]) -> Route:
-            self.calls.append((step, dict(context)))
-            return Route(trigger)
+        def counted(declared: WorkflowType, state: str, result: Mapping[str, Any], context: Mapping[str, Any]):
+            step = declared.states[state]
+            assert isinstance(step, StepState)
+            self.calls.append((step.step, dict(context)))
+            return route(declared, state, result, context)
 
-        return route
+        monkeypatch.setattr(WorkflowType, "route", counted)
 
 
 @pytest.fixture
-def routes() -> CountingRoutes:
-    """A two-step type, run by an engine of the test's own (`routes.engine`): its first step runs as soon as it is
-    created."""
-    routes = CountingRoutes()
-    chain = WorkflowType(
-        name="chain",
-        title="Chain",
-        initial="Scoring",
-        states={
-            "Scoring": Step("score", route=routes.to("score", "scored")),
-            "Reviewing": Step("review", route=routes.to("review", "reviewed")),
-            "Done": End(),
-            "Error": End(succeeded=False),
-        },
-        transitions=[
-            {"trigger": "scored", "source": "Scoring", "dest": "Reviewing"},
-            {"trigger": "reviewed", "source": "Reviewing", "dest": "Done"},
-            {"trigger": "fail", "source": "Scoring", "dest": "Error"},
-            {"trigger": "fail", "source": "Reviewing", "dest": "Error"},
-        ],
-    )
-    routes.engine = Engine({**WORKFLOW_TYPES, "chain": chain})
-    return routes
+def routes(monkeypatch: pytest.MonkeyPatch) -> CountingRoutes:
+    return CountingRoutes(monkeypatch)
 
 
 def test_a_step_result_lands_in_the_context_under_the_step_name(routes):
@@ -83,10 +90,7 @@ def test_the_next_step_job_carries_the_results_recorded_before_it(routes):
 def test_each_route_sees_the_results_recorded_so_far_including_its_own(routes):
     given(create(workflow_type="chain"), complete(0.7, visit=1), complete(0.4, visit=2), engine=routes.engine)
 
-    assert routes.calls == [
-        ("score", {"input": INPUT, "score": {"output": 0.7}}),
-        ("review", {"input": INPUT, "score": {"output": 0.7}, "review": {"output": 0.4}}),
-    ]
+    assert routes.calls == [("score", {"input": INPUT}), ("review", {"input": INPUT, "score": {"output": 0.7}})]
 
 
 def test_folding_the_log_again_gives_the_same_state_without_calling_any_route(routes):

@@ -11,6 +11,7 @@ from contracts.events import (
     RecordedEvent,
     TransitionTaken,
     WorkflowCancelled,
+    WorkflowReassigned,
     WorkflowStarted,
 )
 from contracts.links import DecisionLink, LinkRefused
@@ -42,7 +43,7 @@ def subscription(**fields) -> Subscription:
 
 def test_entering_a_wait_tells_who_it_waits_for_bound_to_the_event_that_entered_it():
     [waiting] = notifications_of(moved("Validating", "Manager Approval", deadline_at=NOW), EXPENSE)
-    assert (waiting.kind, waiting.state, waiting.people) == ("waiting", "Manager Approval", ("role:approver",))
+    assert (waiting.kind, waiting.state, waiting.people) == ("waiting", "Manager Approval", ("group:managers",))
     assert (waiting.id, waiting.entered_sequence, waiting.deadline_at) == ("x-1.7.waiting", 7, NOW)
 
 
@@ -75,7 +76,7 @@ def test_a_wait_with_a_reminder_asks_for_one_at_its_time_which_then_tells_the_sa
     asked = reminder_of(entered, notifications_of(entered, EXPENSE))
     assert asked is not None
     reminder, due = asked
-    assert due == deadline and (reminder.entered_sequence, reminder.people) == (7, ("role:approver",))
+    assert due == deadline and (reminder.entered_sequence, reminder.people) == (7, ("group:managers",))
     told = reminded(reminder, "Expense", deadline - timedelta(minutes=90))
     assert (told.id, told.kind) == ("x-1.7.reminder", "reminder")
     assert told.summary.endswith("its deadline passes in 1 h 30 min")
@@ -87,9 +88,9 @@ def test_a_subscription_matches_by_kind_type_and_people_and_links_only_what_its_
     [waiting] = notifications_of(moved("Validating", "Manager Approval"), EXPENSE)
     [director] = notifications_of(moved("Manager Approval", "Director Approval"), EXPENSE)
     [ended] = notifications_of(moved("Waiting For Approval", "Finished"), APPROVAL)
-    mine = subscription(people=["ada", "role:approver"])
+    mine = subscription(people=["ada", "group:managers"], owner_groups=["managers"])
     assert matches(mine, waiting) and not matches(mine, director) and not matches(mine, ended)
-    everyone = subscription(people=[])
+    everyone = subscription(people=[], owner_groups=["managers"])
     assert all(matches(everyone, each) for each in (waiting, director, ended))
     assert not matches(subscription(people=[], types=["approval"]), waiting)
     assert not matches(subscription(people=[], kinds=["ended"]), waiting)
@@ -126,7 +127,7 @@ def test_a_webhook_signature_verifies_only_the_same_body_secret_and_a_recent_tim
 def test_a_slack_body_is_the_summary_with_slack_links_and_the_json_body_has_the_links_of_the_one_it_goes_to():
     [waiting] = notifications_of(moved("Validating", "Manager Approval"), EXPENSE)
     delivery = Delivery(subscription_id="s1", notification=waiting)
-    message = Composer("http://ui.test/", SECRET).message(delivery, subscription(people=[]))
+    message = Composer("http://ui.test/", SECRET).message(delivery, subscription(people=[], owner_groups=["managers"]))
     assert message.body["url"] == "http://ui.test/#/workflows/x-1" and set(message.body["links"]) == {
         "approve",
         "reject",
@@ -135,8 +136,20 @@ def test_a_slack_body_is_the_summary_with_slack_links_and_the_json_body_has_the_
     assert DecisionLink.verified(approve, SECRET).person == "ada"
     text = slack(message)["text"]
     assert text.startswith(
-        "Expense x-1 waits in Manager Approval for role:approver\n<http://ui.test/#/workflows/x-1|Open it>"
+        "Expense x-1 waits in Manager Approval for group:managers\n<http://ui.test/#/workflows/x-1|Open it>"
     )
     assert "|Approve> · <" in text and text.endswith("|Reject>")
     other = Composer("http://ui.test", SECRET).message(delivery, subscription(owner="cy", owner_roles=["requester"]))
     assert other.body["links"] == {} and "Approve:" not in other.text
+
+
+def test_a_wait_for_the_person_the_input_names_tells_them_and_a_reassigned_wait_tells_its_assignees():
+    entered = moved("Validating", "Manager Approval")
+    [named] = notifications_of(entered, EXPENSE, {"manager": "carol", "amount": 120})
+    assert named.people == ("carol", "group:managers")
+    [unnamed] = notifications_of(entered, EXPENSE, {})
+    assert unnamed.people == ("group:managers",)
+    event = WorkflowReassigned(workflow_id="x-1", occurred_at=NOW, state="Finance Approval", to=["ada", "bo"])
+    [reassigned] = notifications_of(recorded(event, sequence=9), EXPENSE)
+    assert (reassigned.kind, reassigned.people, reassigned.entered_sequence) == ("waiting", ("ada", "bo"), 9)
+    assert reassigned.decisions == ("approve", "reject")

@@ -209,7 +209,10 @@ def test_a_rejected_creation_leaves_the_workflow_uncreated_so_it_can_be_created_
     history = given(create(workflow_type="loan"))
 
     assert history.state.exists is False
-    assert facts(history.when(create()))[0] == ("WorkflowCreated", {"workflow_type": "approval", "input": INPUT})
+    assert facts(history.when(create()))[0] == (
+        "WorkflowCreated",
+        {"workflow_type": "approval", "type_version": 1, "input": INPUT},
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from workflow_history import (
     process,
 )
 
-from services.orchestrator.domain.declaration import Wait, quorum, who_may_act
+from services.orchestrator.domain.types import WORKFLOW_TYPES
 
 
 def test_a_state_anyone_with_the_role_may_answer_waits_for_the_role():
@@ -42,10 +42,12 @@ def test_a_named_approver_and_a_quorums_members_who_have_not_voted_yet():
 
 
 def test_a_quorum_alone_asks_only_those_who_have_not_voted():
-    wait = Wait(accepts={"approve": quorum({"a", "b", "c"}, needed=3, trigger="done")})
-    taken = ({"command_kind": "approve", "actor": "b", "note": ""},)
-    assert who_may_act(quorum({"a", "b", "c"}, 3, "done"), "approve", taken) == {"a", "c"}
-    assert who_may_act(wait.accepts["approve"], "reject", taken) == {"a", "b", "c"}  # votes of another kind
+    finance = WORKFLOW_TYPES["expense"]
+    taken = [{"command_kind": "approve", "actor": "fin-bob", "note": ""}]
+    context = {"input": {}}
+    assert finance.waiting_for("Finance Approval", taken, context) == ("fin-ann", "fin-bob", "fin-cy")  # may reject
+    votes_of_another_kind = [{"command_kind": "reject", "actor": "fin-bob", "note": ""}]
+    assert finance.waiting_for("Director Approval", votes_of_another_kind, context) == ("director",)
 
 
 def test_a_cancelled_workflow_waits_for_nobody():

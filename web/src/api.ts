@@ -10,6 +10,7 @@ import type {
   CommandKind,
   CommandResult,
   DecisionPreview,
+  PublishedType,
   RecordedEvent,
   SubscriptionCreated,
   SubscriptionRequest,
@@ -92,6 +93,12 @@ export const api = {
 
   async types(): Promise<WorkflowTypeInfo[]> {
     return (await request<WorkflowTypeInfo[]>("GET", "/types")).data;
+  },
+
+  /** One version of a type: an instance created on it runs on it until it ends or is migrated. */
+  async typeVersion(name: string, version: number): Promise<PublishedType> {
+    const path = `/types/${encodeURIComponent(name)}/versions/${version}`;
+    return (await request<PublishedType>("GET", path)).data;
   },
 
   /** A page of the workflows matching the filters, newest first (archived ones are not listed), and the cursor of

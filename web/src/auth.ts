@@ -7,6 +7,7 @@ import { ref } from "vue";
 export interface Identity {
   name: string; // what the log records for this person's approvals and rejections
   roles: string[];
+  groups: string[]; // a type's wait may take a command from a group
   authenticated: boolean; // false: the API runs open (WF_AUTH=off), without tokens
 }
 

@@ -133,7 +133,7 @@ export function commandNames(entries: RecordedEvent[]): Map<string, string> {
   return names;
 }
 
-/** Who acted, where the event says: the actor of a transition or of a recorded input. */
+/** Who acted: the person whose command caused the event (none for a step's result or a timer). */
 export function actorOf(event: WorkflowEvent): string {
   return "actor" in event ? (event.actor ?? "") : "";
 }

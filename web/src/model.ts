@@ -26,6 +26,7 @@ export type WorkflowEvent = RecordedEvent["event"];
 export type ChainCheck = Schemas["ChainCheck"];
 /** A workflow type's machine and what each of its states accepts. */
 export type WorkflowTypeInfo = Schemas["WorkflowTypeInfo"];
+export type PublishedType = Schemas["PublishedType"];
 export type StateKind = Schemas["StateInfo"]["kind"];
 export type CommandResult = Schemas["CommandResult"];
 export type ClientConfig = Schemas["ClientConfig"];

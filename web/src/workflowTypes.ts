@@ -5,7 +5,9 @@ import { reactive, ref } from "vue";
 import { api } from "./api";
 import { COMMAND_KINDS, type CommandKind, type StateKind, type WorkflowTypeInfo, type WorkflowView } from "./model";
 
-const types = reactive(new Map<string, WorkflowTypeInfo>());
+const types = reactive(new Map<string, WorkflowTypeInfo>()); // each type's latest version, by name
+// Earlier versions that instances still run on, by "<name>.<version>", fetched once each (versions never change).
+const versions = reactive(new Map<string, WorkflowTypeInfo | "loading">());
 export const typesError = ref("");
 
 /** Ask the server for its types (again on every reconnection: they may have changed). */
@@ -32,8 +34,26 @@ export function typeTitle(name: string | null | undefined): string {
   return typeInfo(name)?.title ?? name ?? "—";
 }
 
+/** The version of its type an instance runs on: the latest, or an earlier one (fetched on first use; until it has
+ * come, undefined). */
+export function instanceType(workflow: WorkflowView | null | undefined): WorkflowTypeInfo | undefined {
+  if (!workflow?.type) return undefined;
+  const latest = typeInfo(workflow.type);
+  if (latest?.version === workflow.type_version) return latest;
+  const key = `${workflow.type}.${workflow.type_version}`;
+  const kept = versions.get(key);
+  if (kept === undefined) {
+    versions.set(key, "loading");
+    api
+      .typeVersion(workflow.type, workflow.type_version)
+      .then((published) => versions.set(key, published.info))
+      .catch(() => versions.delete(key));
+  }
+  return kept === "loading" ? undefined : kept;
+}
+
 function stateOf(workflow: WorkflowView) {
-  return typeInfo(workflow.type)?.states.find((state) => state.name === workflow.business_state);
+  return instanceType(workflow)?.states.find((state) => state.name === workflow.business_state);
 }
 
 export function stateKind(workflow: WorkflowView): StateKind | undefined {

@@ -3,7 +3,7 @@
 Generic: it runs the workflow types it is given (declaration.py) and knows none. Pure: no I/O, no clock, no
 randomness; time and the send step's luck come in through `Context`."""
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,11 +17,14 @@ from contracts.commands import (
     CreateWorkflow,
     FailJob,
     FireTimer,
+    MigrateWorkflow,
     ProcessWorkflow,
+    ReassignWorkflow,
     RejectWorkflow,
     RetryWorkflow,
     TerminateWorkflow,
 )
+from contracts.definitions import StepState, WaitState
 from contracts.events import (
     DEADLINE_PASSED,
     CommandRejected,
@@ -37,6 +40,8 @@ from contracts.events import (
     WorkflowArchived,
     WorkflowCancelled,
     WorkflowCreated,
+    WorkflowMigrated,
+    WorkflowReassigned,
     WorkflowRetried,
     WorkflowStarted,
     WorkflowTerminated,
@@ -55,16 +60,15 @@ from services.orchestrator.domain.declaration import (
     ENDED,
     LIFECYCLE,
     PHASE_OF_KIND,
+    Actor,
     IllegalTransition,
-    Input,
-    Move,
     Phase,
-    Refuse,
     StateKind,
-    Stay,
-    Step,
-    Wait,
+    TypeVersions,
     WorkflowType,
+    allows,
+    delay_after,
+    describe_who,
     seconds,
 )
 
@@ -101,11 +105,11 @@ def infra_status(state: WorkflowState, declared: WorkflowType) -> InfraStatus:
 class Engine:
     """Decides and folds the workflows of the types it is given."""
 
-    def __init__(self, types: Mapping[str, WorkflowType]) -> None:
+    def __init__(self, types: TypeVersions) -> None:
         self.types = types
 
     def type_of(self, state: WorkflowState) -> WorkflowType:
-        return self.types[state.type_name]
+        return self.types.get(state.type_name, state.type_version)
 
     def evolve(self, state: WorkflowState, recorded: RecordedEvent) -> WorkflowState:
         return evolve(state, recorded, self.types)
@@ -132,12 +136,14 @@ class Engine:
 # ---------------------------------------------------------------------------------------------------------- evolve
 
 
-def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, WorkflowType]) -> WorkflowState:
+def evolve(state: WorkflowState, recorded: RecordedEvent, types: TypeVersions) -> WorkflowState:
     event = recorded.event
     if state.exists:
-        declared = types[state.type_name]
-    else:  # the type it is created with, or none for a rejection of a command to a workflow that does not exist
-        declared = types[event.workflow_type] if isinstance(event, WorkflowCreated) else None
+        declared = types.get(state.type_name, state.type_version)
+    elif isinstance(event, WorkflowCreated):  # the type version it is created with
+        declared = types.get(event.workflow_type, event.type_version)
+    else:  # none for a rejection of a command to a workflow that does not exist
+        declared = None
     changes: dict[str, Any] = {"last_sequence": recorded.sequence, "updated_at": event.occurred_at}
     if recorded.digest:  # read from the log; an event just decided is linked when it is appended
         changes["chain_head"] = recorded.digest
@@ -153,7 +159,12 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
         case WorkflowCreated():
             if state.exists:
                 raise IllegalTransition(f"workflow {state.id} created twice")
-            changes |= {"type": event.workflow_type, "created_at": event.occurred_at, "context": {"input": event.input}}
+            changes |= {
+                "type": event.workflow_type,
+                "type_version": event.type_version,
+                "created_at": event.occurred_at,
+                "context": {"input": event.input},
+            }
         case WorkflowStarted():
             if state.bookkeeping.started:
                 raise IllegalTransition(f"workflow {state.id} started twice")
@@ -187,6 +198,7 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
                 attempt=state.attempt,
                 try_number=event.try_number,
                 context=state.context,
+                timeout_at=event.timeout_at,
             )
             timers = _timers_without(state, TimerPurpose.RETRY)
             if event.timeout_at:
@@ -203,7 +215,7 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
         case StepCompleted():
             changes |= {
                 "context": {**state.context, event.step: event.result},
-                "output": event.result.get("output"),
+                "output": _number(event.result.get("output")),
                 "error": None,
                 "pending_job": None,
                 "timers": _timers_without(state, TimerPurpose.TIMEOUT),
@@ -223,15 +235,34 @@ def evolve(state: WorkflowState, recorded: RecordedEvent, types: Mapping[str, Wo
                 changes["error"] = f"Terminated: {event.reason}" if event.reason else "Terminated"
         case WorkflowArchived():
             changes["archived"] = True
+        case WorkflowMigrated():
+            if event.from_version != state.type_version:
+                raise IllegalTransition(f"migration from version {event.from_version} of one on {state.type_version}")
+            declared = types.get(state.type_name, event.to_version)
+            if state.business_state not in declared.states:
+                raise IllegalTransition(f"migration to a version without the state '{state.business_state}'")
+            changes |= {"type_version": event.to_version, "search_values": declared.search_values(state.context)}
+        case WorkflowReassigned():
+            if event.state != state.business_state:
+                raise IllegalTransition(f"reassignment of '{event.state}' in '{state.business_state}'")
+            changes["assignees"] = tuple(event.to)
     if "context" in changes:
         changes["search_values"] = declared.search_values(changes["context"])
     new_state = _updated(state, changes)
     if not new_state.bookkeeping.started:
         return new_state
+    books = new_state.bookkeeping
     waiting_for = (
-        () if new_state.stopped else declared.waiting_for(new_state.current_state, tuple(new_state.bookkeeping.inputs))
+        ()
+        if new_state.stopped
+        else declared.waiting_for(new_state.current_state, books.inputs, new_state.context, books.assignees)
     )
     return new_state.model_copy(update={"infra_status": infra_status(new_state, declared), "waiting_for": waiting_for})
+
+
+def _number(value: Any) -> float | None:
+    """A result's `output`, which the views show, when it is a number."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _updated(state: WorkflowState, changes: dict[str, Any]) -> WorkflowState:
@@ -255,8 +286,8 @@ def _check_engine_rules(state: WorkflowState, event: Event, declared: WorkflowTy
     kind = declared.kind(state.current_state)
     if isinstance(event, StepScheduled | StepAttemptFailed | StepCompleted | StepFailed) and kind is not StateKind.STEP:
         raise IllegalTransition(f"{event.type} in '{state.business_state}', which runs no step")
-    if isinstance(event, InputRecorded) and kind is not StateKind.WAIT:
-        raise IllegalTransition(f"InputRecorded in '{state.business_state}', which waits for nothing")
+    if isinstance(event, InputRecorded | WorkflowReassigned) and kind is not StateKind.WAIT:
+        raise IllegalTransition(f"{event.type} in '{state.business_state}', which waits for nothing")
 
 
 def _entering(
@@ -278,6 +309,7 @@ def _entering(
         "rounds": rounds,
         "step_try": 0,
         "inputs": [],
+        "assignees": (),
         "pending_job": None,
         "timers": {},
         "deadline_at": deadline_at,
@@ -338,18 +370,18 @@ class _Decider:
     """Builds one decision's events. Each event is folded in as it is made, so the later parts of the decision (the
     entry into the next state, its step's job) see the state as it will be."""
 
-    def __init__(
-        self, types: Mapping[str, WorkflowType], state: WorkflowState, command: Command, context: Context
-    ) -> None:
+    def __init__(self, types: TypeVersions, state: WorkflowState, command: Command, context: Context) -> None:
         self.types, self.state, self.command, self.context = types, state, command, context
         self.events: list[Event] = []
 
     @property
     def declared(self) -> WorkflowType:
-        return self.types[self.state.type_name]
+        return self.types.get(self.state.type_name, self.state.type_version)
 
     def emit(self, event_type: type, **fields: Any) -> None:
-        # Ids fixed by the command's id: deciding the same command twice yields the very same events.
+        # Ids fixed by the command's id: deciding the same command twice yields the very same events. Each carries
+        # who sent the command, unless it says otherwise (a step's result moving the workflow on).
+        fields.setdefault("actor", self.command.sent_by)
         event = event_type(
             message_id=f"{self.command.message_id}-{len(self.events) + 1}",
             workflow_id=self.command.workflow_id,
@@ -402,9 +434,13 @@ class _Decider:
             case ProcessWorkflow():
                 return self.client_input("process")
             case ApproveWorkflow():
-                return self.client_input("approve", command.approver, command.comment)
+                return self.client_input("approve", command.comment)
             case RejectWorkflow():
-                return self.client_input("reject", command.approver, command.reason)
+                return self.client_input("reject", command.reason)
+            case MigrateWorkflow():
+                return self.migrate(command.to_version)
+            case ReassignWorkflow():
+                return self.reassign(command.to, command.reason)
         raise TypeError(f"no decision for {type(command).__name__}")
 
     def why_ended(self) -> str:
@@ -420,60 +456,106 @@ class _Decider:
     def create(self, command: CreateWorkflow) -> None:
         if self.state.exists:
             return self.reject("already_exists", f"workflow {self.state.id} already exists")
-        if command.workflow_type not in self.types:
-            known = ", ".join(sorted(self.types))
-            return self.reject("unknown_type", f"unknown workflow type '{command.workflow_type}' (known: {known})")
-        declared = self.types[command.workflow_type]
+        name, version = command.workflow_type, command.type_version
+        if (latest := self.types.latest(name)) is None:
+            known = ", ".join(self.types.names())
+            return self.reject("unknown_type", f"unknown workflow type '{name}' (known: {known})")
+        if version is not None and not self.types.has(name, version):
+            return self.reject(
+                "unknown_type", f"type '{name}' has no version {version} (the latest is {latest.version})"
+            )
+        declared = latest if version is None else self.types.get(name, version)
         if problems := declared.input_problems(command.input):
             return self.reject("invalid", "; ".join(problems))
         if command.start and "process" not in declared.accepted_commands(declared.initial):
             return self.reject("not_allowed", f"a {declared.name} workflow cannot be processed on creation")
-        self.emit(WorkflowCreated, workflow_type=command.workflow_type, input=command.input)
+        self.emit(WorkflowCreated, workflow_type=name, type_version=declared.version, input=command.input)
         self.emit(WorkflowStarted, **self.deadline_of(declared.initial))
         self.enter()
         if command.start:
             self.client_input("process")
 
-    def client_input(self, kind: str, actor: str | None = None, note: str = "") -> None:
-        state = self.state
+    def client_input(self, kind: str, note: str = "") -> None:
+        state, command = self.state, self.command
         spec = self.declared.states[state.current_state]
-        if not isinstance(spec, Wait) or kind not in spec.accepts:
+        if not isinstance(spec, WaitState) or kind not in spec.accepts:
             accepted = self.declared.accepted_commands(state.current_state)
             return self.refuse_here(
                 f"allowed now: {', '.join(accepted)}" if accepted else "a step is running; wait for it"
             )
-        taken = tuple(state.bookkeeping.inputs)
-        match spec.accepts[kind](Input(kind=kind, actor=actor, note=note, taken=taken, context=state.context)):
-            case Move(trigger=trigger):
-                self.move(trigger, actor=actor, note=note)
-            case Stay(note=progress):
-                self.emit(InputRecorded, command_kind=kind, actor=actor, note=progress or note)
-            case Refuse(reason=reason):
-                self.reject("not_allowed", reason)
+        accept, actor = spec.accepts[kind], Actor(command.sent_by, frozenset(command.groups))
+        who = accept.who
+        if assignees := state.bookkeeping.assignees:
+            if actor.name not in assignees:
+                return self.reject(
+                    "not_allowed", f"{actor.name} may not {kind} here (it is assigned to {', '.join(assignees)})"
+                )
+        elif who is not None and not allows(who, actor, state.context):
+            return self.reject(
+                "not_allowed", f"{actor.name or 'an anonymous actor'} may not {kind} here (only {describe_who(who)})"
+            )
+        if accept.quorum is None:
+            return self.move(accept.trigger, note=note)
+        already = {i["actor"] for i in state.bookkeeping.inputs if i["command_kind"] == kind}
+        if actor.name in already:
+            return self.reject("not_allowed", f"{actor.name} has already sent {kind}; it counts once")
+        needed = min(accept.quorum, len(assignees)) if assignees else accept.quorum
+        if len(already) + 1 >= needed:
+            return self.move(accept.trigger, note=note)
+        self.emit(InputRecorded, command_kind=kind, note=f"{len(already) + 1} of {needed}")
+
+    def migrate(self, to_version: int) -> None:
+        state, name = self.state, self.state.type_name
+        if to_version == state.type_version:
+            return self.refuse_here(f"it already runs on version {to_version}")
+        if not self.types.has(name, to_version):
+            return self.reject("not_allowed", f"type '{name}' has no version {to_version}")
+        target = self.types.get(name, to_version)
+        here = state.current_state
+        if here not in target.states:
+            return self.reject("not_allowed", f"version {to_version} of '{name}' has no state '{here}'")
+        if target.kind(here) is not self.declared.kind(here):
+            return self.reject(
+                "not_allowed",
+                f"'{here}' is a {self.declared.kind(here)} in version {state.type_version} but a {target.kind(here)} in {to_version}",
+            )
+        step, now = self.declared.states[here], target.states[here]
+        if isinstance(step, StepState) and isinstance(now, StepState) and step.step != now.step:
+            return self.reject(
+                "not_allowed", f"'{here}' runs the step '{step.step}' here but '{now.step}' in version {to_version}"
+            )
+        was, will = self.declared.states[here], target.states[here]
+        if (
+            isinstance(was, WaitState)
+            and isinstance(will, WaitState)
+            and (was.deadline is None) != (will.deadline is None)
+        ):
+            return self.reject("not_allowed", f"'{here}' has a deadline in one version and not in the other")
+        if problems := target.input_problems(state.context["input"]):
+            return self.reject("not_allowed", f"its input does not fit version {to_version}: {'; '.join(problems)}")
+        self.emit(WorkflowMigrated, from_version=state.type_version, to_version=to_version)
+
+    def reassign(self, to: list[str], reason: str) -> None:
+        if self.declared.kind(self.state.current_state) is not StateKind.WAIT:
+            return self.refuse_here("only a waiting workflow can be reassigned")
+        self.emit(WorkflowReassigned, state=self.state.current_state, to=list(dict.fromkeys(to)), reason=reason)
 
     # -- moving and entering states
 
-    def move(self, trigger: str, actor: str | None = None, note: str = "") -> None:
+    def move(self, trigger: str, note: str = "") -> None:
         source = self.state.business_state
         dest = self.declared.next_state(source, trigger)
-        self.emit(
-            TransitionTaken,
-            trigger=trigger,
-            source=source,
-            dest=dest,
-            actor=actor,
-            note=note,
-            **self.deadline_of(dest),
-        )
+        self.emit(TransitionTaken, trigger=trigger, source=source, dest=dest, note=note, **self.deadline_of(dest))
         self.enter()
 
     def deadline_of(self, state_name: str) -> dict[str, datetime | None]:
         """When a wait entered now passes its deadline, and when its people are reminded before that."""
         spec = self.declared.states[state_name]
-        delay = seconds(spec.deadline_s, self.state.context) if isinstance(spec, Wait) else None
-        if delay is None or not isinstance(spec, Wait):
+        if not isinstance(spec, WaitState) or spec.deadline is None:
             return {"deadline_at": None, "remind_at": None}
-        before = seconds(spec.remind_before_s, self.state.context)
+        delay = seconds(spec.deadline.after_s, self.state.context)
+        assert delay is not None  # a deadline always has a duration
+        before = seconds(spec.deadline.remind_before_s, self.state.context)
         remind = delay - before if before is not None and before < delay else None
         now = self.context.now
         return {
@@ -483,7 +565,7 @@ class _Decider:
 
     def enter(self) -> None:
         """A state's entry action: a step state runs its step's first try."""
-        if isinstance(self.step, Step):
+        if isinstance(self.step, StepState):
             self.try_step(1)
 
     @property
@@ -501,7 +583,7 @@ class _Decider:
         timeout_at = self.context.now + timedelta(seconds=timeout) if timeout else None
         self.emit(
             StepScheduled,
-            step=step.name,
+            step=step.step,
             try_number=try_number,
             job_id=job_id(workflow_id, visit, try_number),
             timeout_at=timeout_at,
@@ -510,11 +592,11 @@ class _Decider:
     def attempt_failed(self, try_number: int, job_id: str | None, error: str, error_type: str, retryable: bool) -> None:
         step = self.step
         give_up = not retryable or error_type in step.non_retryable
-        delay = None if give_up else step.retry.delay_after(try_number)
+        delay = None if give_up else delay_after(step.retry, try_number)
         retry_at = None if delay is None else self.context.now + timedelta(seconds=delay)
         self.emit(
             StepAttemptFailed,
-            step=step.name,
+            step=step.step,
             try_number=try_number,
             job_id=job_id,
             error=error,
@@ -523,8 +605,8 @@ class _Decider:
         )
         if retry_at is None:
             why = f"{error} ({error_type}, not retryable)" if give_up else f"{error} (after {try_number} tries)"
-            failure = f"Step '{step.name}' failed: {why}"
-            self.emit(StepFailed, step=step.name, error=failure)
+            failure = f"Step '{step.step}' failed: {why}"
+            self.emit(StepFailed, step=step.step, error=failure)
             self.move(step.on_failure, note=failure)
 
     def job_result(self, command: CompleteJob | FailJob) -> None:
@@ -533,10 +615,16 @@ class _Decider:
             return self.reject("stale", f"job {command.job_id} is not in flight")
         if isinstance(command, FailJob):
             return self.attempt_failed(job.try_number, job.job_id, command.error, command.error_type, command.retryable)
-        result = {"output": command.output}
+        result = command.result
+        here = self.state.current_state
+        if problems := self.declared.result_problems(here, result):
+            return self.attempt_failed(job.try_number, job.job_id, "; ".join(problems), "InvalidResult", False)
+        try:
+            trigger, note = self.declared.route(here, result, self.state.context)
+        except ValueError as error:
+            return self.attempt_failed(job.try_number, job.job_id, str(error), "RouteError", False)
         self.emit(StepCompleted, step=job.step, job_id=job.job_id, result=result)
-        route = self.step.route(result, self.state.context)  # still the step's state: the transition comes next
-        self.move(route.trigger, note=route.note)
+        self.move(trigger, note=note)
 
     # -- timers
 
@@ -553,4 +641,5 @@ class _Decider:
             assert job is not None  # a step's timeout is owed only while its job is
             error = f"no result within {seconds(self.step.timeout_s, self.state.context):g} s"
             return self.attempt_failed(job.try_number, job.job_id, error, "Timeout", True)
-        return self.move(self.step.on_deadline, note=DEADLINE_PASSED)
+        assert isinstance(self.step, WaitState) and self.step.deadline  # a deadline is owed only while its wait is
+        return self.move(self.step.deadline.fires, note=DEADLINE_PASSED)

@@ -4,6 +4,40 @@
  */
 
 export interface paths {
+    "/asyncapi": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Asyncapi */
+        get: operations["asyncapi"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/asyncapi.html": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** AsyncapiPage */
+        get: operations["asyncapiPage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/bulk/{bulk_id}": {
         parameters: {
             query?: never;
@@ -168,6 +202,41 @@ export interface paths {
         };
         /** GetType */
         get: operations["getType"];
+        /** Publish */
+        put: operations["publishType"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/types/{name}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ListVersions */
+        get: operations["listTypeVersions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/types/{name}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** GetVersion */
+        get: operations["getTypeVersion"];
         put?: never;
         post?: never;
         delete?: never;
@@ -313,6 +382,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/workflows/{workflow_id}/migrate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Migrate */
+        post: operations["migrateWorkflow"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/workflows/{workflow_id}/process": {
         parameters: {
             query?: never;
@@ -324,6 +410,23 @@ export interface paths {
         put?: never;
         /** Process */
         post: operations["processWorkflow"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/workflows/{workflow_id}/reassign": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Reassign */
+        post: operations["reassignWorkflow"];
         delete?: never;
         options?: never;
         head?: never;
@@ -402,6 +505,12 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** Accept */
+        Accept: {
+            quorum?: number | null;
+            trigger: string;
+            who?: components["schemas"]["Who"] | null;
+        };
         /** ApproveRequest */
         ApproveRequest: {
             approver?: string | null;
@@ -418,11 +527,12 @@ export interface components {
         BulkRequest: {
             comment?: string | null;
             reason?: string | null;
+            to_version?: number | null;
         };
         /** BulkView */
         BulkView: {
             /** @enum {string} */
-            action: "cancel" | "approve" | "reject" | "retry" | "archive";
+            action: "cancel" | "approve" | "reject" | "retry" | "archive" | "migrate";
             by: string;
             done: number;
             filter: string;
@@ -454,6 +564,7 @@ export interface components {
         };
         /** CommandRejected */
         CommandRejected: {
+            actor?: string | null;
             causation_id?: string | null;
             /** @enum {string} */
             code: "not_allowed" | "unknown_workflow" | "already_exists" | "unknown_type" | "stale" | "invalid";
@@ -499,7 +610,14 @@ export interface components {
             start: boolean;
             /** @default approval */
             type: string;
+            type_version?: number | null;
             workflow_id?: string | null;
+        };
+        /** Deadline */
+        Deadline: {
+            after_s: number | components["schemas"]["FromInput"];
+            fires: string;
+            remind_before_s?: number | components["schemas"]["FromInput"] | null;
         };
         /** DecisionPreview */
         DecisionPreview: {
@@ -527,10 +645,25 @@ export interface components {
             /** @default [] */
             types: string[];
         };
+        /** EndState */
+        EndState: {
+            /**
+             * @default end
+             * @constant
+             */
+            kind: "end";
+            /** @default true */
+            succeeded: boolean;
+        };
         /** ExportPlace */
         ExportPlace: {
             name: string;
             object_store: string;
+        };
+        /** FromInput */
+        FromInput: {
+            default: number;
+            input: string;
         };
         /** Health */
         Health: {
@@ -540,6 +673,7 @@ export interface components {
         /** Identity */
         Identity: {
             authenticated: boolean;
+            groups: string[];
             name: string;
             roles: components["schemas"]["Role"][];
         };
@@ -576,18 +710,43 @@ export interface components {
             type: "InputRecorded";
             workflow_id: string;
         };
+        /** MigrateRequest */
+        MigrateRequest: {
+            to_version: number;
+        };
         /** Problem */
         Problem: {
             code?: string | null;
             detail: string;
             export?: components["schemas"]["ExportPlace"] | null;
+            problems?: string[] | null;
             status: number;
             title: string;
+        };
+        /** PublishedType */
+        PublishedType: {
+            /** @default [] */
+            changes: string[];
+            definition: components["schemas"]["TypeDefinition"];
+            info: components["schemas"]["WorkflowTypeInfo"];
+            /**
+             * Format: date-time
+             * @description datetime with the constraint that the value must have timezone info
+             */
+            published_at: string;
+            published_by: string;
+            version: number;
+        };
+        /** ReassignRequest */
+        ReassignRequest: {
+            /** @default  */
+            reason: string;
+            to: string[];
         };
         /** RecordedEvent */
         RecordedEvent: {
             digest?: string | null;
-            event: components["schemas"]["WorkflowCreated"] | components["schemas"]["WorkflowStarted"] | components["schemas"]["TransitionTaken"] | components["schemas"]["InputRecorded"] | components["schemas"]["StepScheduled"] | components["schemas"]["StepAttemptFailed"] | components["schemas"]["StepCompleted"] | components["schemas"]["StepFailed"] | components["schemas"]["WorkflowCancelled"] | components["schemas"]["WorkflowTerminated"] | components["schemas"]["WorkflowRetried"] | components["schemas"]["WorkflowArchived"] | components["schemas"]["CommandRejected"];
+            event: components["schemas"]["WorkflowCreated"] | components["schemas"]["WorkflowStarted"] | components["schemas"]["TransitionTaken"] | components["schemas"]["InputRecorded"] | components["schemas"]["StepScheduled"] | components["schemas"]["StepAttemptFailed"] | components["schemas"]["StepCompleted"] | components["schemas"]["StepFailed"] | components["schemas"]["WorkflowCancelled"] | components["schemas"]["WorkflowTerminated"] | components["schemas"]["WorkflowRetried"] | components["schemas"]["WorkflowArchived"] | components["schemas"]["WorkflowMigrated"] | components["schemas"]["WorkflowReassigned"] | components["schemas"]["CommandRejected"];
             sequence: number;
         };
         /** RejectRequest */
@@ -596,11 +755,40 @@ export interface components {
             /** @default  */
             reason: string;
         };
+        /** RetryPolicy */
+        RetryPolicy: {
+            /**
+             * @default exponential
+             * @enum {string}
+             */
+            backoff: "constant" | "linear" | "exponential";
+            /** @default 1 */
+            initial_delay_s: number;
+            /** @default 60 */
+            max_delay_s: number;
+            /** @default 3 */
+            max_tries: number;
+            /** @default 2 */
+            multiplier: number;
+        };
         /**
          * Role
          * @enum {string}
          */
         Role: "requester" | "approver" | "operator";
+        /** Route */
+        Route: {
+            /** @description a CEL expression giving the text the log records */
+            note?: string | null;
+            trigger: string;
+            when?: string | null;
+        };
+        /** SearchField */
+        SearchField: {
+            /** @enum {string} */
+            kind: "number" | "text";
+            path: string[];
+        };
         /** StateInfo */
         StateInfo: {
             accepts: string[];
@@ -612,6 +800,7 @@ export interface components {
         };
         /** StepAttemptFailed */
         StepAttemptFailed: {
+            actor?: string | null;
             causation_id?: string | null;
             correlation_id?: string | null;
             error: string;
@@ -641,6 +830,7 @@ export interface components {
         };
         /** StepCompleted */
         StepCompleted: {
+            actor?: string | null;
             causation_id?: string | null;
             correlation_id?: string | null;
             job_id: string;
@@ -669,6 +859,7 @@ export interface components {
         };
         /** StepFailed */
         StepFailed: {
+            actor?: string | null;
             causation_id?: string | null;
             correlation_id?: string | null;
             error: string;
@@ -694,6 +885,7 @@ export interface components {
         };
         /** StepScheduled */
         StepScheduled: {
+            actor?: string | null;
             causation_id?: string | null;
             correlation_id?: string | null;
             job_id: string;
@@ -718,6 +910,27 @@ export interface components {
              */
             type: "StepScheduled";
             workflow_id: string;
+        };
+        /** StepState */
+        StepState: {
+            /**
+             * @default step
+             * @constant
+             */
+            kind: "step";
+            /** @default [] */
+            non_retryable: string[];
+            /** @default fail */
+            on_failure: string;
+            /** @description a JSON Schema every result must fit */
+            result_schema?: {
+                [key: string]: unknown;
+            } | null;
+            retry?: components["schemas"]["RetryPolicy"];
+            routes: components["schemas"]["Route"][];
+            step: string;
+            /** @default 30 */
+            timeout_s: number | components["schemas"]["FromInput"] | null;
         };
         /** StopRequest */
         StopRequest: {
@@ -756,6 +969,12 @@ export interface components {
             types: string[];
             url: string | null;
         };
+        /** Transition */
+        Transition: {
+            dest: string;
+            source: string;
+            trigger: string;
+        };
         /** TransitionInfo */
         TransitionInfo: {
             dest: string;
@@ -793,6 +1012,61 @@ export interface components {
             type: "TransitionTaken";
             workflow_id: string;
         };
+        /** TypeApplied */
+        TypeApplied: {
+            /** @default [] */
+            changes: string[];
+            /** @enum {string} */
+            outcome: "published" | "unchanged" | "refused";
+            /** @default [] */
+            problems: string[];
+            version?: number | null;
+        };
+        /** TypeDefinition */
+        TypeDefinition: {
+            /** @default  */
+            description: string;
+            initial: string;
+            /** @description a JSON Schema every instance's input fits */
+            input_schema?: {
+                [key: string]: unknown;
+            } | null;
+            name: string;
+            /** @default {} */
+            search_fields: {
+                [key: string]: components["schemas"]["SearchField"];
+            };
+            states: {
+                [key: string]: components["schemas"]["StepState"] | components["schemas"]["WaitState"] | components["schemas"]["EndState"];
+            };
+            title: string;
+            transitions: components["schemas"]["Transition"][];
+        };
+        /** TypeVersionSummary */
+        TypeVersionSummary: {
+            changes: string[];
+            name: string;
+            /**
+             * Format: date-time
+             * @description datetime with the constraint that the value must have timezone info
+             */
+            published_at: string;
+            published_by: string;
+            version: number;
+        };
+        /** WaitState */
+        WaitState: {
+            /** @default {} */
+            accepts: {
+                [key: string]: components["schemas"]["Accept"];
+            };
+            deadline?: components["schemas"]["Deadline"] | null;
+            /**
+             * @default wait
+             * @constant
+             */
+            kind: "wait";
+        };
         /** WebhookSubscriptionRequest */
         WebhookSubscriptionRequest: {
             /** @constant */
@@ -817,8 +1091,17 @@ export interface components {
             /** Format: url */
             url: string;
         };
+        /** Who */
+        Who: {
+            /** @default [] */
+            groups: string[];
+            input?: string | null;
+            /** @default [] */
+            people: string[];
+        };
         /** WorkflowArchived */
         WorkflowArchived: {
+            actor?: string | null;
             causation_id?: string | null;
             correlation_id?: string | null;
             message_id?: string;
@@ -842,6 +1125,7 @@ export interface components {
         };
         /** WorkflowCancelled */
         WorkflowCancelled: {
+            actor?: string | null;
             causation_id?: string | null;
             correlation_id?: string | null;
             message_id?: string;
@@ -867,6 +1151,7 @@ export interface components {
         };
         /** WorkflowCreated */
         WorkflowCreated: {
+            actor?: string | null;
             causation_id?: string | null;
             correlation_id?: string | null;
             /** @default {} */
@@ -890,11 +1175,68 @@ export interface components {
              * @enum {string}
              */
             type: "WorkflowCreated";
+            /** @default 1 */
+            type_version: number;
             workflow_id: string;
             workflow_type: string;
         };
+        /** WorkflowMigrated */
+        WorkflowMigrated: {
+            actor?: string | null;
+            causation_id?: string | null;
+            correlation_id?: string | null;
+            from_version: number;
+            message_id?: string;
+            /**
+             * Format: date-time
+             * @description datetime with the constraint that the value must have timezone info
+             */
+            occurred_at?: string;
+            previous_hash?: string | null;
+            /**
+             * @default 1
+             * @constant
+             */
+            schema_version: 1;
+            to_version: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "WorkflowMigrated";
+            workflow_id: string;
+        };
+        /** WorkflowReassigned */
+        WorkflowReassigned: {
+            actor?: string | null;
+            causation_id?: string | null;
+            correlation_id?: string | null;
+            message_id?: string;
+            /**
+             * Format: date-time
+             * @description datetime with the constraint that the value must have timezone info
+             */
+            occurred_at?: string;
+            previous_hash?: string | null;
+            /** @default  */
+            reason: string;
+            /**
+             * @default 1
+             * @constant
+             */
+            schema_version: 1;
+            state: string;
+            to: string[];
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "WorkflowReassigned";
+            workflow_id: string;
+        };
         /** WorkflowRetried */
         WorkflowRetried: {
+            actor?: string | null;
             causation_id?: string | null;
             correlation_id?: string | null;
             dest: string;
@@ -920,6 +1262,7 @@ export interface components {
         };
         /** WorkflowStarted */
         WorkflowStarted: {
+            actor?: string | null;
             causation_id?: string | null;
             correlation_id?: string | null;
             deadline_at?: string | null;
@@ -945,6 +1288,7 @@ export interface components {
         };
         /** WorkflowTerminated */
         WorkflowTerminated: {
+            actor?: string | null;
             causation_id?: string | null;
             correlation_id?: string | null;
             message_id?: string;
@@ -971,6 +1315,9 @@ export interface components {
         /** WorkflowTypeInfo */
         WorkflowTypeInfo: {
             initial: string;
+            input_schema?: {
+                [key: string]: unknown;
+            } | null;
             name: string;
             /** @default {} */
             search_fields: {
@@ -979,6 +1326,8 @@ export interface components {
             states: components["schemas"]["StateInfo"][];
             title: string;
             transitions: components["schemas"]["TransitionInfo"][];
+            /** @default 1 */
+            version: number;
         };
         /** WorkflowView */
         WorkflowView: {
@@ -1001,6 +1350,7 @@ export interface components {
             /** @enum {null|string} */
             stopped: "cancelled" | "terminated" | null;
             type: string | null;
+            type_version: number;
             updated_at: string | null;
             waiting_for: string[];
         };
@@ -1013,6 +1363,48 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    asyncapi: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    asyncapiPage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
     getBulk: {
         parameters: {
             query?: never;
@@ -1621,6 +2013,207 @@ export interface operations {
             };
         };
     };
+    publishType: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description a type */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TypeDefinition"];
+            };
+        };
+        responses: {
+            /** @description unchanged: the latest version's own */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TypeApplied"];
+                };
+            };
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TypeApplied"];
+                };
+            };
+            /** @description a body that is not JSON (code `malformed`), or a filter the list cannot take: an unknown field, a bad operator or value (code `bad_filter`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no token, or one that is not valid (code `unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the token's holder has no role the command takes (code `forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid, or the orchestrator found the command not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the message broker or the index is unavailable (code `unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listTypeVersions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description a type */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TypeVersionSummary"][];
+                };
+            };
+            /** @description no token, or one that is not valid (code `unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such workflow (code `unknown_workflow`), type (code `unknown_type`) or bulk (code `unknown_bulk`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid, or the orchestrator found the command not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the message broker or the index is unavailable (code `unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getTypeVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description a type */
+                name: string;
+                /** @description a version of the type */
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PublishedType"];
+                };
+            };
+            /** @description no token, or one that is not valid (code `unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such workflow (code `unknown_workflow`), type (code `unknown_type`) or bulk (code `unknown_bulk`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid, or the orchestrator found the command not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the message broker or the index is unavailable (code `unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listWorkflows: {
         parameters: {
             query?: {
@@ -1809,7 +2402,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description the command each matching workflow is sent */
-                action: "cancel" | "approve" | "reject" | "retry" | "archive";
+                action: "cancel" | "approve" | "reject" | "retry" | "archive" | "migrate";
             };
             cookie?: never;
         };
@@ -2471,6 +3064,129 @@ export interface operations {
             };
         };
     };
+    migrateWorkflow: {
+        parameters: {
+            query?: {
+                /** @description seconds to wait for the command's outcome (default WF_COMMAND_TIMEOUT_S); 0 answers 202 at once */
+                wait?: number | null;
+            };
+            header?: {
+                /** @description becomes the command's id: a repeat for the same workflow within the dedup window is applied once */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                /** @description a workflow id */
+                workflow_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MigrateRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandResult"];
+                };
+            };
+            /** @description no outcome within the wait: `pending` */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandResult"];
+                };
+            };
+            /** @description a body that is not JSON (code `malformed`), or a filter the list cannot take: an unknown field, a bad operator or value (code `bad_filter`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no token, or one that is not valid (code `unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the token's holder has no role the command takes (code `forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such workflow (code `unknown_workflow`), type (code `unknown_type`) or bulk (code `unknown_bulk`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the workflow's state refused the command, or it exists already (the rejection's code) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is larger than a command may be */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid, or the orchestrator found the command not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description more commands a second than the token may send: retry after `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the message broker or the index is unavailable (code `unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     processWorkflow: {
         parameters: {
             query?: {
@@ -2505,6 +3221,129 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CommandResult"];
+                };
+            };
+            /** @description no token, or one that is not valid (code `unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the token's holder has no role the command takes (code `forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such workflow (code `unknown_workflow`), type (code `unknown_type`) or bulk (code `unknown_bulk`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the workflow's state refused the command, or it exists already (the rejection's code) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is larger than a command may be */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid, or the orchestrator found the command not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description more commands a second than the token may send: retry after `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the message broker or the index is unavailable (code `unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reassignWorkflow: {
+        parameters: {
+            query?: {
+                /** @description seconds to wait for the command's outcome (default WF_COMMAND_TIMEOUT_S); 0 answers 202 at once */
+                wait?: number | null;
+            };
+            header?: {
+                /** @description becomes the command's id: a repeat for the same workflow within the dedup window is applied once */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                /** @description a workflow id */
+                workflow_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReassignRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandResult"];
+                };
+            };
+            /** @description no outcome within the wait: `pending` */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandResult"];
+                };
+            };
+            /** @description a body that is not JSON (code `malformed`), or a filter the list cannot take: an unknown field, a bad operator or value (code `bad_filter`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description no token, or one that is not valid (code `unauthorized`) */

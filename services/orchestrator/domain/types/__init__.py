@@ -1,19 +1,25 @@
-"""The shipped workflow types: every module here declares one as `WORKFLOW_TYPE`. Adding a type is adding a file."""
+"""The shipped workflow types: each is a definition document in the repository's `types/` folder, which the
+orchestrator publishes as the first version of its type when the types bucket has none."""
 
-import importlib
-import pkgutil
+from pathlib import Path
 
-from services.orchestrator.domain.declaration import WorkflowType
+import yaml
+
+from contracts.definitions import TypeDefinition
+from services.orchestrator.domain.declaration import TypeVersions, WorkflowType
 from services.orchestrator.domain.engine import Engine
 
-
-def _discover() -> dict[str, WorkflowType]:
-    found = {}
-    for module in pkgutil.iter_modules(__path__):
-        declared: WorkflowType = importlib.import_module(f"{__name__}.{module.name}").WORKFLOW_TYPE
-        found[declared.name] = declared
-    return found
+SHIPPED_DOCUMENTS = Path(__file__).resolve().parents[4] / "types"
 
 
-WORKFLOW_TYPES: dict[str, WorkflowType] = _discover()
-SHIPPED = Engine(WORKFLOW_TYPES)  # the engine for the shipped types, as the orchestrator runs it
+def read_definition(path: Path) -> TypeDefinition:
+    return TypeDefinition.model_validate(yaml.safe_load(path.read_text()))
+
+
+SHIPPED_DEFINITIONS = {
+    definition.name: definition for definition in map(read_definition, sorted(SHIPPED_DOCUMENTS.glob("*.yaml")))
+}
+WORKFLOW_TYPES: dict[str, WorkflowType] = {
+    name: WorkflowType.compile(definition) for name, definition in SHIPPED_DEFINITIONS.items()
+}
+SHIPPED = Engine(TypeVersions(WORKFLOW_TYPES.values()))  # the engine for the shipped types' first versions
