@@ -1,5 +1,6 @@
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -208,6 +209,11 @@ async def a_pull_waits(js, stream: str, durable: str) -> None:
             return False
 
     await eventually(waiting)
+
+
+def launcher_says_ready(output: Path) -> bool:
+    """The launcher's own verdict, in its output: every service it started answers its /healthz."""
+    return re.search(r"^launcher +\| ready$", output.read_text(), re.MULTILINE) is not None
 
 
 async def eventually(probe, timeout_s: float = 20.0, interval_s: float = 0.05):

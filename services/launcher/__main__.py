@@ -190,8 +190,8 @@ def ensure_ports_free(settings: LauncherSettings) -> None:
 
 def answers_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
+        with urllib.request.urlopen(url, timeout=1) as response:  # (4xx and 5xx raise)
+            return 200 <= response.status < 300  # a worker's /healthz answers 204
     except (OSError, http.client.HTTPException):
         return False
 

@@ -36,16 +36,20 @@ def local_subscriptions() -> list[Subscription]:
 
 
 async def ensure_local_subscriptions(admin_url: str, topology: Topology) -> str:
-    """Make the local subscriptions unless they exist; the webhook's secret (to check its signatures)."""
-    client = await nats.connect(admin_url, connect_timeout=5)
+    """Make the local subscriptions unless they exist; the webhook's secret (to check its signatures). `admin_url`:
+    one server's URL or several, comma-separated (a cluster)."""
+    client = await nats.connect(admin_url.split(","), connect_timeout=5)
     try:
         bucket = await client.jetstream().key_value(topology.subscriptions_bucket)
+        made = {}
         for subscription in local_subscriptions():
-            try:
-                await bucket.create(subscription.id, subscription.model_dump_json().encode())
+            try:  # only if it never was: a read-back after a create may reach a replica not caught up yet
+                await bucket.update(subscription.id, subscription.model_dump_json().encode(), last=0)
+                made[subscription.id] = subscription
             except KeyWrongLastSequenceError:
                 pass  # made by an earlier run: kept, with its secret
-        stored = (await bucket.get(_id("webhook"))).value or b""
-        return Subscription.model_validate_json(stored).secret
+        if (webhook := made.get(_id("webhook"))) is None:
+            webhook = Subscription.model_validate_json((await bucket.get(_id("webhook"))).value or b"")
+        return webhook.secret
     finally:
         await client.close()

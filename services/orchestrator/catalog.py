@@ -126,7 +126,9 @@ class TypeCatalog:
             published_by=published_by,
             changes=changes,
         )
-        await self.kv.create(version_key(definition.name, version), published.model_dump_json().encode())
+        # Only if the key never was (a version is never deleted). Not kv.create: on a taken key it reads the key
+        # back, and a replica that has not caught up answers "not found" (two orchestrators starting in a cluster).
+        await self.kv.update(version_key(definition.name, version), published.model_dump_json().encode(), last=0)
         log.info("published version %d of type %s (%s)", version, definition.name, "; ".join(changes) or "new")
         return published
 

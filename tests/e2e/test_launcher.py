@@ -15,10 +15,11 @@ import pytest
 
 from runtime.tokens import Tokens
 from services.launcher.nats_server import free_port
+from tests.conftest import launcher_says_ready
 
 pytestmark = pytest.mark.e2e
 
-READY_DEADLINE_S = 60.0
+READY_DEADLINE_S = 90.0  # past the launcher's own 60 s, so that its verdict is what a failure shows
 STOP_DEADLINE_S = 20.0
 
 
@@ -40,7 +41,7 @@ def is_running(pid: int) -> bool:
 
 def wait_until_healthy(urls: list[str], launcher: subprocess.Popen, output: Path) -> None:
     deadline = time.monotonic() + READY_DEADLINE_S
-    while not all(answers_ok(url) for url in urls):
+    while not (launcher_says_ready(output) and all(answers_ok(url) for url in urls)):
         assert launcher.poll() is None, f"launcher exited with {launcher.returncode}:\n{output.read_text()}"
         assert time.monotonic() < deadline, f"not healthy within {READY_DEADLINE_S:.0f} s:\n{output.read_text()}"
         time.sleep(0.1)  # a poll interval, not a wait for something to happen
