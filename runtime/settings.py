@@ -1,7 +1,6 @@
 """Settings every service reads from the environment, under the same names in the launcher, compose.yaml and
 README."""
 
-import re
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -14,7 +13,6 @@ from contracts.topology import Topology
 if TYPE_CHECKING:
     from wfworker import Worker
 
-URL_SAFE = re.compile(r"[A-Za-z0-9._~-]*")
 # A server that vanishes without closing the connection (a power cut, a partition, a killed container whose goodbye
 # never arrives) answers no ping: the client gives it up after about 20 s and fails over, where nats-py's defaults
 # (a ping every 2 min, two unanswered) would leave it waiting on the dead link for up to 6 minutes.
@@ -28,8 +26,7 @@ class ServiceSettings(BaseSettings):
     # `ServiceSettings(NATS_URL=...)` checks (a positional default or a validation_alias they do not see).
 
     nats_url: str = Field(default="nats://127.0.0.1:4222", alias="NATS_URL")
-    # The service's NATS user (deploy/nats/auth.conf); unset: NATS_URL says, or the server asks for none. The password
-    # goes into the URLs, where nats-py reads it unescaped: hence only URL-safe characters (the generated ones are).
+    # The service's NATS user (deploy/nats/auth.conf); unset: NATS_URL says, or the server asks for none.
     nats_user: str = Field(default="", alias="NATS_USER", pattern=r"^[A-Za-z0-9_.-]*$")
     nats_password: SecretStr = Field(default=SecretStr(""), alias="NATS_PASSWORD")
     prefix: str = Field(default="wf", alias="WF_PREFIX", pattern=r"^[a-z][a-z0-9_-]{0,15}$")
@@ -53,8 +50,6 @@ class ServiceSettings(BaseSettings):
         password = self.nats_password.get_secret_value()
         if password and not self.nats_user:
             raise ValueError("NATS_PASSWORD is set but NATS_USER is not: set both, or neither")
-        if not URL_SAFE.fullmatch(password):
-            raise ValueError("NATS_PASSWORD may hold only letters, digits and . _ ~ - (it goes into the server URLs)")
         if self.nats_ca_file:
             trusting(self.nats_ca_file, "NATS_CA_FILE")  # a file that is not an authority's certificate: said now
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -82,12 +77,17 @@ class ServiceSettings(BaseSettings):
 
     @property
     def nats_servers(self) -> list[str]:
-        """NATS_URL may list several servers, comma separated; clients fail over between them. Each carries NATS_USER
-        and NATS_PASSWORD when set (nats-py takes a server's credentials from its URL only)."""
-        urls = [url.strip() for url in self.nats_url.split(",") if url.strip()]
+        """NATS_URL may list several servers, comma separated; clients fail over between them."""
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
+    @property
+    def nats_credentials(self) -> dict[str, str]:
+        """NATS_USER and NATS_PASSWORD as nats-py's options, not in the URLs: so they are sent to every server, those
+        a client only learns of from the cluster too. (A learnt server refused a client whose password was in the
+        URLs only, and FastStream gives up reconnecting on that refusal: the orchestrator stayed cut off for good.)"""
         if not self.nats_user:
-            return urls
-        return [with_credentials(url, self.nats_user, self.nats_password.get_secret_value()) for url in urls]
+            return {}
+        return {"user": self.nats_user, "password": self.nats_password.get_secret_value()}
 
     @property
     def nats_tls(self) -> ssl.SSLContext | None:
@@ -98,14 +98,22 @@ class ServiceSettings(BaseSettings):
         """How `service` connects with nats-py: to every server, over TLS with NATS_CA_FILE when set, with its
         replies on inboxes of its own, giving up a silent server within seconds (LIVENESS)."""
         connection = {"servers": self.nats_servers, "inbox_prefix": inbox_prefix(service), **LIVENESS}
+        connection |= self.nats_credentials
         return connection | ({"tls": self.nats_tls} if self.nats_ca_file else {})
 
     def broker_connection(self, service: str) -> dict[str, Any]:
-        """The same for FastStream's NatsBroker, which takes TLS as its `security`."""
-        from faststream.nats import NatsSecurity  # the api and the broadcaster have no broker: not imported there
+        """The same for FastStream's NatsBroker, which takes the user and TLS as its `security`."""
+        # The api and the broadcaster have no broker: not imported there.
+        from faststream.nats.security import NatsSecurity, NatsUserPassword
 
         connection = self.nats_connection(service)
-        tls = connection.pop("tls", None)
+        tls, user, password = (
+            connection.pop("tls", None),
+            connection.pop("user", None),
+            connection.pop("password", None),
+        )
+        if user:
+            return connection | {"security": NatsUserPassword(user, password, ssl_context=tls)}
         return connection | ({"security": NatsSecurity(ssl_context=tls)} if tls else {})
 
     def worker(self, name: str, nats_user: str, concurrency: int, port: int) -> "Worker":
@@ -115,8 +123,9 @@ class ServiceSettings(BaseSettings):
 
         connection = self.nats_connection(nats_user)
         servers = connection.pop("servers")
-        return Worker(servers, name=name, prefix=self.prefix, concurrency=concurrency, port=port, host=self.bind_host,
-                      connect_options=connection)  # fmt: skip
+        credentials = (connection.pop("user"), connection.pop("password")) if "user" in connection else None
+        return Worker(servers, credentials, name=name, prefix=self.prefix, concurrency=concurrency, port=port,
+                      host=self.bind_host, connect_options=connection)  # fmt: skip
 
     @property
     def https(self) -> "HttpsFiles":

@@ -15,6 +15,7 @@ from contracts.notifications import EmailSubscriptionRequest, Subscription, Subs
 from contracts.state import WorkflowState
 from contracts.topology import Topology
 from runtime.eventlog import current_entries, left_since
+from runtime.kv import create_once
 from runtime.nats_link import NatsLink
 
 
@@ -138,7 +139,7 @@ class DecisionLinks:
     async def mark_used(self, decision: DecisionLink) -> None:
         kv = await self.link.js.key_value(self.topology.links_bucket)
         try:
-            await kv.create(decision.nonce, decision.model_dump_json().encode())
+            await create_once(kv, decision.nonce, decision.model_dump_json().encode())
         except KeyWrongLastSequenceError:
             pass  # the same link, applied by a second click meanwhile: the same command
 

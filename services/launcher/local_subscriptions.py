@@ -13,6 +13,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from contracts.auth import Role, answering_for
 from contracts.notifications import Subscription
 from contracts.topology import Topology
+from runtime.kv import create_once
 
 CATCHER_WEBHOOK = "http://127.0.0.1:8025/hooks"
 DEV, DEV_EMAIL = "dev", "dev@localhost"
@@ -43,8 +44,8 @@ async def ensure_local_subscriptions(admin_url: str, topology: Topology) -> str:
         bucket = await client.jetstream().key_value(topology.subscriptions_bucket)
         made = {}
         for subscription in local_subscriptions():
-            try:  # only if it never was: a read-back after a create may reach a replica not caught up yet
-                await bucket.update(subscription.id, subscription.model_dump_json().encode(), last=0)
+            try:
+                await create_once(bucket, subscription.id, subscription.model_dump_json().encode())
                 made[subscription.id] = subscription
             except KeyWrongLastSequenceError:
                 pass  # made by an earlier run: kept, with its secret

@@ -25,6 +25,7 @@ from contracts.definitions import (
 )
 from contracts.topology import Topology
 from runtime.eventlog import current_entries
+from runtime.kv import create_once
 from services.orchestrator.domain.declaration import (
     InvalidDefinition,
     TypeVersions,
@@ -126,9 +127,7 @@ class TypeCatalog:
             published_by=published_by,
             changes=changes,
         )
-        # Only if the key never was (a version is never deleted). Not kv.create: on a taken key it reads the key
-        # back, and a replica that has not caught up answers "not found" (two orchestrators starting in a cluster).
-        await self.kv.update(version_key(definition.name, version), published.model_dump_json().encode(), last=0)
+        await create_once(self.kv, version_key(definition.name, version), published.model_dump_json().encode())
         log.info("published version %d of type %s (%s)", version, definition.name, "; ".join(changes) or "new")
         return published
 

@@ -53,19 +53,18 @@ def test_a_service_connects_to_every_server_as_its_own_user(monkeypatch):
     for name, value in users.service_environment("processor").items():
         monkeypatch.setenv(name, value)
 
-    password = users.passwords["processor"]
-    assert ServiceSettings().nats_servers == [f"nats://processor:{password}@127.0.0.1:{port}" for port in (4222, 4223)]
-    assert ServiceSettings().nats_connection("processor")["inbox_prefix"] == "_INBOX_processor"
+    connection = ServiceSettings().nats_connection("processor")
+    assert connection["servers"] == ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+    assert (connection["user"], connection["password"]) == ("processor", users.passwords["processor"])
+    assert connection["inbox_prefix"] == "_INBOX_processor"
 
 
-@pytest.mark.parametrize("environment", [{"NATS_PASSWORD": "secret"}, {"NATS_USER": "api", "NATS_PASSWORD": "a@b"}])
-def test_unusable_credentials_are_refused_without_showing_the_password(monkeypatch, environment):
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
+def test_a_password_without_its_user_is_refused_without_showing_it(monkeypatch):
+    monkeypatch.setenv("NATS_PASSWORD", "secret")
 
     with pytest.raises(ValueError, match="NATS_PASSWORD") as refused:
         ServiceSettings()
-    assert environment["NATS_PASSWORD"] not in str(refused.value)
+    assert "secret" not in str(refused.value)
 
 
 def test_outside_clients_are_told_to_connect_as_the_client_user(tmp_path, monkeypatch):
